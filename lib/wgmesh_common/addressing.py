@@ -1,0 +1,160 @@
+"""The addressing plan: which addresses a node and each of its links get.
+
+Pure functions of the mesh parameters. With the defaults (10.0.0.0/16, a /23
+per node) node N owns 10.0.N.0/23: 10.0.N.1 on its loopback, link /31s from
+10.0.N.4 upward, all allocated by the node that serves the link. IPv6 mirrors
+it: node N owns the /64 at index N of the /48, its loopback is ::1 there and a
+link's /127 sits at the same offset as the link's IPv4 /31.
+"""
+
+import ipaddress
+from dataclasses import dataclass
+
+from .errors import ConfigError
+
+IPv4 = ipaddress.IPv4Address
+IPv6 = ipaddress.IPv6Address
+FIRST_LINK_OFFSET = 4  # .0-.3 are the node's loopback /30
+
+
+@dataclass(frozen=True)
+class LinkAddresses:
+    """Both ends of one link, from the serving node's block."""
+
+    offset: int
+    server4: IPv4
+    client4: IPv4
+    server6: IPv6
+    client6: IPv6
+
+    def local4(self, role: str) -> IPv4:
+        return self.server4 if role == "server" else self.client4
+
+    def peer4(self, role: str) -> IPv4:
+        return self.client4 if role == "server" else self.server4
+
+    def local6(self, role: str) -> IPv6:
+        return self.server6 if role == "server" else self.client6
+
+    def peer6(self, role: str) -> IPv6:
+        return self.client6 if role == "server" else self.server6
+
+
+@dataclass(frozen=True)
+class MeshPlan:
+    subnet: ipaddress.IPv4Network
+    node_prefix: int
+    subnet6: ipaddress.IPv6Network
+    vxlan_subnet: ipaddress.IPv4Network
+    client_id_start: int = 200
+
+    @classmethod
+    def from_config(cls, config) -> "MeshPlan":
+        return cls(config.subnet, config.node_prefix, config.subnet6, config.vxlan_subnet, config.client_id_start)
+
+    @classmethod
+    def default(cls) -> "MeshPlan":
+        return cls(
+            ipaddress.IPv4Network("10.0.0.0/16"),
+            23,
+            ipaddress.IPv6Network("fd10::/48"),
+            ipaddress.IPv4Network("10.0.251.0/24"),
+        )
+
+    @property
+    def id_step(self) -> int:
+        """How far apart node IDs are: a /23 block spans two /24s."""
+        return 1 << (24 - self.node_prefix)
+
+    @property
+    def block_size(self) -> int:
+        return 1 << (32 - self.node_prefix)
+
+    def check_layout(self, source: str = "wgmesh.toml") -> None:
+        if self.subnet.prefixlen > self.node_prefix:
+            raise ConfigError(f"{source}: mesh.subnet {self.subnet} is smaller than one node block (/{self.node_prefix})")
+        if self.subnet6.prefixlen > 56:
+            raise ConfigError(f"{source}: mesh.subnet6 {self.subnet6} must be a /56 or larger, to hold a /64 per node")
+        if not self.vxlan_subnet.subnet_of(self.subnet):
+            raise ConfigError(f"{source}: mesh.vxlan_subnet {self.vxlan_subnet} must lie inside mesh.subnet {self.subnet}")
+        if self.vxlan_subnet.prefixlen > 24:
+            raise ConfigError(f"{source}: mesh.vxlan_subnet {self.vxlan_subnet} must be a /24 or larger (one address per node)")
+
+    def check_node_id(self, node_id: int, source: str = "wgmesh.toml") -> None:
+        problem = self.node_id_problem(node_id)
+        if problem:
+            raise ConfigError(f"{source}: node.id {problem}")
+
+    def node_id_problem(self, node_id: int) -> str | None:
+        """Why node_id cannot be used in this mesh, or None."""
+        if not 0 <= node_id <= 254:
+            return f"{node_id} is out of range (0-254)"
+        if node_id % self.id_step:
+            return f"{node_id} is not a multiple of {self.id_step}: with /{self.node_prefix} node blocks IDs step by {self.id_step}"
+        block = self.node_block(node_id)
+        if not block.subnet_of(self.subnet):
+            return f"{node_id} does not fit in mesh subnet {self.subnet}"
+        if block.overlaps(self.vxlan_subnet):
+            return f"{node_id} would overlap the VXLAN subnet {self.vxlan_subnet}"
+        return None
+
+    def valid_node_ids(self) -> list[int]:
+        return [i for i in range(0, 255) if self.node_id_problem(i) is None]
+
+    def is_client(self, node_id: int) -> bool:
+        return node_id >= self.client_id_start
+
+    def node_block(self, node_id: int) -> ipaddress.IPv4Network:
+        base = int(self.subnet.network_address) + node_id * 256
+        return ipaddress.IPv4Network((base, self.node_prefix))
+
+    def loopback4(self, node_id: int) -> IPv4:
+        return self.node_block(node_id).network_address + 1
+
+    def loopback4_network(self, node_id: int) -> ipaddress.IPv4Network:
+        return ipaddress.IPv4Network((self.node_block(node_id).network_address, 30))
+
+    def node_block6(self, node_id: int) -> ipaddress.IPv6Network:
+        base = int(self.subnet6.network_address) + (node_id << 64)
+        return ipaddress.IPv6Network((base, 64))
+
+    def loopback6(self, node_id: int) -> IPv6:
+        return self.node_block6(node_id).network_address + 1
+
+    def vxlan4(self, node_id: int) -> IPv4:
+        return self.vxlan_subnet.network_address + node_id
+
+    def vxlan6_network(self) -> ipaddress.IPv6Network:
+        index = (int(self.vxlan_subnet.network_address) - int(self.subnet.network_address)) >> 8
+        return ipaddress.IPv6Network((int(self.subnet6.network_address) + (index << 64), 64))
+
+    def vxlan6(self, node_id: int) -> IPv6:
+        return self.vxlan6_network().network_address + node_id
+
+    def link_offsets(self) -> range:
+        """Offsets of the /31s a node can serve: every even one after the loopback."""
+        return range(FIRST_LINK_OFFSET, self.block_size - 1, 2)
+
+    def link_addresses(self, server_id: int, offset: int) -> LinkAddresses:
+        if offset not in self.link_offsets():
+            raise ValueError(f"link offset {offset} is not a /31 in a node block")
+        base4 = self.node_block(server_id).network_address
+        base6 = self.node_block6(server_id).network_address
+        return LinkAddresses(offset, base4 + offset, base4 + offset + 1, base6 + offset, base6 + offset + 1)
+
+    def owner_of(self, address: ipaddress.IPv4Address) -> int | None:
+        """The node ID whose block holds address, if any."""
+        if address not in self.subnet:
+            return None
+        node_id = (int(address) - int(self.subnet.network_address)) >> 8
+        node_id -= node_id % self.id_step
+        return node_id if self.node_id_problem(node_id) is None else None
+
+
+def link_local6(address4: IPv4) -> IPv6:
+    """A link-local address for a WireGuard interface, which gets none itself.
+
+    OSPFv3 speaks from link-local addresses; deriving it from the interface's
+    own /31 address makes it unique on the link and stable across restarts.
+    """
+    return IPv6(int(IPv6("fe80::")) + int(address4))

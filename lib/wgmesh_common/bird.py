@@ -1,0 +1,183 @@
+"""bird2 configuration rendering and control.
+
+wgmesh runs a bird instance of its own (own config file and control socket
+under /run/wgmesh), so an operator's bird setup is never touched. The config
+is derived state: rendered from the node config, the link files and the
+costs, never hand-edited.
+"""
+
+import socket
+from dataclasses import dataclass
+from pathlib import Path
+
+from .addressing import MeshPlan
+from .errors import WgmeshError
+
+MAX_COST = 65535
+CLIENT_COST_PENALTY = 10000
+LOOPBACK_LINK_LOCAL = "fe80::1/64"
+
+
+@dataclass(frozen=True)
+class OspfInterface:
+    name: str
+    cost: int
+
+
+def _clamp(cost: int) -> int:
+    return max(1, min(MAX_COST, int(cost)))
+
+
+def render(
+    plan: MeshPlan,
+    node_id: int,
+    interfaces: list[OspfInterface],
+    hello: int = 1,
+    dead: int = 4,
+    stub_router: bool = False,
+) -> str:
+    """The whole bird.conf for this node. Pure: same input, same bytes, so the
+    cost-writer can skip reconfiguring when nothing changed."""
+    loopback4 = plan.loopback4(node_id)
+    loopback6 = plan.loopback6(node_id)
+    lo_net4 = plan.loopback4_network(node_id)
+    ifaces = sorted(interfaces, key=lambda i: i.name)
+
+    def ospf_interfaces() -> str:
+        lines = []
+        for iface in ifaces:
+            lines.append(
+                f'\t\tinterface "{iface.name}" {{ type ptp; cost {_clamp(iface.cost)}; '
+                f"hello {hello}; dead {dead}; }};"
+            )
+        return "\n".join(lines)
+
+    # Clients announce themselves as stub routers: OSPF then never routes
+    # traffic between two other nodes through them.
+    stub = "\tstub router yes;\n" if stub_router else ""
+    return f"""\
+# Rendered by wgmesh; do not edit: every link change or cost change rewrites it.
+log stderr all;
+router id {loopback4};
+
+protocol device {{
+\tscan time 10;
+}}
+
+protocol kernel wgmesh_kernel4 {{
+\tipv4 {{
+\t\timport none;
+\t\texport filter {{
+\t\t\tif source = RTS_OSPF then {{ krt_prefsrc = {loopback4}; accept; }}
+\t\t\treject;
+\t\t}};
+\t}};
+}}
+
+protocol kernel wgmesh_kernel6 {{
+\tipv6 {{
+\t\timport none;
+\t\texport filter {{
+\t\t\tif source = RTS_OSPF then {{ krt_prefsrc = {loopback6}; accept; }}
+\t\t\treject;
+\t\t}};
+\t}};
+}}
+
+protocol ospf v2 wgmesh4 {{
+{stub}\tecmp yes;
+\tipv4 {{ import all; export none; }};
+\tarea 0 {{
+\t\tinterface "lo" {lo_net4} {{ stub yes; }};
+{ospf_interfaces()}
+\t}};
+}}
+
+protocol ospf v3 wgmesh6 {{
+{stub}\tecmp yes;
+\tipv6 {{ import all; export none; }};
+\tarea 0 {{
+\t\tinterface "lo" {{ stub yes; }};
+{ospf_interfaces()}
+\t}};
+}}
+"""
+
+
+def link_cost(base_cost: int, peer_is_client: bool, self_is_client: bool) -> int:
+    """A link's cost before quality is measured; links of clients cost
+    CLIENT_COST_PENALTY more so they are never preferred for transit."""
+    cost = base_cost
+    if peer_is_client or self_is_client:
+        cost += CLIENT_COST_PENALTY
+    return _clamp(cost)
+
+
+class BirdError(WgmeshError):
+    pass
+
+
+class BirdControl:
+    """bird's control-socket protocol: 4-digit reply codes, '-' continues."""
+
+    def __init__(self, path: Path, timeout: float = 10.0):
+        self.path = Path(path)
+        self.timeout = timeout
+
+    def command(self, line: str) -> tuple[int, str]:
+        with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as sock:
+            sock.settimeout(self.timeout)
+            try:
+                sock.connect(str(self.path))
+            except (FileNotFoundError, ConnectionRefusedError):
+                raise BirdError(f"bird is not running (no control socket at {self.path})") from None
+            reader = sock.makefile("r", encoding="utf-8", errors="replace")
+            self._read_reply(reader)  # the "0001 BIRD x ready." greeting
+            sock.sendall((line + "\n").encode())
+            return self._read_reply(reader)
+
+    @staticmethod
+    def _read_reply(reader) -> tuple[int, str]:
+        lines = []
+        code = 0
+        for raw in reader:
+            raw = raw.rstrip("\n")
+            if raw.startswith(" "):
+                lines.append(raw[1:])
+                continue
+            if len(raw) >= 5 and raw[:4].isdigit():
+                code = int(raw[:4])
+                lines.append(raw[5:])
+                if raw[4] == " ":
+                    break
+            else:
+                lines.append(raw)
+        return code, "\n".join(lines)
+
+    def configure(self) -> str:
+        code, text = self.command("configure")
+        if code >= 8000:
+            raise BirdError(f"bird refused the new config: {text.splitlines()[-1] if text else code}")
+        return text
+
+    def alive(self) -> bool:
+        try:
+            self.command("show status")
+            return True
+        except (BirdError, OSError):
+            return False
+
+    def ospf_neighbors(self, protocol: str = "wgmesh4") -> list[dict]:
+        code, text = self.command(f"show ospf neighbors {protocol}")
+        return parse_ospf_neighbors(text)
+
+
+def parse_ospf_neighbors(text: str) -> list[dict]:
+    """Rows of `show ospf neighbors`: router id, state and interface."""
+    rows = []
+    for line in text.splitlines():
+        fields = line.split()
+        # Router ID   Pri   State   DTime   Interface   Router IP
+        if len(fields) >= 5 and fields[0].count(".") == 3 and "/" in fields[2]:
+            rows.append({"router_id": fields[0], "state": fields[2].split("/")[0], "interface": fields[4]})
+    return rows

@@ -1,0 +1,37 @@
+"""wgmesh status / up / down."""
+
+import json
+
+import click
+
+from .. import status
+from .common import load_node
+
+
+@click.command("status")
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+def status_command(as_json: bool) -> None:
+    """Show this node's links: peer, endpoint, state, last handshake, OSPF."""
+    node = load_node()
+    rows, problems = status.gather(node)
+    if as_json:
+        click.echo(json.dumps({"node": node.node_id, "links": status.as_dicts(rows), "problems": problems}, indent=2))
+        return
+    plan = node.plan
+    click.echo(f"node {node.node_id}  {plan.loopback4(node.node_id)}  {plan.loopback6(node.node_id)}")
+    click.echo(status.table(rows) if rows else "no links")
+    for problem in problems:
+        click.echo(f"warning: {problem}", err=True)
+
+
+@click.command("up")
+def up_command() -> None:
+    """Bring the node up: loopback addresses, every link, bird, join API."""
+    load_node().supervisor.start_node()
+
+
+@click.command("down")
+def down_command() -> None:
+    """Take the node down: every link, bird and the join API stop.
+    Link files stay, so 'wgmesh up' (or a reboot) restores the same mesh."""
+    load_node().supervisor.stop_node()

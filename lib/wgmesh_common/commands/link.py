@@ -1,0 +1,43 @@
+"""wgmesh-link: realise one link file as an interface, or remove it.
+
+Under wgmesh-link@NAME.service (NOTIFY_SOCKET set) `up` tells systemd it is
+ready and, with wireguard-go, hands it wireguard-go's PID as the service's
+main process, so systemd supervises (and restarts) the daemon itself.
+"""
+
+import os
+
+import click
+
+from .. import linkops
+from .common import load_node
+
+
+def _notify(state: str) -> None:
+    from systemd import daemon
+
+    daemon.notify(state)
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+def main() -> None:
+    """Bring one link's interface up or down."""
+
+
+@main.command("up")
+@click.argument("name")
+def up(name: str) -> None:
+    """Create and configure the interface of link NAME."""
+    node = load_node()
+    supervised = bool(os.environ.get("NOTIFY_SOCKET"))
+    process = linkops.bring_up(node.paths, node.config, name, supervised=supervised)
+    if supervised:
+        _notify(f"READY=1\nMAINPID={process.pid}" if process else "READY=1")
+
+
+@main.command("down")
+@click.argument("name")
+def down(name: str) -> None:
+    """Remove the interface of link NAME (the link file stays)."""
+    node = load_node()
+    linkops.take_down(node.paths, name)

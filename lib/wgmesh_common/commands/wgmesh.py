@@ -1,0 +1,20 @@
+"""The `wgmesh` front door: a click group of the subcommands."""
+
+import click
+
+from .. import __version__
+from .cmd_connect import connect_command, disconnect_command
+from .cmd_init import init_command
+from .cmd_status import down_command, status_command, up_command
+from .cmd_token import token_command
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, prog_name="wgmesh")
+def main() -> None:
+    """A WireGuard full mesh that builds itself and routes with bird2 OSPF."""
+
+
+for command in (init_command, token_command, connect_command, disconnect_command, status_command,
+                up_command, down_command):
+    main.add_command(command)

@@ -1,0 +1,298 @@
+"""The node configuration, /etc/wgmesh/wgmesh.toml: schema, defaults, validation.
+
+This module is the only reader and writer of that file. Operators edit it by
+hand, so writes go through set_value(), which edits one line and keeps every
+comment, instead of re-serialising the whole document.
+"""
+
+import ipaddress
+import re
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable
+
+from .errors import ConfigError, NotInitialisedError
+from .tomlio import read_toml, write_atomic
+
+MAX_NODE_ID = 254
+BACKENDS = ("auto", "kernel", "userspace")
+SERVICE_MANAGERS = ("auto", "systemd", "direct")
+
+
+def _int_in(low: int, high: int) -> Callable[[Any], str | None]:
+    def check(value: Any) -> str | None:
+        if not low <= value <= high:
+            return f"must be between {low} and {high}"
+        return None
+
+    return check
+
+
+def _choice(options: tuple[str, ...]) -> Callable[[Any], str | None]:
+    def check(value: Any) -> str | None:
+        if value not in options:
+            return f"must be one of {', '.join(options)}"
+        return None
+
+    return check
+
+
+def _network(version: int) -> Callable[[Any], str | None]:
+    def check(value: Any) -> str | None:
+        try:
+            net = ipaddress.ip_network(value)
+        except ValueError:
+            return f"{value!r} is not a network with a prefix (like {'10.0.0.0/16' if version == 4 else 'fd10::/48'})"
+        if net.version != version:
+            return f"must be an IPv{version} network"
+        return None
+
+    return check
+
+
+def _address(version: int) -> Callable[[Any], str | None]:
+    def check(value: Any) -> str | None:
+        try:
+            addr = ipaddress.ip_address(value)
+        except ValueError:
+            return f"{value!r} is not an IPv{version} address"
+        if addr.version != version:
+            return f"must be an IPv{version} address"
+        return None
+
+    return check
+
+
+# section -> key -> (type, default, check). A default of None means "unset".
+SCHEMA: dict[str, dict[str, tuple[type, Any, Callable[[Any], str | None] | None]]] = {
+    "node": {
+        "id": (int, None, _int_in(0, MAX_NODE_ID)),
+        # Underlay addresses other nodes reach this one at. Unset: learned from
+        # this node's own interfaces and routes, never from a web service.
+        "public_ipv4": (str, None, _address(4)),
+        "public_ipv6": (str, None, _address(6)),
+    },
+    "mesh": {
+        "subnet": (str, "10.0.0.0/16", _network(4)),
+        "node_prefix": (int, 23, _int_in(22, 24)),
+        "subnet6": (str, "fd10::/48", _network(6)),
+        "vxlan_subnet": (str, "10.0.251.0/24", _network(4)),
+        "client_id_start": (int, 200, _int_in(1, MAX_NODE_ID + 1)),
+    },
+    "api": {
+        "public": (bool, False, None),
+        "port": (int, 8080, _int_in(1, 65535)),
+    },
+    "wireguard": {
+        "backend": (str, "auto", _choice(BACKENDS)),
+        "port_base": (int, 51820, _int_in(1024, 65000)),
+        "mtu": (int, 1420, _int_in(1280, 9000)),
+        "keepalive": (int, 25, _int_in(0, 3600)),
+    },
+    "ospf": {
+        "hello": (int, 1, _int_in(1, 65535)),
+        "dead": (int, 4, _int_in(2, 65535)),
+        "base_cost": (int, 100, _int_in(1, 65535)),
+    },
+    "system": {
+        "service_manager": (str, "auto", _choice(SERVICE_MANAGERS)),
+    },
+}
+
+
+@dataclass(frozen=True)
+class NodeConfig:
+    node_id: int | None
+    public_ipv4: str | None
+    public_ipv6: str | None
+    subnet: ipaddress.IPv4Network
+    node_prefix: int
+    subnet6: ipaddress.IPv6Network
+    vxlan_subnet: ipaddress.IPv4Network
+    client_id_start: int
+    api_public: bool
+    api_port: int
+    backend: str
+    port_base: int
+    mtu: int
+    keepalive: int
+    ospf_hello: int
+    ospf_dead: int
+    base_cost: int
+    service_manager: str
+
+    @property
+    def initialised(self) -> bool:
+        return self.node_id is not None
+
+    @property
+    def is_client(self) -> bool:
+        return self.node_id is not None and self.node_id >= self.client_id_start
+
+    def require_id(self) -> int:
+        if self.node_id is None:
+            raise NotInitialisedError("this node is not initialised: run 'wgmesh init ID' first")
+        return self.node_id
+
+
+def parse(data: dict[str, Any], source: str = "wgmesh.toml") -> NodeConfig:
+    """Validate a parsed document; raise ConfigError naming the first problem."""
+    values: dict[str, dict[str, Any]] = {}
+    for section, body in data.items():
+        if section not in SCHEMA:
+            raise ConfigError(f"{source}: unknown section [{section}] (known: {', '.join(SCHEMA)})")
+        if not isinstance(body, dict):
+            raise ConfigError(f"{source}: {section} must be a table, like [{section}]")
+    for section, keys in SCHEMA.items():
+        body = data.get(section, {})
+        for key in body:
+            if key not in keys:
+                raise ConfigError(f"{source}: unknown key {section}.{key} (known: {', '.join(keys)})")
+        values[section] = {}
+        for key, (kind, default, check) in keys.items():
+            value = body.get(key, default)
+            if value is not None:
+                # bool is an int in Python; a config "true" for a port is still wrong.
+                if not isinstance(value, kind) or (kind is int and isinstance(value, bool)):
+                    raise ConfigError(f"{source}: {section}.{key} must be {_type_name(kind)}, not {value!r}")
+                if check and (problem := check(value)):
+                    raise ConfigError(f"{source}: {section}.{key} {problem}")
+            values[section][key] = value
+    config = NodeConfig(
+        node_id=values["node"]["id"],
+        public_ipv4=values["node"]["public_ipv4"],
+        public_ipv6=values["node"]["public_ipv6"],
+        subnet=ipaddress.IPv4Network(values["mesh"]["subnet"], strict=False),
+        node_prefix=values["mesh"]["node_prefix"],
+        subnet6=ipaddress.IPv6Network(values["mesh"]["subnet6"], strict=False),
+        vxlan_subnet=ipaddress.IPv4Network(values["mesh"]["vxlan_subnet"], strict=False),
+        client_id_start=values["mesh"]["client_id_start"],
+        api_public=values["api"]["public"],
+        api_port=values["api"]["port"],
+        backend=values["wireguard"]["backend"],
+        port_base=values["wireguard"]["port_base"],
+        mtu=values["wireguard"]["mtu"],
+        keepalive=values["wireguard"]["keepalive"],
+        ospf_hello=values["ospf"]["hello"],
+        ospf_dead=values["ospf"]["dead"],
+        base_cost=values["ospf"]["base_cost"],
+        service_manager=values["system"]["service_manager"],
+    )
+    if config.ospf_dead <= config.ospf_hello:
+        raise ConfigError(f"{source}: ospf.dead ({config.ospf_dead}) must be longer than ospf.hello ({config.ospf_hello})")
+    # Imported here to keep the dependency one-way: addressing knows nothing of files.
+    from .addressing import MeshPlan
+
+    plan = MeshPlan.from_config(config)
+    plan.check_layout(source)
+    if config.node_id is not None:
+        plan.check_node_id(config.node_id, source)
+    return config
+
+
+def _type_name(kind: type) -> str:
+    return {int: "an integer", str: "a string", bool: "true or false"}[kind]
+
+
+def load(path: Path) -> NodeConfig:
+    """The node's config; a missing file is an uninitialised node with defaults."""
+    if not Path(path).exists():
+        return parse({}, str(path))
+    return parse(read_toml(path), str(path))
+
+
+def defaults() -> NodeConfig:
+    return parse({})
+
+
+_SECTION_RE = re.compile(r"^\s*\[([A-Za-z0-9_-]+)\]\s*(#.*)?$")
+
+
+def _key_re(key: str) -> re.Pattern[str]:
+    return re.compile(rf"^\s*#?\s*{re.escape(key)}\s*=")
+
+
+def coerce(section: str, key: str, text: str) -> Any:
+    """Turn a command-line string into the schema's type for section.key."""
+    if section not in SCHEMA or key not in SCHEMA[section]:
+        raise ConfigError(f"unknown setting {section}.{key}")
+    kind = SCHEMA[section][key][0]
+    if kind is bool:
+        if text.lower() in ("true", "yes", "1", "on"):
+            return True
+        if text.lower() in ("false", "no", "0", "off"):
+            return False
+        raise ConfigError(f"{section}.{key} must be true or false, not {text!r}")
+    if kind is int:
+        try:
+            return int(text)
+        except ValueError:
+            raise ConfigError(f"{section}.{key} must be an integer, not {text!r}") from None
+    return text
+
+
+def render_value(value: Any) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, int):
+        return str(value)
+    return '"' + str(value).replace("\\", "\\\\").replace('"', '\\"') + '"'
+
+
+def set_values(text: str, changes: dict[tuple[str, str], Any]) -> str:
+    """Return the document with each (section, key) set, comments preserved.
+
+    An existing line (or a commented-out example of it) in the right section is
+    replaced in place; otherwise the key is added at the end of its section,
+    and a missing section is appended.
+    """
+    lines = text.splitlines()
+    for (section, key), value in changes.items():
+        new_line = f"{key} = {render_value(value)}"
+        start, end = _section_bounds(lines, section)
+        if start is None:
+            if lines and lines[-1].strip():
+                lines.append("")
+            lines += [f"[{section}]", new_line]
+            continue
+        live = [i for i in range(start, end) if re.match(rf"^\s*{re.escape(key)}\s*=", lines[i])]
+        commented = [i for i in range(start, end) if _key_re(key).match(lines[i])]
+        if live:
+            lines[live[0]] = new_line
+        elif commented:
+            lines.insert(commented[-1] + 1, new_line)
+        else:
+            insert_at = end
+            while insert_at > start and not lines[insert_at - 1].strip():
+                insert_at -= 1
+            lines.insert(insert_at, new_line)
+    return "\n".join(lines) + "\n"
+
+
+def _section_bounds(lines: list[str], section: str) -> tuple[int | None, int]:
+    start = None
+    for index, line in enumerate(lines):
+        match = _SECTION_RE.match(line)
+        if not match:
+            continue
+        if start is not None:
+            return start, index
+        if match.group(1) == section:
+            start = index + 1
+    return start, len(lines)
+
+
+def write_settings(path: Path, changes: dict[tuple[str, str], Any]) -> NodeConfig:
+    """Apply changes to the config file, validating the result before writing."""
+    path = Path(path)
+    text = path.read_text() if path.exists() else ""
+    new_text = set_values(text, changes)
+    import tomllib
+
+    try:
+        document = tomllib.loads(new_text)
+    except tomllib.TOMLDecodeError as error:
+        raise ConfigError(f"{path}: the edit would not be valid TOML: {error}") from None
+    config = parse(document, str(path))
+    write_atomic(path, new_text.encode())
+    return config

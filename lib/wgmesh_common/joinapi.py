@@ -1,0 +1,168 @@
+"""The join API's wire format: request validation, responses, signatures.
+
+Pure functions only; the HTTP server and client are thin layers over this.
+Requests are JSON objects. /update and /disconnect carry no secret: they are
+signed with HMAC-SHA256 keyed by the link's preshared key, over the method,
+the path and the exact body, which includes a timestamp; the server accepts
+each link's timestamps only in increasing order, so a captured request can
+not be replayed.
+"""
+
+import hashlib
+import hmac
+import json
+import time
+from dataclasses import dataclass
+from typing import Any
+
+from . import linkfile
+from .addressing import MeshPlan
+
+MAX_BODY = 16 * 1024
+CLOCK_SKEW = 300.0
+SIGNATURE_HEADER = "X-Wgmesh-Signature"
+
+
+class RequestError(Exception):
+    """A request the server refuses: HTTP status plus a one-line reason."""
+
+    def __init__(self, status: int, reason: str):
+        super().__init__(reason)
+        self.status = status
+        self.reason = " ".join(reason.split())
+
+
+def parse_body(raw: bytes) -> dict[str, Any]:
+    if len(raw) > MAX_BODY:
+        raise RequestError(413, f"request body larger than {MAX_BODY} bytes")
+    try:
+        body = json.loads(raw)
+    except (json.JSONDecodeError, UnicodeDecodeError):
+        raise RequestError(400, "request body is not valid JSON") from None
+    if not isinstance(body, dict):
+        raise RequestError(400, "request body must be a JSON object")
+    return body
+
+
+def _field(body: dict, name: str, kind: type, required: bool = True) -> Any:
+    if name not in body:
+        if required:
+            raise RequestError(400, f"missing field {name!r}")
+        return None
+    value = body[name]
+    if not isinstance(value, kind) or (kind is int and isinstance(value, bool)):
+        expected = {int: "an integer", str: "a string", float: "a number", bool: "true or false"}.get(kind, kind.__name__)
+        raise RequestError(400, f"field {name!r} must be {expected}")
+    return value
+
+
+def _check_known(body: dict, allowed: set[str]) -> None:
+    unknown = sorted(set(body) - allowed)
+    if unknown:
+        raise RequestError(400, f"unknown field {unknown[0]!r}")
+
+
+def check_peer_id(plan: MeshPlan, peer_id: int, own_id: int) -> None:
+    problem = plan.node_id_problem(peer_id)
+    if problem:
+        raise RequestError(400, f"id {problem}")
+    if peer_id == own_id:
+        raise RequestError(409, f"id {peer_id} is this node's own ID")
+
+
+@dataclass(frozen=True)
+class ConnectivityRequest:
+    peer_id: int
+    token: str | None
+
+
+def parse_connectivity(body: dict, plan: MeshPlan, own_id: int) -> ConnectivityRequest:
+    _check_known(body, {"id", "token"})
+    peer_id = _field(body, "id", int)
+    check_peer_id(plan, peer_id, own_id)
+    return ConnectivityRequest(peer_id, _field(body, "token", str, required=False))
+
+
+@dataclass(frozen=True)
+class ConnectRequest:
+    peer_id: int
+    public_key: str
+    listen_port: int
+    family: int
+    link_type: str
+    token: str | None
+
+
+def parse_connect(body: dict, plan: MeshPlan, own_id: int) -> ConnectRequest:
+    _check_known(body, {"id", "token", "public_key", "listen_port", "family", "type"})
+    peer_id = _field(body, "id", int)
+    check_peer_id(plan, peer_id, own_id)
+    public_key = _field(body, "public_key", str)
+    try:
+        linkfile.check_key(public_key, "public_key")
+    except Exception as error:
+        raise RequestError(400, str(error)) from None
+    listen_port = _field(body, "listen_port", int)
+    if not 1 <= listen_port <= 65535:
+        raise RequestError(400, f"listen_port {listen_port} is out of range (1-65535)")
+    family = _field(body, "family", int)
+    if family not in linkfile.FAMILIES:
+        raise RequestError(400, f"family must be 4 or 6, not {family}")
+    link_type = _field(body, "type", str, required=False) or "wireguard"
+    if link_type not in linkfile.LINK_TYPES:
+        raise RequestError(400, f"unknown link type {link_type!r} (this node knows: {', '.join(linkfile.LINK_TYPES)})")
+    return ConnectRequest(peer_id, public_key, listen_port, family, link_type, _field(body, "token", str, required=False))
+
+
+@dataclass(frozen=True)
+class SignedRequest:
+    peer_id: int
+    family: int
+    timestamp: float
+    public_key: str | None = None
+
+
+def parse_signed(body: dict, plan: MeshPlan, own_id: int, allow: set[str]) -> SignedRequest:
+    _check_known(body, {"id", "family", "timestamp"} | allow)
+    peer_id = _field(body, "id", int)
+    check_peer_id(plan, peer_id, own_id)
+    family = _field(body, "family", int)
+    if family not in linkfile.FAMILIES:
+        raise RequestError(400, f"family must be 4 or 6, not {family}")
+    timestamp = body.get("timestamp")
+    if not isinstance(timestamp, (int, float)) or isinstance(timestamp, bool):
+        raise RequestError(400, "field 'timestamp' must be a number")
+    public_key = None
+    if "public_key" in allow and "public_key" in body:
+        public_key = _field(body, "public_key", str)
+        try:
+            linkfile.check_key(public_key, "public_key")
+        except Exception as error:
+            raise RequestError(400, str(error)) from None
+    return SignedRequest(peer_id, family, float(timestamp), public_key)
+
+
+def signature(psk: str, method: str, path: str, body: bytes) -> str:
+    message = f"{method.upper()} {path}\n".encode() + body
+    return hmac.new(psk.encode(), message, hashlib.sha256).hexdigest()
+
+
+def verify_signature(psk: str, method: str, path: str, body: bytes, claimed: str | None) -> None:
+    if not claimed:
+        raise RequestError(401, f"missing {SIGNATURE_HEADER} header")
+    if not hmac.compare_digest(signature(psk, method, path, body), claimed.strip().lower()):
+        raise RequestError(403, "signature does not match this link's key")
+
+
+def check_fresh(timestamp: float, last_accepted: float | None, now: float | None = None) -> None:
+    now = time.time() if now is None else now
+    if abs(now - timestamp) > CLOCK_SKEW:
+        raise RequestError(403, f"request timestamp is more than {int(CLOCK_SKEW)} s away from this node's clock")
+    if last_accepted is not None and timestamp <= last_accepted:
+        raise RequestError(403, "request was already used (replay refused)")
+
+
+def signed_body(fields: dict[str, Any], now: float | None = None) -> bytes:
+    body = dict(fields)
+    body["timestamp"] = round(time.time() if now is None else now, 6)
+    return json.dumps(body, sort_keys=True).encode()

@@ -1,0 +1,60 @@
+"""HTTP client of the join API (urllib: nothing to install, nothing to pin)."""
+
+import json
+import urllib.error
+import urllib.parse
+import urllib.request
+from typing import Any
+
+from .errors import RemoteError, WgmeshError
+from .joinapi import SIGNATURE_HEADER, signature
+
+TIMEOUT = 15.0
+
+
+def parse_url(url: str) -> urllib.parse.SplitResult:
+    """Check a join-server URL; one-line error on anything unusable."""
+    try:
+        parts = urllib.parse.urlsplit(url)
+        port = parts.port
+    except ValueError as error:
+        raise WgmeshError(f"bad URL {url!r}: {error}") from None
+    if parts.scheme not in ("http", "https"):
+        raise WgmeshError(f"bad URL {url!r}: it must start with http:// or https://")
+    if not parts.hostname:
+        raise WgmeshError(f"bad URL {url!r}: no host")
+    if parts.path not in ("", "/") or parts.query or parts.fragment:
+        raise WgmeshError(f"bad URL {url!r}: give only scheme, host and port, like http://192.0.2.1:8080")
+    del port
+    return parts
+
+
+def request(url: str, method: str, path: str, body: dict[str, Any] | bytes, psk: str | None = None,
+            timeout: float = TIMEOUT) -> dict[str, Any]:
+    data = body if isinstance(body, bytes) else json.dumps(body).encode()
+    headers = {"Content-Type": "application/json"}
+    if psk is not None:
+        headers[SIGNATURE_HEADER] = signature(psk, method, path, data)
+    req = urllib.request.Request(url.rstrip("/") + path, data=data, method=method, headers=headers)
+    try:
+        with urllib.request.urlopen(req, timeout=timeout) as response:
+            return _decode(response.read(), url)
+    except urllib.error.HTTPError as error:
+        try:
+            reason = json.loads(error.read()).get("error") or error.reason
+        except (ValueError, AttributeError):
+            reason = error.reason
+        raise RemoteError(f"{url} refused {path} ({error.code}): {reason}") from None
+    except (urllib.error.URLError, OSError) as error:
+        reason = getattr(error, "reason", error)
+        raise RemoteError(f"cannot reach {url}: {reason}") from None
+
+
+def _decode(raw: bytes, url: str) -> dict[str, Any]:
+    try:
+        data = json.loads(raw)
+    except ValueError:
+        raise RemoteError(f"{url} answered with something that is not JSON: is it a wgmesh join-server?") from None
+    if not isinstance(data, dict):
+        raise RemoteError(f"{url} answered with an unexpected document")
+    return data

@@ -1,0 +1,201 @@
+"""Link files: /etc/wgmesh/links/NAME.toml plus NAME.key and NAME.psk (0600).
+
+One file per link, the single source of truth for what links this node has:
+the generator turns them into wgmesh-link@NAME units, the link-maker realises
+them, the cost-writer puts them into bird. This module is their only reader
+and writer.
+"""
+
+import base64
+import binascii
+import ipaddress
+import re
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from .errors import ConfigError
+from .paths import Paths
+from .tomlio import SECRET_MODE, read_toml, remove, write_atomic, write_toml
+
+LINK_TYPES = ("wireguard",)
+ROLES = ("server", "client")
+FAMILIES = (4, 6)
+# Linux interface names are at most 15 bytes; the name doubles as a file name
+# and a systemd instance name, so keep it to characters all three accept.
+NAME_RE = re.compile(r"^[A-Za-z0-9_-]{1,15}$")
+
+
+def link_name(peer_id: int, family: int) -> str:
+    """A link's name: one per peer and transport family, the same on every retry."""
+    return f"wgm{peer_id}" if family == 4 else f"wgm{peer_id}v6"
+
+
+def valid_name(name: str) -> bool:
+    return bool(NAME_RE.match(name))
+
+
+def check_key(value: Any, what: str) -> str:
+    """A WireGuard key: 32 bytes in standard base64."""
+    if not isinstance(value, str):
+        raise ConfigError(f"{what} must be a base64 string")
+    try:
+        raw = base64.b64decode(value, validate=True)
+    except (binascii.Error, ValueError):
+        raise ConfigError(f"{what} is not valid base64") from None
+    if len(raw) != 32:
+        raise ConfigError(f"{what} must decode to 32 bytes, not {len(raw)}")
+    return value
+
+
+@dataclass(frozen=True)
+class Link:
+    name: str
+    peer_id: int
+    role: str
+    family: int
+    listen_port: int
+    public_key: str
+    peer_public_key: str
+    offset: int
+    local4: str
+    peer4: str
+    local6: str
+    peer6: str
+    type: str = "wireguard"
+    endpoint: str | None = None
+    mtu: int = 1420
+    keepalive: int = 25
+    extra: dict = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        data = asdict(self)
+        if not data["extra"]:
+            del data["extra"]
+        return data
+
+
+_FIELDS = {
+    "name": str,
+    "peer_id": int,
+    "role": str,
+    "family": int,
+    "listen_port": int,
+    "public_key": str,
+    "peer_public_key": str,
+    "offset": int,
+    "local4": str,
+    "peer4": str,
+    "local6": str,
+    "peer6": str,
+    "type": str,
+    "endpoint": str,
+    "mtu": int,
+    "keepalive": int,
+    "extra": dict,
+}
+_OPTIONAL = {"type", "endpoint", "mtu", "keepalive", "extra"}
+
+
+def parse(data: dict[str, Any], source: str) -> Link:
+    for key in data:
+        if key not in _FIELDS:
+            raise ConfigError(f"{source}: unknown key {key!r}")
+    for key, kind in _FIELDS.items():
+        if key not in data:
+            if key in _OPTIONAL:
+                continue
+            raise ConfigError(f"{source}: missing key {key!r}")
+        value = data[key]
+        if not isinstance(value, kind) or (kind is int and isinstance(value, bool)):
+            raise ConfigError(f"{source}: {key} has the wrong type ({type(value).__name__})")
+    link = Link(**data)
+    if not valid_name(link.name):
+        raise ConfigError(f"{source}: name {link.name!r} is not a valid interface name")
+    if link.role not in ROLES:
+        raise ConfigError(f"{source}: role must be server or client, not {link.role!r}")
+    if link.family not in FAMILIES:
+        raise ConfigError(f"{source}: family must be 4 or 6, not {link.family}")
+    if link.type not in LINK_TYPES:
+        raise ConfigError(f"{source}: unknown link type {link.type!r} (known: {', '.join(LINK_TYPES)})")
+    if not 1 <= link.listen_port <= 65535:
+        raise ConfigError(f"{source}: listen_port {link.listen_port} out of range")
+    if not 0 <= link.peer_id <= 254:
+        raise ConfigError(f"{source}: peer_id {link.peer_id} out of range")
+    check_key(link.public_key, f"{source}: public_key")
+    check_key(link.peer_public_key, f"{source}: peer_public_key")
+    try:
+        for key, version in (("local4", 4), ("peer4", 4), ("local6", 6), ("peer6", 6)):
+            if ipaddress.ip_address(getattr(link, key)).version != version:
+                raise ValueError(key)
+    except ValueError:
+        raise ConfigError(f"{source}: {key} is not an IPv{version} address") from None
+    if link.role == "client" and not link.endpoint:
+        raise ConfigError(f"{source}: a client link needs an endpoint")
+    if link.endpoint is not None:
+        parse_endpoint(link.endpoint, f"{source}: endpoint")
+    return link
+
+
+def parse_endpoint(endpoint: str, what: str = "endpoint") -> tuple[str, int]:
+    """Split HOST:PORT or [V6]:PORT; raise ConfigError on anything else."""
+    match = re.match(r"^\[([0-9A-Fa-f:.]+)\]:(\d+)$", endpoint) or re.match(r"^([0-9.]+):(\d+)$", endpoint)
+    if not match:
+        raise ConfigError(f"{what} {endpoint!r} is not ADDRESS:PORT")
+    host, port = match.group(1), int(match.group(2))
+    try:
+        ipaddress.ip_address(host)
+    except ValueError:
+        raise ConfigError(f"{what} {endpoint!r} has no valid IP address") from None
+    if not 1 <= port <= 65535:
+        raise ConfigError(f"{what} {endpoint!r} has a port out of range")
+    return host, port
+
+
+def format_endpoint(host: str, port: int) -> str:
+    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+
+
+def load(paths: Paths, name: str) -> Link:
+    path = paths.link_file(name)
+    link = parse(read_toml(path), str(path))
+    if link.name != name:
+        raise ConfigError(f"{path}: name {link.name!r} does not match the file name")
+    return link
+
+
+def load_all(paths: Paths) -> tuple[list[Link], list[str]]:
+    """Every valid link file, and one line per file that could not be read."""
+    links, problems = [], []
+    if not paths.links_dir.is_dir():
+        return links, problems
+    for path in sorted(paths.links_dir.glob("*.toml")):
+        try:
+            links.append(load(paths, path.stem))
+        except (ConfigError, OSError) as error:
+            problems.append(str(error))
+    return links, problems
+
+
+def exists(paths: Paths, name: str) -> bool:
+    return paths.link_file(name).exists()
+
+
+def read_secret(path: Path) -> str:
+    return Path(path).read_text().strip()
+
+
+def save(paths: Paths, link: Link, private_key: str, psk: str) -> None:
+    """Write the secrets first: a link file is only ever visible complete."""
+    write_atomic(paths.link_key(link.name), (private_key + "\n").encode(), SECRET_MODE)
+    write_atomic(paths.link_psk(link.name), (psk + "\n").encode(), SECRET_MODE)
+    write_toml(paths.link_file(link.name), link.to_dict())
+
+
+def delete(paths: Paths, name: str) -> bool:
+    """Remove the link file and its secrets; the .toml goes first so no reader
+    ever finds a link whose keys are already gone."""
+    existed = remove(paths.link_file(name))
+    remove(paths.link_key(name))
+    remove(paths.link_psk(name))
+    return existed

@@ -1,0 +1,191 @@
+"""Addresses, interfaces and routes through pyroute2 (rtnetlink).
+
+The only module that talks rtnetlink; everything here is idempotent, so the
+link-maker can be re-run over a half-made interface and finish the job.
+"""
+
+import errno
+import ipaddress
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Iterator
+
+from .errors import WgmeshError
+
+IFA_F_NODAD = 0x02
+RT_SCOPE_UNIVERSE = 0
+
+
+@contextmanager
+def _ipr() -> Iterator:
+    from pyroute2 import IPRoute
+
+    ipr = IPRoute()
+    try:
+        yield ipr
+    finally:
+        ipr.close()
+
+
+def _index(ipr, ifname: str) -> int | None:
+    found = ipr.link_lookup(ifname=ifname)
+    return found[0] if found else None
+
+
+def interface_exists(ifname: str) -> bool:
+    with _ipr() as ipr:
+        return _index(ipr, ifname) is not None
+
+
+def interface_is_up(ifname: str) -> bool:
+    with _ipr() as ipr:
+        index = _index(ipr, ifname)
+        if index is None:
+            return False
+        return bool(ipr.get_links(index)[0]["flags"] & 1)
+
+
+def _add_address(ipr, index: int, cidr: str) -> None:
+    from pyroute2.netlink.exceptions import NetlinkError
+
+    iface = ipaddress.ip_interface(cidr)
+    kwargs = {"index": index, "address": str(iface.ip), "prefixlen": iface.network.prefixlen}
+    if iface.version == 6:
+        # No duplicate detection: these are ours by construction, and waiting
+        # out DAD would delay OSPFv3 adjacencies by a second or more.
+        kwargs["flags"] = IFA_F_NODAD
+    try:
+        ipr.addr("add", **kwargs)
+    except NetlinkError as error:
+        if error.code != errno.EEXIST:
+            raise WgmeshError(f"cannot add {cidr}: {error.args[1] if len(error.args) > 1 else error}") from None
+
+
+def addresses_of(ifname: str) -> list[str]:
+    """The interface's addresses as CIDR strings."""
+    with _ipr() as ipr:
+        index = _index(ipr, ifname)
+        if index is None:
+            return []
+        return [f"{a.get_attr('IFA_ADDRESS')}/{a['prefixlen']}" for a in ipr.get_addr(index=index)]
+
+
+def ensure_addresses(ifname: str, cidrs: list[str]) -> None:
+    with _ipr() as ipr:
+        index = _index(ipr, ifname)
+        if index is None:
+            raise WgmeshError(f"interface {ifname} does not exist")
+        for cidr in cidrs:
+            _add_address(ipr, index, cidr)
+        ipr.link("set", index=index, state="up")
+
+
+def remove_addresses(ifname: str, cidrs: list[str]) -> None:
+    from pyroute2.netlink.exceptions import NetlinkError
+
+    with _ipr() as ipr:
+        index = _index(ipr, ifname)
+        if index is None:
+            return
+        for cidr in cidrs:
+            iface = ipaddress.ip_interface(cidr)
+            try:
+                ipr.addr("del", index=index, address=str(iface.ip), prefixlen=iface.network.prefixlen)
+            except NetlinkError as error:
+                if error.code not in (errno.EADDRNOTAVAIL, errno.ENOENT):
+                    raise
+
+
+def disable_ipv6_autoconf(ifname: str) -> None:
+    """addr_gen_mode=none: the interface gets only the link-local we give it."""
+    path = Path(f"/proc/sys/net/ipv6/conf/{ifname}/addr_gen_mode")
+    try:
+        path.write_text("1\n")
+    except OSError:
+        pass
+
+
+def configure_interface(ifname: str, mtu: int, cidrs: list[str]) -> None:
+    disable_ipv6_autoconf(ifname)
+    with _ipr() as ipr:
+        index = _index(ipr, ifname)
+        if index is None:
+            raise WgmeshError(f"interface {ifname} does not exist")
+        ipr.link("set", index=index, mtu=mtu)
+        for cidr in cidrs:
+            _add_address(ipr, index, cidr)
+        ipr.link("set", index=index, state="up")
+
+
+def delete_interface(ifname: str) -> bool:
+    from pyroute2.netlink.exceptions import NetlinkError
+
+    with _ipr() as ipr:
+        index = _index(ipr, ifname)
+        if index is None:
+            return False
+        try:
+            ipr.link("del", index=index)
+        except NetlinkError as error:
+            if error.code != errno.ENODEV:
+                raise
+        return True
+
+
+@dataclass(frozen=True)
+class Route:
+    destination: ipaddress.IPv4Network | ipaddress.IPv6Network
+    gateway: str | None
+    interface: str | None
+    protocol: int
+
+
+def routes(family: int = 4) -> list[Route]:
+    """The main table's unicast routes."""
+    import socket
+
+    result = []
+    with _ipr() as ipr:
+        names = {link["index"]: link.get_attr("IFLA_IFNAME") for link in ipr.get_links()}
+        af = socket.AF_INET if family == 4 else socket.AF_INET6
+        for route in ipr.get_routes(family=af, table=254):
+            if route["type"] != 1:  # RTN_UNICAST
+                continue
+            dst = route.get_attr("RTA_DST") or ("0.0.0.0" if family == 4 else "::")
+            network = ipaddress.ip_network(f"{dst}/{route['dst_len']}", strict=False)
+            gateway = route.get_attr("RTA_GATEWAY")
+            oif = route.get_attr("RTA_OIF")
+            if oif is None:
+                multipath = route.get_attr("RTA_MULTIPATH")
+                if multipath:
+                    oif = multipath[0]["oif"]
+                    gateway = multipath[0].get_attr("RTA_GATEWAY")
+            result.append(Route(network, gateway, names.get(oif), route["proto"]))
+    return result
+
+
+def underlay_addresses() -> dict[int, str]:
+    """This node's own public addresses: a global address on the interface of
+    each family's default route. Learned locally; nothing is asked of anyone."""
+    import socket
+
+    found: dict[int, str] = {}
+    with _ipr() as ipr:
+        for family, af in ((4, socket.AF_INET), (6, socket.AF_INET6)):
+            for route in ipr.get_routes(family=af, table=254):
+                if route["dst_len"] != 0 or route["type"] != 1:
+                    continue
+                preferred = route.get_attr("RTA_PREFSRC")
+                if preferred:
+                    found[family] = preferred
+                    break
+                oif = route.get_attr("RTA_OIF")
+                for addr in ipr.get_addr(family=af, index=oif) if oif else []:
+                    ip = ipaddress.ip_address(addr.get_attr("IFA_ADDRESS"))
+                    if addr["scope"] == RT_SCOPE_UNIVERSE and not ip.is_link_local:
+                        found[family] = str(ip)
+                        break
+                if family in found:
+                    break
+    return found

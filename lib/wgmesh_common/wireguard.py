@@ -1,0 +1,294 @@
+"""WireGuard devices behind one interface, with two implementations.
+
+KernelBackend talks generic netlink through pyroute2; UserspaceBackend runs
+wireguard-go in the foreground and configures it over its UAPI socket (the
+protocol `wg` itself speaks). Both take the same DeviceSettings, so the
+link-maker does not care which one it has.
+"""
+
+import errno
+import os
+import socket
+import subprocess
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from .errors import WgmeshError
+from .keys import from_hex, to_hex
+
+UAPI_DIR = Path("/var/run/wireguard")
+
+
+@dataclass(frozen=True)
+class DeviceSettings:
+    private_key: str
+    listen_port: int
+    peer_public_key: str
+    preshared_key: str
+    endpoint: str | None = None  # "1.2.3.4:51820" or "[2001:db8::1]:51820"
+    keepalive: int = 0
+    allowed_ips: tuple[str, ...] = ("0.0.0.0/0", "::/0")
+
+
+@dataclass
+class PeerStatus:
+    public_key: str
+    endpoint: str | None = None
+    last_handshake: float = 0.0  # epoch seconds; 0: never
+    rx_bytes: int = 0
+    tx_bytes: int = 0
+
+
+@dataclass
+class DeviceStatus:
+    listen_port: int = 0
+    public_key: str | None = None
+    peers: list[PeerStatus] = field(default_factory=list)
+
+
+# ---------------------------------------------------------------- user space
+
+def uapi_set_request(settings: DeviceSettings) -> str:
+    """The UAPI 'set' message that makes a device exactly settings."""
+    lines = [
+        "set=1",
+        f"private_key={to_hex(settings.private_key)}",
+        f"listen_port={settings.listen_port}",
+        "replace_peers=true",
+        f"public_key={to_hex(settings.peer_public_key)}",
+        f"preshared_key={to_hex(settings.preshared_key)}",
+    ]
+    if settings.endpoint:
+        lines.append(f"endpoint={settings.endpoint}")
+    lines.append(f"persistent_keepalive_interval={settings.keepalive}")
+    lines.append("replace_allowed_ips=true")
+    lines += [f"allowed_ip={ip}" for ip in settings.allowed_ips]
+    return "\n".join(lines) + "\n\n"
+
+
+def parse_uapi_get(text: str) -> DeviceStatus:
+    status = DeviceStatus()
+    peer: PeerStatus | None = None
+    handshake_sec = 0
+    for line in text.splitlines():
+        if not line or "=" not in line:
+            continue
+        key, value = line.split("=", 1)
+        if key == "errno" and value != "0":
+            raise WgmeshError(f"wireguard-go refused the request (errno {value})")
+        if key == "listen_port":
+            status.listen_port = int(value)
+        elif key == "private_key":
+            # Only the public half ever leaves this function.
+            from .keys import public_key
+
+            status.public_key = public_key(from_hex(value))
+        elif key == "public_key":
+            peer = PeerStatus(from_hex(value))
+            status.peers.append(peer)
+        elif peer is not None:
+            if key == "endpoint":
+                peer.endpoint = value
+            elif key == "last_handshake_time_sec":
+                handshake_sec = int(value)
+            elif key == "last_handshake_time_nsec":
+                peer.last_handshake = handshake_sec + int(value) / 1e9
+            elif key == "rx_bytes":
+                peer.rx_bytes = int(value)
+            elif key == "tx_bytes":
+                peer.tx_bytes = int(value)
+    return status
+
+
+def uapi_exchange(ifname: str, request: str, directory: Path = UAPI_DIR, timeout: float = 5.0) -> str:
+    path = directory / f"{ifname}.sock"
+    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as sock:
+        sock.settimeout(timeout)
+        try:
+            sock.connect(str(path))
+        except (FileNotFoundError, ConnectionRefusedError):
+            raise WgmeshError(f"{ifname}: no wireguard-go is listening on {path}") from None
+        sock.sendall(request.encode())
+        reply = b""
+        while not reply.endswith(b"\n\n"):
+            chunk = sock.recv(65536)
+            if not chunk:
+                break
+            reply += chunk
+    text = reply.decode()
+    for line in text.splitlines():
+        if line.startswith("errno=") and line != "errno=0":
+            raise WgmeshError(f"{ifname}: wireguard-go refused the configuration ({line})")
+    return text
+
+
+class UserspaceBackend:
+    name = "userspace"
+
+    def __init__(self, binary: str = "wireguard-go", socket_dir: Path = UAPI_DIR):
+        self.binary = binary
+        self.socket_dir = socket_dir
+
+    def start(self, ifname: str, log_path: Path | None = None, detach: bool = True) -> subprocess.Popen:
+        """Run wireguard-go for ifname; return once its UAPI socket answers."""
+        env = dict(os.environ)
+        # Anything but "1" here makes wireguard-go re-exec itself forever.
+        env.pop("WG_PROCESS_FOREGROUND", None)
+        env["LOG_LEVEL"] = env.get("WGMESH_WG_LOG_LEVEL", "error")
+        # Without a log file, output goes where ours goes (the journal, under systemd).
+        out = open(log_path, "ab") if log_path else None
+        try:
+            process = subprocess.Popen(
+                [self.binary, "-f", ifname],
+                stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT,
+                env=env, start_new_session=detach, close_fds=True,
+            )
+        except FileNotFoundError:
+            raise WgmeshError(f"{self.binary} is not installed (needed without the WireGuard kernel module)") from None
+        finally:
+            if log_path:
+                out.close()
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline:
+            if process.poll() is not None:
+                raise WgmeshError(f"{ifname}: wireguard-go exited at start (status {process.returncode})")
+            try:
+                uapi_exchange(ifname, "get=1\n\n", self.socket_dir, timeout=1)
+                return process
+            except WgmeshError:
+                time.sleep(0.02)
+        process.kill()
+        raise WgmeshError(f"{ifname}: wireguard-go did not open its control socket within 10 s")
+
+    def configure(self, ifname: str, settings: DeviceSettings) -> None:
+        uapi_exchange(ifname, uapi_set_request(settings), self.socket_dir)
+
+    def status(self, ifname: str) -> DeviceStatus:
+        return parse_uapi_get(uapi_exchange(ifname, "get=1\n\n", self.socket_dir))
+
+
+# ------------------------------------------------------------------- kernel
+
+def kernel_set_arguments(ifname: str, settings: DeviceSettings) -> dict:
+    """Arguments for pyroute2's WireGuard.set() that realise settings."""
+    peer = {
+        "public_key": settings.peer_public_key,
+        "preshared_key": settings.preshared_key,
+        "persistent_keepalive": settings.keepalive,
+        "allowed_ips": list(settings.allowed_ips),
+    }
+    if settings.endpoint:
+        from .linkfile import parse_endpoint
+
+        host, port = parse_endpoint(settings.endpoint)
+        peer["endpoint_addr"] = host
+        peer["endpoint_port"] = port
+    return {
+        "interface": ifname,
+        "private_key": settings.private_key,
+        "listen_port": settings.listen_port,
+        "peer": peer,
+    }
+
+
+class KernelBackend:
+    name = "kernel"
+
+    def start(self, ifname: str, log_path: Path | None = None, detach: bool = True) -> None:
+        from pyroute2 import IPRoute
+        from pyroute2.netlink.exceptions import NetlinkError
+
+        with IPRoute() as ipr:
+            try:
+                ipr.link("add", ifname=ifname, kind="wireguard")
+            except NetlinkError as error:
+                if error.code != errno.EEXIST:
+                    raise WgmeshError(f"{ifname}: cannot create a WireGuard interface: {error}") from None
+        return None
+
+    def configure(self, ifname: str, settings: DeviceSettings) -> None:
+        from pyroute2 import WireGuard
+
+        with WireGuard() as wg:
+            # pyroute2 0.7 adds peers one by one and never replaces the set:
+            # drop any peer that is not ours first, so the device ends exact.
+            current = self.status(ifname, wg)
+            for peer in current.peers:
+                if peer.public_key != settings.peer_public_key:
+                    wg.set(ifname, peer={"public_key": peer.public_key, "remove": True})
+            wg.set(**kernel_set_arguments(ifname, settings))
+
+    def status(self, ifname: str, wg=None) -> DeviceStatus:
+        from pyroute2 import WireGuard
+
+        own = wg is None
+        wg = wg or WireGuard()
+        try:
+            messages = wg.info(ifname)
+        finally:
+            if own:
+                wg.close()
+        return parse_kernel_info(messages)
+
+
+def parse_kernel_info(messages) -> DeviceStatus:
+    status = DeviceStatus()
+    for message in messages:
+        status.listen_port = message.get_attr("WGDEVICE_A_LISTEN_PORT") or status.listen_port
+        key = message.get_attr("WGDEVICE_A_PUBLIC_KEY")
+        if key:
+            status.public_key = key["value"].decode() if isinstance(key["value"], bytes) else key["value"]
+        for peer in message.get_attr("WGDEVICE_A_PEERS") or []:
+            public = peer.get_attr("WGPEER_A_PUBLIC_KEY")["value"]
+            entry = PeerStatus(public.decode() if isinstance(public, bytes) else public)
+            endpoint = peer.get_attr("WGPEER_A_ENDPOINT")
+            if endpoint:
+                entry.endpoint = f"{endpoint['addr']}:{endpoint['port']}"
+            handshake = peer.get_attr("WGPEER_A_LAST_HANDSHAKE_TIME")
+            if handshake:
+                entry.last_handshake = handshake.get("tv_sec", 0) + handshake.get("tv_nsec", 0) / 1e9
+            entry.rx_bytes = peer.get_attr("WGPEER_A_RX_BYTES") or 0
+            entry.tx_bytes = peer.get_attr("WGPEER_A_TX_BYTES") or 0
+            status.peers.append(entry)
+    return status
+
+
+# ---------------------------------------------------------------- selection
+
+def kernel_module_available() -> bool:
+    """True when the kernel can make WireGuard interfaces.
+
+    Checked through the generic netlink family, which exists exactly when the
+    module is loaded or built in (pyroute2 raises errno 2 otherwise).
+    """
+    try:
+        from pyroute2 import WireGuard
+        from pyroute2.netlink.exceptions import NetlinkError
+    except ImportError:
+        return False
+    import logging
+
+    if not Path("/sys/module/wireguard").exists():
+        # modprobe where the module exists but is not loaded yet.
+        try:
+            subprocess.run(["modprobe", "wireguard"], capture_output=True, timeout=10)
+        except (OSError, subprocess.TimeoutExpired):
+            pass
+    # pyroute2 logs the missing family on the root logger; it is an answer here.
+    logging.disable(logging.ERROR)
+    try:
+        WireGuard().close()
+        return True
+    except (NetlinkError, OSError):
+        return False
+    finally:
+        logging.disable(logging.NOTSET)
+
+
+def choose_backend(setting: str):
+    if setting == "kernel":
+        return KernelBackend()
+    if setting == "userspace":
+        return UserspaceBackend()
+    return KernelBackend() if kernel_module_available() else UserspaceBackend()
