@@ -9,7 +9,7 @@ import os
 
 import click
 
-from .. import linkops
+from .. import linkops, supervisor
 from .common import load_node
 
 
@@ -33,6 +33,25 @@ def up(name: str) -> None:
     process = linkops.bring_up(node.paths, node.config, name, supervised=supervised)
     if supervised:
         _notify(f"READY=1\nMAINPID={process.pid}" if process else "READY=1")
+
+
+@main.group("loopback")
+def loopback() -> None:
+    """The node's own addresses on lo (10.0.N.1/30 and its IPv6 twin)."""
+
+
+@loopback.command("up")
+def loopback_up() -> None:
+    """Add the node's addresses to lo."""
+    supervisor.ensure_loopback(load_node().config)
+
+
+@loopback.command("down")
+def loopback_down() -> None:
+    """Remove the node's addresses from lo."""
+    from .. import netlink
+
+    netlink.remove_addresses("lo", supervisor.node_loopback_addresses(load_node().config))
 
 
 @main.command("down")
