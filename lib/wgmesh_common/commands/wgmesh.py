@@ -3,6 +3,7 @@
 import click
 
 from .. import __version__
+from .cmd_config import migrate_command, set_command
 from .cmd_connect import connect_command, disconnect_command
 from .cmd_init import init_command
 from .cmd_status import down_command, status_command, up_command
@@ -16,5 +17,5 @@ def main() -> None:
 
 
 for command in (init_command, token_command, connect_command, disconnect_command, status_command,
-                up_command, down_command):
+                up_command, down_command, set_command, migrate_command):
     main.add_command(command)

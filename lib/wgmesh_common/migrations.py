@@ -1,0 +1,53 @@
+"""Upgrades of on-disk state between package versions.
+
+Each migration takes the node from schema N-1 to N and must be idempotent;
+the schema applied last is kept in /var/lib/wgmesh/schema. The package's
+postinst runs `wgmesh migrate`, so an upgrade never needs a manual step.
+"""
+
+from typing import Callable
+
+from . import config as node_config
+from . import linkfile
+from .errors import ConfigError
+from .paths import Paths
+from .tomlio import write_atomic
+
+
+def _schema_1(paths: Paths) -> None:
+    """The first schema: check that what is on disk is readable as such."""
+    node_config.load(paths.config_file)
+    _, problems = linkfile.load_all(paths)
+    if problems:
+        raise ConfigError("; ".join(problems))
+
+
+MIGRATIONS: list[tuple[int, Callable[[Paths], None]]] = [(1, _schema_1)]
+CURRENT = MIGRATIONS[-1][0]
+
+
+def schema_file(paths: Paths):
+    return paths.state_dir / "schema"
+
+
+def applied(paths: Paths) -> int:
+    try:
+        return int(schema_file(paths).read_text().strip())
+    except (OSError, ValueError):
+        return 0
+
+
+def migrate(paths: Paths) -> list[int]:
+    """Apply every pending migration in order; returns the ones applied."""
+    done = []
+    current = applied(paths)
+    if current > CURRENT:
+        raise ConfigError(f"this node's state is schema {current}, newer than this wgmesh ({CURRENT}): "
+                          "install the newer wgmesh again")
+    for version, migration in MIGRATIONS:
+        if version <= current:
+            continue
+        migration(paths)
+        write_atomic(schema_file(paths), f"{version}\n".encode())
+        done.append(version)
+    return done
