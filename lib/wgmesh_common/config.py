@@ -71,6 +71,9 @@ SCHEMA: dict[str, dict[str, tuple[type, Any, Callable[[Any], str | None] | None]
         # this node's own interfaces and routes, never from a web service.
         "public_ipv4": (str, None, _address(4)),
         "public_ipv6": (str, None, _address(6)),
+        # Underlay round trip (ms) beyond which no link is made to a node,
+        # set by `wgmesh proximity CUTOFF`; 0: no limit.
+        "proximity_cutoff": (int, 0, _int_in(0, 100000)),
     },
     "mesh": {
         "subnet": (str, "10.0.0.0/16", _network(4)),
@@ -88,6 +91,9 @@ SCHEMA: dict[str, dict[str, tuple[type, Any, Callable[[Any], str | None] | None]
         "port_base": (int, 51820, _int_in(1024, 65000)),
         "mtu": (int, 1420, _int_in(1280, 9000)),
         "keepalive": (int, 25, _int_in(0, 3600)),
+        # Underlay families links are made over: "auto" makes one link per
+        # family both nodes have an address in, "4" or "6" only that one.
+        "transport": (str, "auto", _choice(("auto", "4", "6"))),
     },
     "ospf": {
         "hello": (int, 1, _int_in(1, 65535)),
@@ -105,6 +111,7 @@ class NodeConfig:
     node_id: int | None
     public_ipv4: str | None
     public_ipv6: str | None
+    proximity_cutoff: int
     subnet: ipaddress.IPv4Network
     node_prefix: int
     subnet6: ipaddress.IPv6Network
@@ -116,6 +123,7 @@ class NodeConfig:
     port_base: int
     mtu: int
     keepalive: int
+    transport: str
     ospf_hello: int
     ospf_dead: int
     base_cost: int
@@ -162,6 +170,7 @@ def parse(data: dict[str, Any], source: str = "wgmesh.toml") -> NodeConfig:
         node_id=values["node"]["id"],
         public_ipv4=values["node"]["public_ipv4"],
         public_ipv6=values["node"]["public_ipv6"],
+        proximity_cutoff=values["node"]["proximity_cutoff"],
         subnet=ipaddress.IPv4Network(values["mesh"]["subnet"], strict=False),
         node_prefix=values["mesh"]["node_prefix"],
         subnet6=ipaddress.IPv6Network(values["mesh"]["subnet6"], strict=False),
@@ -173,6 +182,7 @@ def parse(data: dict[str, Any], source: str = "wgmesh.toml") -> NodeConfig:
         port_base=values["wireguard"]["port_base"],
         mtu=values["wireguard"]["mtu"],
         keepalive=values["wireguard"]["keepalive"],
+        transport=values["wireguard"]["transport"],
         ospf_hello=values["ospf"]["hello"],
         ospf_dead=values["ospf"]["dead"],
         base_cost=values["ospf"]["base_cost"],

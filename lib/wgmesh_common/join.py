@@ -7,12 +7,11 @@ removes what it reserved or wrote before reporting the error.
 """
 
 import ipaddress
-import socket
 import time
 from dataclasses import dataclass
 from typing import Any
 
-from . import joinclient, keys, linkfile, log, netlink
+from . import joinclient, keys, linkfile, log, meshview, netlink
 from .errors import RemoteError, WgmeshError
 from .joinapi import ConnectRequest, RequestError, signed_body
 from .linkfile import Link
@@ -98,13 +97,57 @@ def remove_local(node: Node, name: str) -> bool:
 
 # ------------------------------------------------------------ serving side
 
-def serve_connect(node: Node, request: ConnectRequest) -> dict[str, Any]:
+CONCURRENT_JOIN_WAIT = 15.0
+
+
+def check_collision(node: Node, peer_id: int, source: str) -> None:
+    """Refuse an ID that another node already uses in this mesh (the seed's
+    "Collision"). A node we already have a link with, or a request from the
+    node's own mesh address, is that node itself, not a collision."""
+    if any(link.peer_id == peer_id for link in linkfile.load_all(node.paths)[0]):
+        return
+    if meshview.node_of_address(node.plan, source) == peer_id:
+        return
+    reachable = meshview.reachable_nodes(netlink.routes(4), node.plan, node.node_id)
+    reachable |= meshview.reachable_nodes(netlink.routes(6), node.plan, node.node_id, family=6)
+    if peer_id in reachable:
+        raise RequestError(409, f"ID {peer_id} is already used by another node of this mesh (collision): "
+                                f"pick a free ID (see 'wgmesh used')")
+
+
+def _reserve_serving(node: Node, peer_id: int, family: int):
+    """Reserve the serving side, settling a join that crosses one of ours.
+
+    When this node is connecting to peer_id at the same moment peer_id
+    connects here, the lower ID serves: the higher-ID side refuses at once,
+    which makes the lower-ID side's own attempt fail and free the name, so
+    the lower-ID side then waits for that and serves. Exactly one link."""
     from .allocation import AllocationError
 
-    try:
-        reservation = node.allocator.reserve(request.peer_id, "server", request.family)
-    except AllocationError as error:
-        raise RequestError(409, str(error)) from None
+    name = linkfile.link_name(peer_id, family)
+    deadline = time.monotonic() + CONCURRENT_JOIN_WAIT
+    while True:
+        try:
+            return node.allocator.reserve(peer_id, "server", family)
+        except AllocationError as error:
+            ours = [r for r in node.allocator.reservations() if r.name == name and r.role == "client"]
+            if not ours or linkfile.exists(node.paths, name):
+                raise RequestError(409, str(error)) from None
+            if node.node_id > peer_id:
+                raise RequestError(409, f"this node is joining node {peer_id} itself right now; "
+                                        f"the lower ID ({peer_id}) serves") from None
+            if time.monotonic() > deadline:
+                raise RequestError(409, str(error)) from None
+            time.sleep(0.1)
+
+
+def serve_connect(node: Node, request: ConnectRequest, source: str = "") -> dict[str, Any]:
+    if request.family not in own_families(node):
+        raise RequestError(400, f"this node has no IPv{request.family} underlay address to serve a link on")
+    if node.plan.is_client(node.node_id):
+        raise RequestError(403, "this node is a client: it connects to servers, nothing connects to it")
+    check_collision(node, request.peer_id, source)
+    reservation = _reserve_serving(node, request.peer_id, request.family)
     try:
         private_key, public_key = keys.keypair()
         psk = keys.generate_psk()
@@ -127,36 +170,59 @@ def serve_connect(node: Node, request: ConnectRequest) -> dict[str, Any]:
 
 # ---------------------------------------------------------- connecting side
 
-@dataclass(frozen=True)
-class Target:
-    url: str
-    host: str
-    family: int
+def own_families(node: Node) -> set[int]:
+    """Underlay families this node can make links over."""
+    families = set(netlink.underlay_addresses())
+    if node.config.public_ipv4:
+        families.add(4)
+    if node.config.public_ipv6:
+        families.add(6)
+    return families
 
 
-def resolve_target(url: str, family: int | None) -> Target:
-    parts = joinclient.parse_url(url)
-    host = parts.hostname
+def choose_families(setting: str, requested: int | None, ours: set[int], theirs: dict[int, str]) -> list[int]:
+    """The families to make links over (pure). An explicit request wins;
+    otherwise every family both ends have, narrowed by the transport setting."""
+    if requested:
+        if requested not in theirs:
+            raise WgmeshError(f"the other node has no IPv{requested} underlay address")
+        return [requested]
+    wanted = {4, 6} if setting == "auto" else {int(setting)}
+    families = sorted(wanted & set(theirs) & ours)
+    if not families:
+        raise WgmeshError(
+            f"no underlay family in common (this node: {', '.join(f'IPv{f}' for f in sorted(ours)) or 'none'}; "
+            f"the other: {', '.join(f'IPv{f}' for f in sorted(theirs)) or 'none'}; transport setting: {setting})")
+    return families
+
+
+def peer_underlay(node: Node, url: str, info: dict[str, Any]) -> dict[int, str]:
+    """Where the other node's WireGuard ports are, per family. An IP literal
+    in the URL (outside the mesh) is what the operator knows works, e.g. a
+    NAT's public address, so it beats what the node says of itself."""
+    addresses: dict[int, str] = {}
+    for family, key in ((4, "ipv4"), (6, "ipv6")):
+        value = info.get(key)
+        if isinstance(value, str):
+            try:
+                if ipaddress.ip_address(value).version == family:
+                    addresses[family] = value
+            except ValueError:
+                pass
+    host = joinclient.parse_url(url).hostname
     try:
-        address = ipaddress.ip_address(host)
-        if family and address.version != family:
-            raise WgmeshError(f"{url} is an IPv{address.version} address; it cannot carry an IPv{family} link")
-        return Target(url, str(address), address.version)
+        literal = ipaddress.ip_address(host)
     except ValueError:
-        pass
-    wanted = {4: socket.AF_INET, 6: socket.AF_INET6}.get(family, socket.AF_UNSPEC)
-    try:
-        infos = socket.getaddrinfo(host, parts.port or 80, wanted, socket.SOCK_STREAM)
-    except socket.gaierror as error:
-        raise WgmeshError(f"cannot resolve {host!r}: {error.strerror}") from None
-    address = ipaddress.ip_address(infos[0][4][0])
-    return Target(url, str(address), address.version)
+        literal = None
+    if literal and literal not in node.plan.subnet and literal not in node.plan.subnet6:
+        addresses[literal.version] = str(literal)
+    return addresses
 
 
 def check_compatible(node: Node, info: dict[str, Any], url: str) -> int:
     """The remote's ID, once it is known to be a node this one may join."""
     peer_id = info.get("id")
-    if not isinstance(peer_id, int):
+    if not isinstance(peer_id, int) or isinstance(peer_id, bool):
         raise RemoteError(f"{url} did not say its node ID: is it a wgmesh join-server?")
     if peer_id == node.node_id:
         raise WgmeshError(f"{url} is node {peer_id}, this node itself")
@@ -169,18 +235,48 @@ def check_compatible(node: Node, info: dict[str, Any], url: str) -> int:
 
 
 def connect(node: Node, url: str, token: str | None, family: int | None = None, link_type: str = "wireguard",
-            listen_port: int | None = None) -> Link:
+            listen_port: int | None = None) -> list[Link]:
+    """Join the node at url: one link per chosen family. Links that already
+    exist are kept; returns the links made now."""
     node_id = node.node_id
-    target = resolve_target(url, family)
+    joinclient.parse_url(url)
     info = joinclient.request(url, "POST", "/connectivity", {"id": node_id, **({"token": token} if token else {})})
     peer_id = check_compatible(node, info, url)
-    reservation = node.allocator.reserve(peer_id, "client", target.family)
+    if node.plan.is_client(peer_id) and not node.config.is_client:
+        # Clients are joined by, never joined to: they carry no transit.
+        raise WgmeshError(f"node {peer_id} is a client; clients connect to servers, not the other way round")
+    underlay = peer_underlay(node, url, info)
+    families = choose_families(node.config.transport, family, own_families(node) | ({family} if family else set()),
+                               underlay)
+    if listen_port is not None and len(families) > 1:
+        raise WgmeshError("--port needs a single transport family (add --transport 4 or 6)")
+    made, errors = [], []
+    for fam in families:
+        if linkfile.exists(node.paths, linkfile.link_name(peer_id, fam)):
+            continue
+        try:
+            made.append(_connect_family(node, url, token, peer_id, fam, underlay[fam], link_type, listen_port))
+        except WgmeshError as error:
+            errors.append(f"IPv{fam}: {error}" if len(families) > 1 else str(error))
+    if errors and not made:
+        raise WgmeshError("; ".join(errors))
+    for error in errors:
+        log.warning(f"link to node {peer_id} over {error}", peer=peer_id)
+    if not made and not errors:
+        raise WgmeshError(f"this node already has every link to node {peer_id}")
+    return made
+
+
+def _connect_family(node: Node, url: str, token: str | None, peer_id: int, family: int, host: str,
+                    link_type: str, listen_port: int | None) -> Link:
+    node_id = node.node_id
+    reservation = node.allocator.reserve(peer_id, "client", family)
     if listen_port is not None:
         reservation = _with_port(node, reservation, listen_port)
     try:
         private_key, public_key = keys.keypair()
         body = {"id": node_id, "public_key": public_key, "listen_port": reservation.listen_port,
-                "family": target.family, "type": link_type}
+                "family": family, "type": link_type}
         if token:
             body["token"] = token
         answer = joinclient.request(url, "POST", "/connect", body)
@@ -188,13 +284,13 @@ def connect(node: Node, url: str, token: str | None, family: int | None = None, 
         node.allocator.release(reservation.name)
         raise
     try:
-        link = _link_from_answer(node, reservation, answer, target, public_key, peer_id)
+        link = _link_from_answer(node, reservation, answer, host, public_key, peer_id)
         _install(node, link, private_key, answer["preshared_key"])
     except BaseException as error:
         node.allocator.release(reservation.name)
         # The other side made its half already: ask it to drop it again.
         try:
-            _signed(url, "/disconnect", {"id": node_id, "family": target.family}, answer.get("preshared_key", ""))
+            _signed(url, "/disconnect", {"id": node_id, "family": family}, answer.get("preshared_key", ""))
         except WgmeshError as undo_error:
             log.warning(f"node {peer_id} keeps a half-made link: {undo_error}", peer=peer_id)
         if isinstance(error, (KeyError, TypeError, ValueError)):
@@ -223,7 +319,7 @@ def _with_port(node: Node, reservation, port: int):
     return reservation
 
 
-def _link_from_answer(node: Node, reservation, answer: dict, target: Target, public_key: str, peer_id: int) -> Link:
+def _link_from_answer(node: Node, reservation, answer: dict, host: str, public_key: str, peer_id: int) -> Link:
     if answer.get("id") != peer_id:
         raise ValueError("the node ID changed between /connectivity and /connect")
     linkfile.check_key(answer["public_key"], "public_key")
@@ -231,7 +327,7 @@ def _link_from_answer(node: Node, reservation, answer: dict, target: Target, pub
     port = answer["listen_port"]
     if not isinstance(port, int) or not 1 <= port <= 65535:
         raise ValueError(f"listen_port {port!r}")
-    endpoint = linkfile.format_endpoint(target.host, port)
+    endpoint = linkfile.format_endpoint(host, port)
     return _make_link(node, reservation, "client", answer["public_key"], int(answer["offset"]), peer_id,
                       endpoint, public_key)
 

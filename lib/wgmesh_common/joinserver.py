@@ -142,13 +142,14 @@ class JoinService:
     def connectivity(self, headers, raw, body, source, local):
         request = joinapi.parse_connectivity(body, self.node.plan, self.node.node_id)
         self._authorise(request.token, source, local, consume=False)
+        join.check_collision(self.node, request.peer_id, source)
         return join.connectivity_info(self.node)
 
     def connect(self, headers, raw, body, source, local):
         request = joinapi.parse_connect(body, self.node.plan, self.node.node_id)
         consumed = self._authorise(request.token, source, local, consume=True)
         try:
-            answer = join.serve_connect(self.node, request)
+            answer = join.serve_connect(self.node, request, source)
         except BaseException:
             if consumed:
                 self.tokens.refund(request.token)

@@ -84,6 +84,11 @@ class DirectSupervisor:
             return
         spawn_daemon([_program("wgmesh-join-server")], pid_file, self.paths.run_dir / "join-server.log")
 
+    def start_vxlan_sync(self) -> None:
+        pid_file = self.paths.pid_file("vxlan-sync")
+        if not read_pid(pid_file):
+            spawn_daemon([_program("wgmesh-vxlan-sync")], pid_file, self.paths.run_dir / "vxlan-sync.log")
+
     def start_node(self) -> None:
         from . import linkfile
 
@@ -96,15 +101,19 @@ class DirectSupervisor:
                 log.error(f"link {link.name} did not come up: {error}", link=link.name)
         self.start_routing()
         self.start_join_server()
+        self.start_vxlan_sync()
 
     def stop_node(self) -> None:
-        from . import linkfile
+        from . import linkfile, vxlan
 
         stop_daemon(self.paths.pid_file("join-server"))
+        stop_daemon(self.paths.pid_file("vxlan-sync"))
+        vxlan.remove_devices()
         links, _ = linkfile.load_all(self.paths)
         for link in links:
             self.stop_link(link.name)
         stop_daemon(self.paths.pid_file("bird"))
+        netlink.remove_addresses("lo", node_loopback_addresses(self.config))
 
 
 class SystemdSupervisor:

@@ -20,8 +20,9 @@ def connect_command(url: str, token: str | None, link_type: str, port: int | Non
     node = load_node()
     if link_type not in linkfile.LINK_TYPES:
         raise WgmeshError(f"unknown link type {link_type!r} (known: {', '.join(linkfile.LINK_TYPES)})")
-    link = join.connect(node, url, token, int(transport) if transport else None, link_type, port)
-    click.echo(f"connected to node {link.peer_id}: link {link.name}, {link.local4} <-> {link.peer4}")
+    for link in join.connect(node, url, token, int(transport) if transport else None, link_type, port):
+        click.echo(f"connected to node {link.peer_id} over IPv{link.family}: link {link.name}, "
+                   f"{link.local4} <-> {link.peer4}")
 
 
 @click.command("disconnect")

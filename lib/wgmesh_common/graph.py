@@ -1,0 +1,73 @@
+"""The mesh as a graph, from OSPF's own database, drawn as Graphviz DOT.
+
+bird's `show ospf state` lists every router and the routers each one has a
+link to, with the cost, as seen by every node alike: the whole mesh, not
+just this node's links. This node's own links that OSPF does not see (down)
+are added from the link files, drawn dashed red.
+"""
+
+import re
+from dataclasses import dataclass, field
+
+ROUTER_RE = re.compile(r"^\s*router (\d+\.\d+\.\d+\.\d+)\s*$")
+EDGE_RE = re.compile(r"^\s*router (\d+\.\d+\.\d+\.\d+) metric (\d+)")
+
+
+@dataclass
+class MeshGraph:
+    nodes: dict[str, dict] = field(default_factory=dict)  # router id -> attributes
+    edges: dict[tuple[str, str], int] = field(default_factory=dict)  # (from, to) -> cost
+    down: set[tuple[str, str]] = field(default_factory=set)
+
+
+def parse_ospf_state(text: str) -> MeshGraph:
+    graph = MeshGraph()
+    current = None
+    for line in text.splitlines():
+        match = ROUTER_RE.match(line)
+        if match:
+            current = match.group(1)
+            graph.nodes.setdefault(current, {})
+            continue
+        match = EDGE_RE.match(line)
+        if match and current:
+            graph.nodes.setdefault(match.group(1), {})
+            graph.edges[(current, match.group(1))] = int(match.group(2))
+        elif line and not line.startswith((" ", "\t")):
+            current = None if not line.strip().startswith("router") else current
+    return graph
+
+
+def add_down_links(graph: MeshGraph, own: str, peers_down: list[str]) -> None:
+    for peer in peers_down:
+        graph.nodes.setdefault(peer, {})
+        if (own, peer) not in graph.edges and (peer, own) not in graph.edges:
+            graph.down.add(tuple(sorted((own, peer))))
+
+
+def to_dot(graph: MeshGraph, labels: dict[str, str], clients: set[str], own: str | None = None) -> str:
+    lines = ["graph wgmesh {", '\tgraph [overlap=false, splines=true];', '\tnode [shape=ellipse, fontname="sans"];']
+    for router in sorted(graph.nodes, key=_ip_key):
+        attributes = [f'label="{labels.get(router, router)}"']
+        if router in clients:
+            attributes.append("shape=box")
+        if router == own:
+            attributes.append("style=bold")
+        lines.append(f'\t"{router}" [{", ".join(attributes)}];')
+    seen = set()
+    for (a, b), cost in sorted(graph.edges.items(), key=lambda e: (_ip_key(e[0][0]), _ip_key(e[0][1]))):
+        pair = tuple(sorted((a, b), key=_ip_key))
+        if pair in seen:
+            continue
+        seen.add(pair)
+        back = graph.edges.get((b, a))
+        label = str(cost) if back in (None, cost) else f"{graph.edges.get(pair)} / {graph.edges.get(pair[::-1])}"
+        lines.append(f'\t"{pair[0]}" -- "{pair[1]}" [label="{label}"];')
+    for a, b in sorted(graph.down):
+        lines.append(f'\t"{a}" -- "{b}" [label="down", style=dashed, color=red, fontcolor=red];')
+    lines.append("}")
+    return "\n".join(lines) + "\n"
+
+
+def _ip_key(address: str) -> tuple[int, ...]:
+    return tuple(int(part) for part in address.split("."))

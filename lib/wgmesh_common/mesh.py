@@ -1,0 +1,57 @@
+"""Automatic mesh buildup: connect to every node without a direct link.
+
+The race is settled by a rule, not by timing: between two nodes it is the
+one with the higher ID that connects (a client of the lower-ID server).
+So two nodes meshing at the same moment never both start the same link;
+the serving side's per-peer reservation handles every other overlap.
+"""
+
+from dataclasses import dataclass
+
+from . import join, linkfile, log, meshview, netlink
+from .errors import WgmeshError
+from .node import Node
+
+
+@dataclass(frozen=True)
+class Candidate:
+    peer_id: int
+    url: str
+
+
+def candidates(own_id: int, reachable: set[int], linked: set[int], is_client: bool, plan,
+               too_far: set[int] = frozenset()) -> list[int]:
+    """Nodes this one should connect to now, lowest ID first (pure)."""
+    if is_client:
+        return []
+    return sorted(peer for peer in reachable
+                  if peer < own_id and peer not in linked and not plan.is_client(peer) and peer not in too_far)
+
+
+def linked_peers(node: Node) -> set[int]:
+    links, _ = linkfile.load_all(node.paths)
+    return {link.peer_id for link in links}
+
+
+def too_far(node: Node) -> set[int]:
+    from . import proximity
+
+    return proximity.excluded(node)
+
+
+def build(node: Node) -> list[linkfile.Link]:
+    """One mesh pass: connect to each candidate; returns the links made."""
+    own_id = node.node_id
+    reachable = meshview.reachable_nodes(netlink.routes(4), node.plan, own_id)
+    reachable |= meshview.reachable_nodes(netlink.routes(6), node.plan, own_id, family=6)
+    made = []
+    for peer_id in candidates(own_id, reachable, linked_peers(node), node.config.is_client, node.plan, too_far(node)):
+        url = node.api_url_of(peer_id)
+        try:
+            links = join.connect(node, url, None)
+        except WgmeshError as error:
+            log.warning(f"mesh: could not connect to node {peer_id}: {error}", peer=peer_id)
+            continue
+        made += links
+        log.event("mesh-link", f"mesh: linked with node {peer_id}", peer=peer_id)
+    return made

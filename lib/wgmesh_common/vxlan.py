@@ -1,0 +1,122 @@
+"""The L2 overlay: one VXLAN device per underlay family, and exactly one
+all-zero forwarding entry per reachable node, derived from the routes.
+
+desired_entries() is pure; reconcile() makes the kernel match it. Because
+the entries come from the routing table, a node learns of a new node as
+soon as OSPF routes to it, direct link or not (the seed's stale-VXLAN bug).
+"""
+
+import errno
+import socket
+from dataclasses import dataclass
+
+from . import meshview, netlink
+from .addressing import MeshPlan
+from .config import NodeConfig
+
+ZERO_MAC = "00:00:00:00:00:00"
+VXLAN_PORT = 4789
+
+
+@dataclass(frozen=True)
+class OverlayDevice:
+    name: str
+    family: int  # of the underlay (the mesh loopbacks it tunnels between)
+    vni: int
+    overhead: int  # bytes of VXLAN+UDP+IP header
+
+
+DEVICES = (OverlayDevice("wgmvx4", 4, 251, 50), OverlayDevice("wgmvx6", 6, 252, 70))
+
+
+def device_addresses(plan: MeshPlan, node_id: int, device: OverlayDevice) -> list[str]:
+    if device.family == 4:
+        return [f"{plan.vxlan4(node_id)}/{plan.vxlan_subnet.prefixlen}"]
+    return [f"{plan.vxlan6(node_id)}/64"]
+
+
+def local_address(plan: MeshPlan, node_id: int, device: OverlayDevice) -> str:
+    return str(plan.loopback4(node_id) if device.family == 4 else plan.loopback6(node_id))
+
+
+def desired_entries(plan: MeshPlan, own_id: int, routes: list[netlink.Route], device: OverlayDevice) -> set[str]:
+    """Remote VTEPs (other nodes' loopbacks) for device, from the routes."""
+    nodes = meshview.reachable_nodes(routes, plan, own_id, family=device.family)
+    if device.family == 4:
+        return {str(plan.loopback4(n)) for n in nodes}
+    return {str(plan.loopback6(n)) for n in nodes}
+
+
+def _ipr():
+    from pyroute2 import IPRoute
+
+    return IPRoute()
+
+
+def ensure_device(config: NodeConfig, device: OverlayDevice) -> int:
+    """Create the device if missing and give it its addresses; its index."""
+    from pyroute2.netlink.exceptions import NetlinkError
+
+    plan = MeshPlan.from_config(config)
+    node_id = config.require_id()
+    with _ipr() as ipr:
+        found = ipr.link_lookup(ifname=device.name)
+        if not found:
+            local_key = "vxlan_local" if device.family == 4 else "vxlan_local6"
+            try:
+                ipr.link("add", ifname=device.name, kind="vxlan", vxlan_id=device.vni,
+                         vxlan_port=VXLAN_PORT, vxlan_learning=0,
+                         **{local_key: local_address(plan, node_id, device)})
+            except NetlinkError as error:
+                if error.code != errno.EEXIST:
+                    raise
+            found = ipr.link_lookup(ifname=device.name)
+        index = found[0]
+        ipr.link("set", index=index, mtu=config.mtu - device.overhead)
+    netlink.ensure_addresses(device.name, device_addresses(plan, node_id, device))
+    return index
+
+
+def current_entries(index: int) -> set[str]:
+    with _ipr() as ipr:
+        return {n.get_attr("NDA_DST") for n in ipr.get_neighbours(family=socket.AF_BRIDGE, ifindex=index)
+                if n.get_attr("NDA_LLADDR") == ZERO_MAC and n.get_attr("NDA_DST")}
+
+
+def apply_entries(index: int, add: set[str], remove: set[str]) -> None:
+    from pyroute2.netlink.exceptions import NetlinkError
+
+    with _ipr() as ipr:
+        for dst in sorted(add):
+            try:
+                ipr.fdb("append", ifindex=index, lladdr=ZERO_MAC, dst=dst)
+            except NetlinkError as error:
+                if error.code != errno.EEXIST:
+                    raise
+        for dst in sorted(remove):
+            try:
+                ipr.fdb("del", ifindex=index, lladdr=ZERO_MAC, dst=dst)
+            except NetlinkError as error:
+                if error.code != errno.ENOENT:
+                    raise
+
+
+def reconcile(config: NodeConfig) -> dict[str, tuple[set[str], set[str]]]:
+    """Make every overlay device's entries equal the reachable nodes.
+    Returns, per device, the entries added and removed."""
+    plan = MeshPlan.from_config(config)
+    changes = {}
+    for device in DEVICES:
+        index = ensure_device(config, device)
+        wanted = desired_entries(plan, config.require_id(), netlink.routes(device.family), device)
+        have = current_entries(index)
+        add, remove = wanted - have, have - wanted
+        if add or remove:
+            apply_entries(index, add, remove)
+        changes[device.name] = (add, remove)
+    return changes
+
+
+def remove_devices() -> None:
+    for device in DEVICES:
+        netlink.delete_interface(device.name)
