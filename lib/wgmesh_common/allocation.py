@@ -93,7 +93,11 @@ class Allocator:
             return result
         for path in sorted(directory.glob("*.toml")):
             try:
-                reservation = Reservation(**read_toml(path))
+                data = read_toml(path)
+                # TOML has no null: a client-side reservation is written without
+                # its offset (None), and must read back as one, not be dropped.
+                data.setdefault("offset", None)
+                reservation = Reservation(**data)
             except (ConfigError, TypeError, OSError):
                 remove(path)
                 continue

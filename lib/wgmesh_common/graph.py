@@ -16,7 +16,9 @@ EDGE_RE = re.compile(r"^\s*router (\d+\.\d+\.\d+\.\d+) metric (\d+)")
 @dataclass
 class MeshGraph:
     nodes: dict[str, dict] = field(default_factory=dict)  # router id -> attributes
-    edges: dict[tuple[str, str], int] = field(default_factory=dict)  # (from, to) -> cost
+    # (from, to) -> the cost of each link between them (parallel links: one
+    # per underlay family)
+    edges: dict[tuple[str, str], list[int]] = field(default_factory=dict)
     down: set[tuple[str, str]] = field(default_factory=set)
 
 
@@ -32,7 +34,7 @@ def parse_ospf_state(text: str) -> MeshGraph:
         match = EDGE_RE.match(line)
         if match and current:
             graph.nodes.setdefault(match.group(1), {})
-            graph.edges[(current, match.group(1))] = int(match.group(2))
+            graph.edges.setdefault((current, match.group(1)), []).append(int(match.group(2)))
         elif line and not line.startswith((" ", "\t")):
             current = None if not line.strip().startswith("router") else current
     return graph
@@ -55,13 +57,15 @@ def to_dot(graph: MeshGraph, labels: dict[str, str], clients: set[str], own: str
             attributes.append("style=bold")
         lines.append(f'\t"{router}" [{", ".join(attributes)}];')
     seen = set()
-    for (a, b), cost in sorted(graph.edges.items(), key=lambda e: (_ip_key(e[0][0]), _ip_key(e[0][1]))):
+    for (a, b) in sorted(graph.edges, key=lambda e: (_ip_key(e[0]), _ip_key(e[1]))):
         pair = tuple(sorted((a, b), key=_ip_key))
         if pair in seen:
             continue
         seen.add(pair)
-        back = graph.edges.get((b, a))
-        label = str(cost) if back in (None, cost) else f"{graph.edges.get(pair)} / {graph.edges.get(pair[::-1])}"
+        forward = sorted(graph.edges.get(pair, []))
+        back = sorted(graph.edges.get(pair[::-1], []))
+        costs = lambda c: ", ".join(map(str, c)) or "?"
+        label = costs(forward) if not back or back == forward else f"{costs(forward)} / {costs(back)}"
         lines.append(f'\t"{pair[0]}" -- "{pair[1]}" [label="{label}"];')
     for a, b in sorted(graph.down):
         lines.append(f'\t"{a}" -- "{b}" [label="down", style=dashed, color=red, fontcolor=red];')

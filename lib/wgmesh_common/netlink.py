@@ -106,6 +106,27 @@ def disable_ipv6_autoconf(ifname: str) -> None:
         pass
 
 
+def enable_forwarding() -> None:
+    """Route between links: a node carries transit traffic for the mesh.
+
+    Turning on IPv6 forwarding makes Linux ignore router advertisements on
+    interfaces with accept_ra=1, which would silently drop a SLAAC-learned
+    underlay default route; those interfaces are moved to accept_ra=2 first.
+    """
+    conf = Path("/proc/sys/net/ipv6/conf")
+    if conf.is_dir() and (conf / "all/forwarding").read_text().strip() != "1":
+        for accept_ra in conf.glob("*/accept_ra"):
+            if accept_ra.parent.name in ("all", "lo"):
+                continue
+            try:
+                if accept_ra.read_text().strip() == "1":
+                    accept_ra.write_text("2\n")
+            except OSError:
+                pass
+        (conf / "all/forwarding").write_text("1\n")
+    Path("/proc/sys/net/ipv4/ip_forward").write_text("1\n")
+
+
 def configure_interface(ifname: str, mtu: int, cidrs: list[str]) -> None:
     disable_ipv6_autoconf(ifname)
     with _ipr() as ipr:

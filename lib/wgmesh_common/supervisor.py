@@ -32,7 +32,11 @@ def node_loopback_addresses(config: NodeConfig) -> list[str]:
 
 
 def ensure_loopback(config: NodeConfig) -> None:
+    """The node's own addresses, and forwarding unless it is a client
+    (clients carry no transit traffic)."""
     netlink.ensure_addresses("lo", node_loopback_addresses(config))
+    if not config.is_client:
+        netlink.enable_forwarding()
 
 
 def _program(name: str) -> str:
