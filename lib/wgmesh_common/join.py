@@ -322,8 +322,12 @@ def _with_port(node: Node, reservation, port: int):
 def _link_from_answer(node: Node, reservation, answer: dict, host: str, public_key: str, peer_id: int) -> Link:
     if answer.get("id") != peer_id:
         raise ValueError("the node ID changed between /connectivity and /connect")
-    linkfile.check_key(answer["public_key"], "public_key")
-    linkfile.check_key(answer["preshared_key"], "preshared_key")
+    try:
+        linkfile.check_key(answer["public_key"], "public_key")
+        linkfile.check_key(answer["preshared_key"], "preshared_key")
+    except WgmeshError as error:
+        # A bad key is the remote's fault: report it as an unusable answer.
+        raise ValueError(str(error)) from None
     port = answer["listen_port"]
     if not isinstance(port, int) or not 1 <= port <= 65535:
         raise ValueError(f"listen_port {port!r}")

@@ -114,6 +114,10 @@ def read_result(paths: Paths, name: str) -> ProbeResult | None:
     if not path.exists():
         return None
     try:
-        return ProbeResult(**read_toml(path))
+        data = read_toml(path)
+        # TOML has no null: a link that answered nothing has no RTT fields.
+        for key in ("rtt_min", "rtt_avg", "rtt_max", "jitter"):
+            data.setdefault(key, None)
+        return ProbeResult(**data)
     except (ConfigError, TypeError):
         return None

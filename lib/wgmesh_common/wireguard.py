@@ -232,19 +232,28 @@ class KernelBackend:
         return parse_kernel_info(messages)
 
 
+def _key_text(value) -> str:
+    """A key attribute as base64 text: pyroute2 0.7 get_attr() gives the
+    base64 as bytes (a dict with 'value' in other versions)."""
+    if isinstance(value, dict):
+        value = value["value"]
+    return value.decode() if isinstance(value, bytes) else value
+
+
 def parse_kernel_info(messages) -> DeviceStatus:
+    from .linkfile import format_endpoint
+
     status = DeviceStatus()
     for message in messages:
         status.listen_port = message.get_attr("WGDEVICE_A_LISTEN_PORT") or status.listen_port
         key = message.get_attr("WGDEVICE_A_PUBLIC_KEY")
         if key:
-            status.public_key = key["value"].decode() if isinstance(key["value"], bytes) else key["value"]
+            status.public_key = _key_text(key)
         for peer in message.get_attr("WGDEVICE_A_PEERS") or []:
-            public = peer.get_attr("WGPEER_A_PUBLIC_KEY")["value"]
-            entry = PeerStatus(public.decode() if isinstance(public, bytes) else public)
+            entry = PeerStatus(_key_text(peer.get_attr("WGPEER_A_PUBLIC_KEY")))
             endpoint = peer.get_attr("WGPEER_A_ENDPOINT")
             if endpoint:
-                entry.endpoint = f"{endpoint['addr']}:{endpoint['port']}"
+                entry.endpoint = format_endpoint(endpoint["addr"], endpoint["port"])
             handshake = peer.get_attr("WGPEER_A_LAST_HANDSHAKE_TIME")
             if handshake:
                 entry.last_handshake = handshake.get("tv_sec", 0) + handshake.get("tv_nsec", 0) / 1e9

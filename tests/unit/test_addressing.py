@@ -1,0 +1,212 @@
+"""The addressing plan: which addresses a node and its links get."""
+
+import ipaddress
+
+import pytest
+
+from wgmesh_common.addressing import MeshPlan, link_local6
+from wgmesh_common.errors import ConfigError
+
+A4 = ipaddress.IPv4Address
+A6 = ipaddress.IPv6Address
+
+
+def plan24() -> MeshPlan:
+    return MeshPlan(ipaddress.IPv4Network("10.0.0.0/16"), 24, ipaddress.IPv6Network("fd10::/48"),
+                    ipaddress.IPv4Network("10.0.251.0/24"))
+
+
+@pytest.mark.parametrize("node_id, block, loopback, loopback6, lo_net", [
+    (0, "10.0.0.0/23", "10.0.0.1", "fd10::1", "10.0.0.0/30"),
+    (2, "10.0.2.0/23", "10.0.2.1", "fd10:0:0:2::1", "10.0.2.0/30"),
+    (100, "10.0.100.0/23", "10.0.100.1", "fd10:0:0:64::1", "10.0.100.0/30"),
+    (254, "10.0.254.0/23", "10.0.254.1", "fd10:0:0:fe::1", "10.0.254.0/30"),
+])
+def test_default_plan_node_addresses(plan, node_id, block, loopback, loopback6, lo_net):
+    assert plan.node_block(node_id) == ipaddress.IPv4Network(block)
+    assert plan.loopback4(node_id) == A4(loopback)
+    assert plan.loopback6(node_id) == A6(loopback6)
+    assert plan.loopback4_network(node_id) == ipaddress.IPv4Network(lo_net)
+    assert plan.node_block6(node_id) == ipaddress.IPv6Network(f"{loopback6[:-1]}/64")
+
+
+def test_default_plan_steps_ids_by_two_with_23_blocks(plan):
+    assert plan.node_prefix == 23
+    assert plan.id_step == 2
+    assert plan.block_size == 512
+
+
+@pytest.mark.parametrize("server_id, offset, s4, c4, s6, c6", [
+    (0, 4, "10.0.0.4", "10.0.0.5", "fd10::4", "fd10::5"),
+    (2, 4, "10.0.2.4", "10.0.2.5", "fd10:0:0:2::4", "fd10:0:0:2::5"),
+    (2, 6, "10.0.2.6", "10.0.2.7", "fd10:0:0:2::6", "fd10:0:0:2::7"),
+    # The second /24 of the /23 is used too, and the /127 stays at the same offset.
+    (2, 256, "10.0.3.0", "10.0.3.1", "fd10:0:0:2::100", "fd10:0:0:2::101"),
+    (2, 510, "10.0.3.254", "10.0.3.255", "fd10:0:0:2::1fe", "fd10:0:0:2::1ff"),
+])
+def test_link_addresses_are_a_31_and_a_127_at_the_same_offset(plan, server_id, offset, s4, c4, s6, c6):
+    link = plan.link_addresses(server_id, offset)
+    assert (link.server4, link.client4, link.server6, link.client6) == (A4(s4), A4(c4), A6(s6), A6(c6))
+    assert link.offset == offset
+    # Server gets the even address, the client the odd one.
+    assert int(link.server4) % 2 == 0 and int(link.client4) == int(link.server4) + 1
+    assert ipaddress.IPv4Network(f"{link.server4}/31").broadcast_address == link.client4
+
+
+def test_link_roles_pick_each_end(plan):
+    link = plan.link_addresses(2, 8)
+    assert link.local4("server") == link.peer4("client") == A4("10.0.2.8")
+    assert link.local4("client") == link.peer4("server") == A4("10.0.2.9")
+    assert link.local6("server") == link.peer6("client") == A6("fd10:0:0:2::8")
+    assert link.local6("client") == link.peer6("server") == A6("fd10:0:0:2::9")
+
+
+def test_link_offsets_start_after_the_loopback_and_stay_in_the_block(plan):
+    offsets = list(plan.link_offsets())
+    assert offsets[0] == 4
+    assert offsets[-1] == 510
+    assert all(o % 2 == 0 for o in offsets)
+    assert len(offsets) == 254
+    for offset in (offsets[0], offsets[-1]):
+        link = plan.link_addresses(8, offset)
+        assert link.server4 in plan.node_block(8) and link.client4 in plan.node_block(8)
+        assert link.server4 not in plan.loopback4_network(8)
+
+
+@pytest.mark.parametrize("offset", [0, 2, 3, 5, 512, -2])
+def test_link_addresses_refuse_offsets_that_are_not_link_31s(plan, offset):
+    with pytest.raises(ValueError, match="offset"):
+        plan.link_addresses(0, offset)
+
+
+def test_first_links_of_different_nodes_never_collide(plan):
+    seen = set()
+    for node_id in plan.valid_node_ids():
+        for offset in (4, 510):
+            link = plan.link_addresses(node_id, offset)
+            assert not {link.server4, link.client4, link.server6, link.client6} & seen
+            seen |= {link.server4, link.client4, link.server6, link.client6}
+
+
+@pytest.mark.parametrize("node_id, client", [(0, False), (198, False), (200, True), (254, True)])
+def test_ids_from_200_are_clients(plan, node_id, client):
+    assert plan.is_client(node_id) is client
+
+
+def test_valid_ids_of_the_default_plan(plan):
+    ids = plan.valid_node_ids()
+    assert ids == [i for i in range(0, 255, 2) if i != 250]
+
+
+@pytest.mark.parametrize("node_id, expected", [
+    (0, None),
+    (2, None),
+    (248, None),
+    (252, None),
+    (254, None),
+    (-1, "-1 is out of range (0-254)"),
+    (255, "255 is out of range (0-254)"),
+    (300, "300 is out of range (0-254)"),
+    (3, "3 is not a multiple of 2: with /23 node blocks IDs step by 2"),
+    (201, "201 is not a multiple of 2: with /23 node blocks IDs step by 2"),
+    (250, "250 would overlap the VXLAN subnet 10.0.251.0/24"),
+])
+def test_node_id_problem_messages(plan, node_id, expected):
+    assert plan.node_id_problem(node_id) == expected
+
+
+def test_check_node_id_raises_config_error_naming_the_key(plan):
+    with pytest.raises(ConfigError, match=r"^x.toml: node.id 250 would overlap the VXLAN subnet"):
+        plan.check_node_id(250, "x.toml")
+    plan.check_node_id(252, "x.toml")
+
+
+def test_24_node_blocks_step_by_one():
+    plan = plan24()
+    assert plan.id_step == 1
+    assert plan.node_id_problem(3) is None
+    assert plan.node_block(3) == ipaddress.IPv4Network("10.0.3.0/24")
+    assert plan.loopback4(3) == A4("10.0.3.1")
+    assert plan.loopback6(3) == A6("fd10:0:0:3::1")
+    assert plan.link_addresses(3, 4).server4 == A4("10.0.3.4")
+    assert list(plan.link_offsets())[-1] == 254
+    # With /24 blocks 250 is fine, and 251 is the VXLAN /24 itself.
+    assert plan.node_id_problem(250) is None
+    assert plan.node_id_problem(251) == "251 would overlap the VXLAN subnet 10.0.251.0/24"
+    assert plan.owner_of(A4("10.0.3.200")) == 3
+
+
+def test_22_node_blocks_step_by_four():
+    plan = MeshPlan(ipaddress.IPv4Network("10.0.0.0/16"), 22, ipaddress.IPv6Network("fd10::/48"),
+                    ipaddress.IPv4Network("10.0.251.0/24"))
+    assert plan.id_step == 4
+    assert plan.node_id_problem(2) == "2 is not a multiple of 4: with /22 node blocks IDs step by 4"
+    assert plan.node_id_problem(248) == "248 would overlap the VXLAN subnet 10.0.251.0/24"
+    assert plan.node_block(4) == ipaddress.IPv4Network("10.0.4.0/22")
+
+
+def test_node_that_does_not_fit_the_subnet():
+    plan = MeshPlan(ipaddress.IPv4Network("10.0.0.0/20"), 23, ipaddress.IPv6Network("fd10::/48"),
+                    ipaddress.IPv4Network("10.0.15.0/24"))
+    assert plan.node_id_problem(12) is None
+    assert plan.node_id_problem(16) == "16 does not fit in mesh subnet 10.0.0.0/20"
+
+
+@pytest.mark.parametrize("address, owner", [
+    ("10.0.0.1", 0),
+    ("10.0.2.5", 2),
+    ("10.0.3.77", 2),  # the upper /24 of node 2's /23
+    ("10.0.254.1", 254),
+    ("10.0.251.3", None),  # VXLAN, nobody's block
+    ("10.0.250.1", None),  # the block 250 would have, which is not a node
+    ("10.1.0.1", None),
+    ("192.0.2.1", None),
+])
+def test_owner_of(plan, address, owner):
+    assert plan.owner_of(A4(address)) == owner
+
+
+def test_owner_of_is_the_inverse_of_the_link_plan(plan):
+    for node_id in (0, 2, 124, 254):
+        link = plan.link_addresses(node_id, 300)
+        assert plan.owner_of(link.server4) == plan.owner_of(link.client4) == node_id
+
+
+@pytest.mark.parametrize("address4, expected", [
+    ("10.0.2.4", "fe80::a00:204"),
+    ("10.0.2.5", "fe80::a00:205"),
+    ("10.0.3.255", "fe80::a00:3ff"),
+])
+def test_link_local6(address4, expected):
+    result = link_local6(A4(address4))
+    assert result == A6(expected)
+    assert result.is_link_local
+
+
+def test_link_local6_differs_between_the_two_ends(plan):
+    link = plan.link_addresses(2, 4)
+    assert link_local6(link.server4) != link_local6(link.client4)
+
+
+def test_vxlan_addresses(plan):
+    assert plan.vxlan4(0) == A4("10.0.251.0")
+    assert plan.vxlan4(2) == A4("10.0.251.2")
+    assert plan.vxlan6_network() == ipaddress.IPv6Network("fd10:0:0:fb::/64")
+    assert plan.vxlan6(2) == A6("fd10:0:0:fb::2")
+
+
+@pytest.mark.parametrize("subnet, prefix, subnet6, vxlan, message", [
+    ("10.0.0.0/24", 23, "fd10::/48", "10.0.0.0/24", "mesh.subnet 10.0.0.0/24 is smaller than one node block (/23)"),
+    ("10.0.0.0/16", 23, "fd10::/60", "10.0.251.0/24", "mesh.subnet6 fd10::/60 must be a /56 or larger"),
+    ("10.0.0.0/16", 23, "fd10::/48", "10.1.251.0/24", "mesh.vxlan_subnet 10.1.251.0/24 must lie inside mesh.subnet"),
+    ("10.0.0.0/16", 23, "fd10::/48", "10.0.251.0/25", "mesh.vxlan_subnet 10.0.251.0/25 must be a /24 or larger"),
+])
+def test_check_layout(subnet, prefix, subnet6, vxlan, message):
+    plan = MeshPlan(ipaddress.IPv4Network(subnet), prefix, ipaddress.IPv6Network(subnet6), ipaddress.IPv4Network(vxlan))
+    with pytest.raises(ConfigError) as caught:
+        plan.check_layout("f.toml")
+    assert str(caught.value).startswith("f.toml: " + message)
+
+
+def test_default_layout_is_accepted(plan):
+    plan.check_layout()

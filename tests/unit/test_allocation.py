@@ -1,0 +1,249 @@
+"""Allocation of link names, /31 offsets and ports, alone and under contention."""
+
+import multiprocessing
+import threading
+import time
+
+import pytest
+
+from wgmesh_common import linkfile
+from wgmesh_common.addressing import MeshPlan
+from wgmesh_common.allocation import Allocator, Reservation, Usage, allocate, usage_of
+from wgmesh_common.errors import AllocationError
+from wgmesh_common.paths import Paths
+from unit_helpers import make_link, random_key
+
+EMPTY = Usage(frozenset(), frozenset(), frozenset())
+
+
+def usage(names=(), ports=(), offsets=()) -> Usage:
+    return Usage(frozenset(names), frozenset(ports), frozenset(offsets))
+
+
+def test_allocate_on_an_empty_node(plan):
+    r = allocate(plan, 51820, EMPTY, 2, "server", 4, 123.0)
+    assert r == Reservation("wgm2", 2, "server", 4, 51820, 4, 123.0)
+
+
+def test_allocate_is_pure(plan):
+    used = usage(["wgm4"], [51820], [4])
+    first = allocate(plan, 51820, used, 2, "server", 4, 1.0)
+    assert allocate(plan, 51820, used, 2, "server", 4, 1.0) == first
+    assert used == usage(["wgm4"], [51820], [4])
+
+
+@pytest.mark.parametrize("ports, offsets, port, offset", [
+    ([51820], [4], 51821, 6),
+    ([51821], [6], 51820, 4),  # the first free one, not the one after the highest
+    ([51820, 51821, 51823], [4, 6, 10], 51822, 8),
+])
+def test_allocate_picks_the_first_free_port_and_offset(plan, ports, offsets, port, offset):
+    r = allocate(plan, 51820, usage(ports=ports, offsets=offsets), 2, "server", 4, 0.0)
+    assert (r.listen_port, r.offset) == (port, offset)
+
+
+def test_a_client_side_link_takes_no_offset(plan):
+    r = allocate(plan, 51820, usage(offsets=plan.link_offsets()), 2, "client", 4, 0.0)
+    assert r.offset is None and r.role == "client"
+
+
+def test_v6_transport_gets_its_own_name(plan):
+    r = allocate(plan, 51820, usage(names=["wgm2"]), 2, "server", 6, 0.0)
+    assert r.name == "wgm2v6"
+
+
+def test_a_name_in_use_is_refused_clearly(plan):
+    with pytest.raises(AllocationError) as caught:
+        allocate(plan, 51820, usage(names=["wgm2"]), 2, "server", 4, 0.0)
+    assert str(caught.value) == "a link to node 2 over IPv4 already exists or is being made (wgm2)"
+
+
+def test_ports_run_out(plan):
+    with pytest.raises(AllocationError, match="no free listen port in 51820-55915"):
+        allocate(plan, 51820, usage(ports=range(51820, 51820 + 4096)), 2, "client", 4, 0.0)
+
+
+def test_ports_never_go_past_65535(plan):
+    r = allocate(plan, 65000, usage(ports=range(65000, 65535)), 2, "client", 4, 0.0)
+    assert r.listen_port == 65535
+    with pytest.raises(AllocationError, match="no free listen port"):
+        allocate(plan, 65000, usage(ports=range(65000, 65536)), 2, "client", 4, 0.0)
+
+
+def test_offsets_run_out(plan):
+    with pytest.raises(AllocationError, match="no free link address left"):
+        allocate(plan, 51820, usage(offsets=plan.link_offsets()), 2, "server", 4, 0.0)
+    last = list(plan.link_offsets())[:-1]
+    assert allocate(plan, 51820, usage(offsets=last), 2, "server", 4, 0.0).offset == 510
+
+
+def test_usage_of_counts_links_and_reservations():
+    links = [make_link(), make_link(name="wgm4", peer_id=4, role="client", endpoint="192.0.2.1:1", offset=8,
+                                    listen_port=51821)]
+    reservations = [Reservation("wgm6", 6, "server", 4, 51822, 6, 0.0),
+                    Reservation("wgm8", 8, "client", 4, 51823, None, 0.0)]
+    u = usage_of(links, reservations)
+    assert u.names == {"wgm2", "wgm4", "wgm6", "wgm8"}
+    assert u.ports == {51820, 51821, 51822, 51823}
+    # A client link's offset is in the other node's block: it is not ours.
+    assert u.offsets == {4, 6}
+
+
+@pytest.fixture
+def allocator(paths, plan) -> Allocator:
+    return Allocator(paths, plan, 51820)
+
+
+def test_reserve_writes_a_reservation_and_skips_used_resources(allocator, paths):
+    first = allocator.reserve(2, "server", 4)
+    second = allocator.reserve(4, "server", 4)
+    assert (first.listen_port, first.offset) == (51820, 4)
+    assert (second.listen_port, second.offset) == (51821, 6)
+    assert sorted(p.name for p in paths.reservations_dir.iterdir()) == ["wgm2.toml", "wgm4.toml"]
+    assert allocator.reservations() == [first, second]
+
+
+def test_client_reservations_are_kept_and_count(allocator):
+    first = allocator.reserve(2, "client", 4)
+    assert allocator.reservations() == [first]
+    second = allocator.reserve(4, "client", 4)
+    assert second.listen_port != first.listen_port
+    with pytest.raises(AllocationError, match="wgm2"):
+        allocator.reserve(2, "client", 4)
+
+
+def test_reserve_respects_existing_link_files(allocator, paths):
+    linkfile.save(paths, make_link(), random_key(), random_key())
+    r = allocator.reserve(4, "server", 4)
+    assert (r.listen_port, r.offset) == (51821, 6)
+    with pytest.raises(AllocationError, match="node 2"):
+        allocator.reserve(2, "server", 4)
+
+
+def test_a_malformed_link_file_still_holds_its_name(allocator, paths):
+    paths.links_dir.mkdir(parents=True)
+    paths.link_file("wgm2").write_text("broken = \n")
+    with pytest.raises(AllocationError, match="wgm2"):
+        allocator.reserve(2, "server", 4)
+
+
+def test_release(allocator, paths):
+    allocator.reserve(2, "server", 4)
+    assert allocator.release("wgm2") is True
+    assert allocator.release("wgm2") is False
+    assert allocator.reservations() == []
+    # The released resources are free again.
+    assert allocator.reserve(4, "server", 4).offset == 4
+
+
+def test_expired_reservations_are_dropped(paths, plan):
+    allocator = Allocator(paths, plan, 51820, ttl=60)
+    r = allocator.reserve(2, "server", 4)
+    assert allocator.reservations(now=r.created + 59) == [r]
+    assert allocator.reservations(now=r.created + 61) == []
+    # ... and deleted, so a later reader does not see it either.
+    assert not (paths.reservations_dir / "wgm2.toml").exists()
+    assert allocator.reserve(2, "server", 4).offset == 4
+
+
+def test_an_expired_reservation_frees_its_name_for_reserve(paths, plan):
+    allocator = Allocator(paths, plan, 51820, ttl=0.05)
+    allocator.reserve(2, "server", 4)
+    time.sleep(0.1)
+    assert allocator.reserve(2, "server", 4).name == "wgm2"
+
+
+def test_an_unreadable_reservation_is_dropped(allocator, paths):
+    paths.reservations_dir.mkdir(parents=True)
+    (paths.reservations_dir / "wgm2.toml").write_text("name = \n")
+    (paths.reservations_dir / "wgm4.toml").write_text('name = "wgm4"\n')
+    assert allocator.reservations() == []
+    assert list(paths.reservations_dir.iterdir()) == []
+
+
+def _assert_distinct(reservations: list[Reservation], count: int) -> None:
+    assert len(reservations) == count
+    names = {r.name for r in reservations}
+    ports = {r.listen_port for r in reservations}
+    offsets = [r.offset for r in reservations if r.offset is not None]
+    assert len(names) == count
+    assert len(ports) == count
+    assert len(set(offsets)) == len(offsets)
+
+
+def _peer_role(index: int) -> tuple[int, str]:
+    # Mix both roles: servers take an offset, clients only a port.
+    return 2 * (index + 1), ("server" if index % 3 else "client")
+
+
+def test_concurrent_reservations_from_threads_are_distinct(paths, plan):
+    count = 20
+    barrier = threading.Barrier(count)
+    results: list[Reservation] = []
+    errors: list[BaseException] = []
+
+    def worker(index: int) -> None:
+        peer, role = _peer_role(index)
+        allocator = Allocator(paths, plan, 51820)
+        barrier.wait()
+        try:
+            results.append(allocator.reserve(peer, role, 4))
+        except BaseException as error:  # pragma: no cover - reported below
+            errors.append(error)
+
+    threads = [threading.Thread(target=worker, args=(i,)) for i in range(count)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(30)
+    assert errors == []
+    _assert_distinct(results, count)
+    assert len(Allocator(paths, plan, 51820).reservations()) == count
+
+
+def _process_worker(root: str, index: int, barrier, queue) -> None:
+    peer, role = _peer_role(index)
+    allocator = Allocator(Paths(__import__("pathlib").Path(root)), MeshPlan.default(), 51820)
+    barrier.wait()
+    try:
+        queue.put(allocator.reserve(peer, role, 4).to_dict())
+    except BaseException as error:
+        queue.put({"error": repr(error)})
+
+
+def test_concurrent_reservations_from_processes_are_distinct(paths):
+    count = 8
+    context = multiprocessing.get_context("fork")
+    barrier = context.Barrier(count)
+    queue = context.Queue()
+    processes = [context.Process(target=_process_worker, args=(str(paths.root), i, barrier, queue))
+                 for i in range(count)]
+    for p in processes:
+        p.start()
+    answers = [queue.get(timeout=30) for _ in range(count)]
+    for p in processes:
+        p.join(30)
+    assert [a for a in answers if "error" in a] == []
+    _assert_distinct([Reservation(**a) for a in answers], count)
+
+
+def test_concurrent_reservations_for_the_same_peer_give_exactly_one(paths, plan):
+    count = 10
+    barrier = threading.Barrier(count)
+    outcomes: list[str] = []
+
+    def worker() -> None:
+        allocator = Allocator(paths, plan, 51820)
+        barrier.wait()
+        try:
+            allocator.reserve(2, "server", 4)
+            outcomes.append("ok")
+        except AllocationError:
+            outcomes.append("refused")
+
+    threads = [threading.Thread(target=worker) for _ in range(count)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(30)
+    assert sorted(outcomes) == ["ok"] + ["refused"] * (count - 1)

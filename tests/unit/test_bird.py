@@ -1,0 +1,215 @@
+"""bird2 config rendering (checked by real bird, parse-only) and bird's
+control-socket protocol (against a fake bird socket in the test)."""
+
+import re
+import shutil
+import socket
+import subprocess
+import tempfile
+import threading
+from pathlib import Path
+
+import pytest
+
+from wgmesh_common import bird
+from wgmesh_common.bird import BirdControl, BirdError, OspfInterface, link_cost, parse_ospf_neighbors
+
+BIRD = shutil.which("bird") or ("/usr/sbin/bird" if Path("/usr/sbin/bird").exists() else None)
+
+
+def bird_accepts(tmp_path: Path, text: str) -> subprocess.CompletedProcess:
+    conf = tmp_path / "bird.conf"
+    conf.write_text(text)
+    return subprocess.run([BIRD, "-p", "-c", str(conf)], capture_output=True, text=True, timeout=30)
+
+
+needs_bird = pytest.mark.skipif(BIRD is None, reason="bird2 is not installed")
+
+CASES = {
+    "no-links": dict(node_id=0, interfaces=[]),
+    "several-links": dict(node_id=2, interfaces=[OspfInterface("wgm0", 100), OspfInterface("wgm4", 250),
+                                                 OspfInterface("wgm4v6", 65535), OspfInterface("wgm200", 10100)]),
+    "client": dict(node_id=200, interfaces=[OspfInterface("wgm0", 10100)], stub_router=True),
+    "slow-timers": dict(node_id=4, interfaces=[OspfInterface("wgm2", 1)], hello=10, dead=40),
+}
+
+
+@needs_bird
+@pytest.mark.parametrize("case", CASES)
+def test_bird_accepts_the_rendered_config(tmp_path, plan, case):
+    text = bird.render(plan, **CASES[case])
+    result = bird_accepts(tmp_path, text)
+    assert result.returncode == 0, result.stderr
+
+
+@needs_bird
+def test_the_parse_check_does_reject_a_broken_config(tmp_path, plan):
+    # Proof the check above means something: an out-of-range cost is refused.
+    text = bird.render(plan, 2, [OspfInterface("wgm0", 100)]).replace("cost 100;", "cost 70000;")
+    result = bird_accepts(tmp_path, text)
+    assert result.returncode != 0 and "Cost must be in range" in result.stderr
+
+
+def _interface_lines(text: str) -> list[str]:
+    return re.findall(r'^\t\tinterface "(wgm[^"]*)" \{ (.*) \};$', text, re.M)
+
+
+def test_render_contents(plan):
+    text = bird.render(plan, 2, [OspfInterface("wgm4", 250), OspfInterface("wgm0", 100)], hello=2, dead=9)
+    assert "router id 10.0.2.1;" in text
+    assert "krt_prefsrc = 10.0.2.1;" in text and "krt_prefsrc = fd10:0:0:2::1;" in text
+    # The loopback is announced as a stub: its /30 in OSPFv2, the interface in OSPFv3.
+    assert 'interface "lo" 10.0.2.0/30 { stub yes; };' in text
+    assert 'interface "lo" { stub yes; };' in text
+    # One line per link in each of the two OSPF instances, sorted, with its own cost.
+    lines = _interface_lines(text)
+    assert lines == [
+        ("wgm0", "type ptp; cost 100; hello 2; dead 9;"),
+        ("wgm4", "type ptp; cost 250; hello 2; dead 9;"),
+    ] * 2
+    assert "stub router" not in text
+
+
+def test_render_is_deterministic(plan):
+    a = bird.render(plan, 2, [OspfInterface("wgm4", 250), OspfInterface("wgm0", 100)])
+    b = bird.render(plan, 2, [OspfInterface("wgm0", 100), OspfInterface("wgm4", 250)])
+    assert a == b
+
+
+def test_render_of_a_client_is_a_stub_router_in_both_instances(plan):
+    text = bird.render(plan, 200, [OspfInterface("wgm0", 10100)], stub_router=True)
+    assert text.count("stub router yes;") == 2
+    assert "router id 10.0.200.1;" in text
+
+
+@pytest.mark.parametrize("cost, clamped", [(0, 1), (-5, 1), (70000, 65535), (65535, 65535), (1, 1)])
+def test_render_clamps_costs(plan, cost, clamped):
+    text = bird.render(plan, 0, [OspfInterface("wgm2", cost)])
+    assert _interface_lines(text)[0] == ("wgm2", f"type ptp; cost {clamped}; hello 1; dead 4;")
+
+
+@pytest.mark.parametrize("base, peer_client, self_client, cost", [
+    (100, False, False, 100),
+    (100, True, False, 10100),
+    (100, False, True, 10100),
+    (100, True, True, 10100),
+    (60000, True, False, 65535),
+    (65535, False, False, 65535),
+    (0, False, False, 1),
+])
+def test_link_cost(base, peer_client, self_client, cost):
+    assert link_cost(base, peer_client, self_client) == cost
+
+
+SAMPLE = """\
+wgmesh4:
+Router ID   	Pri	     State     	DTime	Interface  Router IP
+10.0.2.1    	  1	Full/PtP  	 3.109	wgm2       10.0.0.5
+"""
+
+
+def test_parse_ospf_neighbors_on_real_output():
+    assert parse_ospf_neighbors(SAMPLE) == [{"router_id": "10.0.2.1", "state": "Full", "interface": "wgm2"}]
+
+
+def test_parse_ospf_neighbors_several_rows_and_states():
+    text = SAMPLE + "10.0.4.1    \t  1\tInit/PtP  \t 3.900\twgm4v6     10.0.0.7\n"
+    rows = parse_ospf_neighbors(text)
+    assert [(r["router_id"], r["state"], r["interface"]) for r in rows] == [
+        ("10.0.2.1", "Full", "wgm2"), ("10.0.4.1", "Init", "wgm4v6")]
+
+
+def test_parse_ospf_neighbors_of_nothing():
+    assert parse_ospf_neighbors("wgmesh4:\nRouter ID   \tPri\t     State     \tDTime\tInterface  Router IP\n") == []
+    assert parse_ospf_neighbors("") == []
+
+
+# ----------------------------------------------------------- control socket
+
+class FakeBird:
+    """A unix socket speaking bird's reply format: a greeting, then for each
+    command line the canned reply for it."""
+
+    def __init__(self, replies: dict[str, bytes]):
+        self.directory = Path(tempfile.mkdtemp(prefix="wgb"))  # short: sun_path is 108 bytes
+        self.path = self.directory / "bird.ctl"
+        self.replies = replies
+        self.commands: list[str] = []
+        self.server = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        self.server.bind(str(self.path))
+        self.server.listen(8)
+        self.server.settimeout(10)
+        self.thread = threading.Thread(target=self._serve, daemon=True)
+        self.thread.start()
+
+    def _serve(self) -> None:
+        while True:
+            try:
+                conn, _ = self.server.accept()
+            except OSError:
+                return
+            with conn:
+                conn.sendall(b"0001 BIRD 2.0.12 ready.\n")
+                reader = conn.makefile("rb")
+                line = reader.readline().decode().rstrip("\n")
+                if not line:
+                    continue
+                self.commands.append(line)
+                conn.sendall(self.replies.get(line, b"9001 unknown command\n"))
+
+    def close(self) -> None:
+        self.server.close()
+        shutil.rmtree(self.directory, ignore_errors=True)
+
+
+@pytest.fixture
+def fake_bird():
+    made = []
+
+    def make(replies: dict[str, bytes]) -> FakeBird:
+        made.append(FakeBird(replies))
+        return made[-1]
+
+    yield make
+    for fake in made:
+        fake.close()
+
+
+def test_configure_success(fake_bird):
+    fake = fake_bird({"configure": b"0002-Reading configuration from /run/wgmesh/bird.conf\n0003 Reconfigured\n"})
+    text = BirdControl(fake.path, timeout=5).configure()
+    assert text == "Reading configuration from /run/wgmesh/bird.conf\nReconfigured"
+    assert fake.commands == ["configure"]
+
+
+def test_configure_parse_error_raises_with_birds_reason(fake_bird):
+    fake = fake_bird({"configure": b"0002-Reading configuration from /run/wgmesh/bird.conf\n"
+                                   b"8002 /run/wgmesh/bird.conf:12:3 syntax error, unexpected CF_SYM_UNDEFINED\n"})
+    with pytest.raises(BirdError) as caught:
+        BirdControl(fake.path, timeout=5).configure()
+    assert str(caught.value) == ("bird refused the new config: "
+                                 "/run/wgmesh/bird.conf:12:3 syntax error, unexpected CF_SYM_UNDEFINED")
+
+
+def test_command_reads_a_multi_line_reply(fake_bird):
+    reply = ("1013-wgmesh4:\n"
+             " Router ID   \tPri\t     State     \tDTime\tInterface  Router IP\n"
+             " 10.0.2.1    \t  1\tFull/PtP  \t 3.109\twgm2       10.0.0.5\n"
+             "0000 \n").encode()
+    fake = fake_bird({"show ospf neighbors wgmesh4": reply})
+    control = BirdControl(fake.path, timeout=5)
+    code, text = control.command("show ospf neighbors wgmesh4")
+    assert code == 0
+    assert "10.0.2.1" in text
+    assert control.ospf_neighbors("wgmesh4") == [{"router_id": "10.0.2.1", "state": "Full", "interface": "wgm2"}]
+
+
+def test_alive(fake_bird, tmp_path):
+    fake = fake_bird({"show status": b"1000-BIRD 2.0.12\n1011-Router ID is 10.0.0.1\n0013 Daemon is up and running\n"})
+    assert BirdControl(fake.path, timeout=5).alive() is True
+    assert BirdControl(tmp_path / "missing.ctl", timeout=1).alive() is False
+
+
+def test_no_socket_is_a_one_line_error(tmp_path):
+    with pytest.raises(BirdError, match="bird is not running"):
+        BirdControl(tmp_path / "none.ctl", timeout=1).configure()

@@ -1,0 +1,63 @@
+"""What `wgmesh status` shows: link state, ages, the table."""
+
+import pytest
+
+from wgmesh_common.status import HANDSHAKE_FRESH, LinkRow, age, as_dicts, link_state, table
+
+NOW = 1_700_000_000.0
+
+
+@pytest.mark.parametrize("up, handshake, state", [
+    (False, NOW - 1, "down"),
+    (False, 0.0, "down"),
+    (True, 0.0, "no-handshake"),
+    (True, NOW - 5, "up"),
+    (True, NOW - HANDSHAKE_FRESH + 0.1, "up"),
+    (True, NOW - HANDSHAKE_FRESH, "stale"),
+    (True, NOW - 3600, "stale"),
+])
+def test_link_state(up, handshake, state):
+    assert link_state(up, handshake, NOW) == state
+
+
+@pytest.mark.parametrize("seconds, text", [
+    (0, "0s ago"),
+    (59.9, "59s ago"),
+    (119, "119s ago"),
+    (120, "2m ago"),
+    (3599, "59m ago"),
+    (7199, "119m ago"),
+    (7200, "2h ago"),
+    (86400 * 3, "72h ago"),
+])
+def test_age(seconds, text):
+    assert age(seconds) == text
+
+
+def row(name="wgm2", peer=2, transport="IPv4", endpoint="192.0.2.1:51820", state="up", handshake="5s ago",
+        ospf="Full") -> LinkRow:
+    return LinkRow(name, peer, transport, endpoint, state, handshake, ospf)
+
+
+def test_table_without_rows_is_the_header():
+    assert table([]) == "LINK  PEER  TRANSPORT  ENDPOINT  STATE  HANDSHAKE  OSPF"
+
+
+def test_table_aligns_columns():
+    rows = [row(), row("wgm200v6", 200, "IPv6", "[2001:db8::1]:51820", "no-handshake", "never", "-")]
+    lines = table(rows).splitlines()
+    assert lines == [
+        "LINK      PEER  TRANSPORT  ENDPOINT             STATE         HANDSHAKE  OSPF",
+        "wgm2      2     IPv4       192.0.2.1:51820      up            5s ago     Full",
+        "wgm200v6  200   IPv6       [2001:db8::1]:51820  no-handshake  never      -",
+    ]
+    # Every column starts at the same place on every line, and no line has trailing blanks.
+    for header in ("PEER", "ENDPOINT", "OSPF"):
+        column = lines[0].index(header)
+        assert all(line[column - 2:column] == "  " and line[column] != " " for line in lines)
+    assert all(line == line.rstrip() for line in lines)
+
+
+def test_as_dicts_keeps_every_field():
+    assert as_dicts([row()]) == [{"name": "wgm2", "peer": 2, "transport": "IPv4", "endpoint": "192.0.2.1:51820",
+                                  "state": "up", "handshake": "5s ago", "ospf": "Full"}]
