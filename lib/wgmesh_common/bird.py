@@ -140,6 +140,7 @@ class BirdControl:
     def _read_reply(reader) -> tuple[int, str]:
         lines = []
         code = 0
+        complete = False
         for raw in reader:
             raw = raw.rstrip("\n")
             if raw.startswith(" "):
@@ -149,9 +150,12 @@ class BirdControl:
                 code = int(raw[:4])
                 lines.append(raw[5:])
                 if raw[4] == " ":
+                    complete = True
                     break
             else:
                 lines.append(raw)
+        if not complete:
+            raise BirdError("bird closed its control socket in the middle of a reply")
         return code, "\n".join(lines)
 
     def configure(self) -> str:

@@ -41,7 +41,9 @@ def _network(version: int) -> Callable[[Any], str | None]:
     def check(value: Any) -> str | None:
         try:
             net = ipaddress.ip_network(value)
-        except ValueError:
+        except ValueError as error:
+            if "has host bits set" in str(error):
+                return f"{value!r} has host bits set (did you mean {ipaddress.ip_network(value, strict=False)}?)"
             return f"{value!r} is not a network with a prefix (like {'10.0.0.0/16' if version == 4 else 'fd10::/48'})"
         if net.version != version:
             return f"must be an IPv{version} network"

@@ -26,4 +26,9 @@ class AllocationError(WgmeshError):
 
 
 class RemoteError(WgmeshError):
-    """The remote join-server refused or could not be reached."""
+    """The remote join-server refused (status set) or could not be reached
+    (status None)."""
+
+    def __init__(self, message: str, status: int | None = None):
+        super().__init__(message)
+        self.status = status

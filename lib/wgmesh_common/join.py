@@ -364,8 +364,8 @@ def disconnect(node: Node, name: str, force: bool = False) -> None:
             break
         except RemoteError as error:
             errors.append(str(error))
-            # A 4xx answer is a real answer: the other side knows no such link.
-            if "refused /disconnect (404)" in str(error):
+            # 404 is a real answer: the other side has no such link any more.
+            if error.status == 404:
                 break
     else:
         if not force:

@@ -29,6 +29,11 @@ def parse_url(url: str) -> urllib.parse.SplitResult:
     return parts
 
 
+# Join requests carry tokens and go to mesh-internal addresses: never through
+# an http_proxy from the environment.
+_OPENER = urllib.request.build_opener(urllib.request.ProxyHandler({}))
+
+
 def request(url: str, method: str, path: str, body: dict[str, Any] | bytes, psk: str | None = None,
             timeout: float = TIMEOUT) -> dict[str, Any]:
     data = body if isinstance(body, bytes) else json.dumps(body).encode()
@@ -37,14 +42,14 @@ def request(url: str, method: str, path: str, body: dict[str, Any] | bytes, psk:
         headers[SIGNATURE_HEADER] = signature(psk, method, path, data)
     req = urllib.request.Request(url.rstrip("/") + path, data=data, method=method, headers=headers)
     try:
-        with urllib.request.urlopen(req, timeout=timeout) as response:
+        with _OPENER.open(req, timeout=timeout) as response:
             return _decode(response.read(), url)
     except urllib.error.HTTPError as error:
         try:
             reason = json.loads(error.read()).get("error") or error.reason
         except (ValueError, AttributeError):
             reason = error.reason
-        raise RemoteError(f"{url} refused {path} ({error.code}): {reason}") from None
+        raise RemoteError(f"{url} refused {path} ({error.code}): {reason}", error.code) from None
     except (urllib.error.URLError, OSError) as error:
         reason = getattr(error, "reason", error)
         raise RemoteError(f"cannot reach {url}: {reason}") from None

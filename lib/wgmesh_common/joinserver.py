@@ -14,7 +14,7 @@ import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any, Callable
 
-from . import join, joinapi, linkfile, log
+from . import join, joinapi, linkfile, log, netlink
 from .errors import WgmeshError
 from .joinapi import RequestError
 from .node import Node
@@ -50,9 +50,16 @@ class FailureLimiter:
                 wait = int(self.window - (now - recent[0])) + 1
                 raise RequestError(429, f"too many failed token attempts from {source}; retry in {wait} s")
 
+    MAX_SOURCES = 10000
+
     def fail(self, source: str, now: float | None = None) -> None:
         now = time.monotonic() if now is None else now
         with self._lock:
+            if len(self._failures) >= self.MAX_SOURCES:
+                # Failures sprayed from many addresses must not grow memory
+                # for ever: forget every source whose window has passed.
+                for stale in list(self._failures):
+                    self._recent(stale, now)
             self._failures.setdefault(source, []).append(now)
 
 
@@ -74,7 +81,15 @@ class JoinService:
             return False
         plan = self.node.plan
         own = {plan.loopback4(self.node.node_id), plan.loopback6(self.node.node_id)}
-        return dst in own and (src in plan.subnet or src in plan.subnet6)
+        if dst not in own or not (src in plan.subnet or src in plan.subnet6):
+            return False
+        # The way back to the source must be one of this node's links: a
+        # mesh address spoofed on the underlay (api.public) does not pass.
+        return self.route_is_mesh_link(str(src))
+
+    def route_is_mesh_link(self, address: str) -> bool:
+        interface = netlink.route_interface(address)
+        return interface is not None and linkfile.exists(self.node.paths, interface)
 
     def _authorise(self, token: str | None, source: str, local: str, consume: bool) -> bool:
         """True when a token use was consumed (so it can be refunded)."""

@@ -186,6 +186,24 @@ def routes(family: int = 4) -> list[Route]:
     return result
 
 
+def route_interface(address: str) -> str | None:
+    """The interface the kernel would send a packet to address out of."""
+    from pyroute2.netlink.exceptions import NetlinkError
+
+    with _ipr() as ipr:
+        try:
+            answer = ipr.route("get", dst=address)
+        except NetlinkError:
+            return None
+        if not answer:
+            return None
+        oif = answer[0].get_attr("RTA_OIF")
+        if oif is None:
+            return None
+        links = ipr.get_links(oif)
+        return links[0].get_attr("IFLA_IFNAME") if links else None
+
+
 def underlay_addresses() -> dict[int, str]:
     """This node's own public addresses: a global address on the interface of
     each family's default route. Learned locally; nothing is asked of anyone."""

@@ -129,7 +129,12 @@ class SystemdSupervisor:
 
     @staticmethod
     def _systemctl(*args: str) -> None:
-        result = subprocess.run(["systemctl", *args], capture_output=True, text=True)
+        try:
+            result = subprocess.run(["systemctl", *args], capture_output=True, text=True, timeout=120)
+        except FileNotFoundError:
+            raise WgmeshError("systemctl is missing: set system.service_manager = \"direct\"") from None
+        except subprocess.TimeoutExpired:
+            raise WgmeshError(f"systemctl {' '.join(args)} did not finish within 120 s") from None
         if result.returncode != 0:
             raise WgmeshError(f"systemctl {' '.join(args)} failed: {result.stderr.strip() or result.returncode}")
 

@@ -213,3 +213,10 @@ def test_alive(fake_bird, tmp_path):
 def test_no_socket_is_a_one_line_error(tmp_path):
     with pytest.raises(BirdError, match="bird is not running"):
         BirdControl(tmp_path / "none.ctl", timeout=1).configure()
+
+
+def test_a_reply_cut_short_is_an_error_not_a_success(fake_bird):
+    # bird dies in the middle of `configure`: only a continuation line came.
+    bird_socket = fake_bird({"configure": b"0002-Reading configuration from /run/wgmesh/bird.conf\n"})
+    with pytest.raises(bird.BirdError, match="in the middle of a reply"):
+        bird.BirdControl(bird_socket.path).configure()

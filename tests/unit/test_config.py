@@ -88,7 +88,7 @@ BAD = [
     ({"system": {"service_manager": "openrc"}}, "system.service_manager must be one of auto, systemd, direct"),
     ({"mesh": {"node_prefix": 25}}, "mesh.node_prefix must be between 22 and 24"),
     ({"mesh": {"subnet": "banana"}}, "mesh.subnet 'banana' is not a network with a prefix"),
-    ({"mesh": {"subnet": "10.0.0.1/16"}}, "mesh.subnet '10.0.0.1/16' is not a network"),
+    ({"mesh": {"subnet": "10.0.0.1/16"}}, "mesh.subnet '10.0.0.1/16' has host bits set (did you mean 10.0.0.0/16?)"),
     ({"mesh": {"subnet": "fd10::/48"}}, "mesh.subnet must be an IPv4 network"),
     ({"mesh": {"subnet6": "10.0.0.0/16"}}, "mesh.subnet6 must be an IPv6 network"),
     ({"mesh": {"subnet6": "fd10::/64"}}, "mesh.subnet6 fd10::/64 must be a /56 or larger"),

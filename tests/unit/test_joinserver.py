@@ -26,6 +26,17 @@ def quiet_host(monkeypatch):
 
     monkeypatch.setattr(netlink, "routes", lambda family=4: [])
     monkeypatch.setattr(netlink, "underlay_addresses", lambda: {})
+    # The way back to a mesh address is the link to node 8; to anything
+    # else, the underlay.
+    monkeypatch.setattr(netlink, "route_interface",
+                        lambda address: "wgm8" if address.startswith(("10.", "fd10:")) else "eth0")
+
+
+@pytest.fixture(autouse=True)
+def link_to_node_8(paths):
+    """Node 0 has one link, to node 8, that mesh traffic comes in over."""
+    paths.links_dir.mkdir(parents=True, exist_ok=True)
+    linkfile.save(paths, make_link(name="wgm8", peer_id=8), random_key(), random_key())
 
 
 @pytest.fixture
@@ -120,6 +131,16 @@ def test_successes_do_not_count_as_failures(service, token):
 ])
 def test_requests_from_the_mesh_to_the_mesh_address_need_no_token(service, source, local, status):
     assert call(service, "/connectivity", {"id": 2}, source=source, local=local)[0] == status
+
+
+def test_a_mesh_source_whose_way_back_is_not_a_link_needs_a_token(service, monkeypatch):
+    from wgmesh_common import netlink
+
+    # A mesh address spoofed on the underlay: the route back is eth0.
+    monkeypatch.setattr(netlink, "route_interface", lambda address: "eth0")
+    assert call(service, "/connectivity", {"id": 2}, source=MESH_PEER, local=MESH_LOCAL)[0] == 401
+    monkeypatch.setattr(netlink, "route_interface", lambda address: None)
+    assert call(service, "/connectivity", {"id": 2}, source=MESH_PEER, local=MESH_LOCAL)[0] == 401
 
 
 # ----------------------------------------------------------------- routing
