@@ -156,6 +156,8 @@ class FakeBird:
                     continue
                 self.commands.append(line)
                 conn.sendall(self.replies.get(line, b"9001 unknown command\n"))
+                # The reader holds the socket open; close it with the connection.
+                reader.close()
 
     def close(self) -> None:
         self.server.close()
