@@ -37,6 +37,10 @@ def applied(paths: Paths) -> int:
         return 0
 
 
+def mark_current(paths: Paths) -> None:
+    write_atomic(schema_file(paths), f"{CURRENT}\n".encode())
+
+
 def migrate(paths: Paths) -> list[int]:
     """Apply every pending migration in order; returns the ones applied."""
     done = []

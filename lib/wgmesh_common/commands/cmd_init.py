@@ -3,7 +3,7 @@
 import click
 
 from .. import config as node_config
-from .. import log
+from .. import log, migrations
 from ..addressing import MeshPlan
 from ..errors import WgmeshError
 from ..node import Node
@@ -47,6 +47,8 @@ def init_command(node_id: int, public: bool, public_ipv4: str | None, public_ipv
     try:
         node_config.write_settings(paths.config_file, changes)
         TokenStore(paths.tokens_file).default_token()
+        # A fresh node is at the current schema: nothing to migrate later.
+        migrations.mark_current(paths)
         node = Node.load(paths)
         if not no_start:
             node.supervisor.start_node()
