@@ -1,0 +1,27 @@
+"""Small helpers shared by the integration tests."""
+
+import sys
+import time
+
+def wait_until(predicate, timeout: float, interval: float = 0.2):
+    """Poll predicate until it is truthy; its last value (falsy on timeout)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = predicate()
+        if value or time.monotonic() > deadline:
+            return value
+        time.sleep(interval)
+
+
+def pings(node, address: str) -> bool:
+    return node.run(["ping", "-c1", "-W1", address], check=False).returncode == 0
+
+
+def one_line(text: str) -> bool:
+    return len(text.strip().splitlines()) == 1
+
+
+def report(message: str) -> None:
+    """Figures the issues ask the tests to print, visible without -s."""
+    sys.__stdout__.write(f"\n[wgmesh] {message}\n")
+    sys.__stdout__.flush()
