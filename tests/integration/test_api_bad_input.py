@@ -1,0 +1,111 @@
+"""Bad input to the join API, from another node over the real network:
+every request gets a 4xx with a one-line reason, and no file, interface,
+process or reservation is left behind."""
+
+import base64
+import json
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from .helpers import pings, wait_until
+
+CLIENT = str(Path(__file__).with_name("http_client.py"))
+NODE0 = "198.18.0.2"
+GOOD_KEY = base64.b64encode(bytes(range(32))).decode()
+
+
+def send(node, specs: list[dict]) -> list[dict]:
+    for spec in specs:
+        spec.setdefault("host", NODE0)
+    result = node.run([sys.executable, CLIENT], input=json.dumps(specs), timeout=120)
+    return json.loads(result.stdout)
+
+
+def snapshot(node) -> dict:
+    """Everything a request could leave behind on node 0."""
+    links = sorted(p.name for p in (node.files_dir / "links").glob("*")) if (node.files_dir / "links").exists() else []
+    reservations = node.state_dir / "reservations"
+    return {
+        "links": links,
+        "reservations": sorted(p.name for p in reservations.glob("*")) if reservations.exists() else [],
+        "interfaces": node.run("ip -o link show | cut -d: -f2", check=False).stdout.split(),
+        "processes": sorted(open(f"/proc/{pid}/comm").read().strip() for pid in node.pids()
+                            if Path(f"/proc/{pid}/comm").exists()),
+        "tokens": (node.files_dir / "tokens.toml").read_text(),
+    }
+
+
+def signed(path: str, fields: dict, psk: str, method: str = "POST", timestamp: float | None = None) -> dict:
+    body = dict(fields, timestamp=round(time.time() if timestamp is None else timestamp, 6))
+    return {"method": method, "path": path, "raw": base64.b64encode(json.dumps(body).encode()).decode(),
+            "sign_with": psk}
+
+
+@pytest.mark.ids((0, 2))
+def test_bad_requests_are_refused_and_leave_nothing(netns_lab):
+    node0, node2 = netns_lab[0], netns_lab[2]
+    node0.run(["wgmesh", "init", "0", "--public"])
+    node2.run(["wgmesh", "init", "2"])
+    token = node0.run(["wgmesh", "token"]).stdout.strip()
+    node2.run(["wgmesh", "connect", "--transport", "4", f"http://{NODE0}:8080", token])
+    assert wait_until(lambda: pings(node2, "10.0.0.1"), 20)
+    psk = (node2.files_dir / "links" / "wgm0.psk").read_text().strip()
+    before = snapshot(node0)
+
+    connect = {"id": 4, "token": token, "public_key": GOOD_KEY, "listen_port": 51820, "family": 4}
+    cases = [
+        ("no token", {"method": "POST", "path": "/connectivity", "body": {"id": 4}}, 401),
+        ("wrong token", {"method": "POST", "path": "/connectivity", "body": {"id": 4, "token": "x" * 32}}, 403),
+        ("malformed JSON", {"method": "POST", "path": "/connect", "raw": base64.b64encode(b'{"id": 4,').decode()}, 400),
+        ("not an object", {"method": "POST", "path": "/connect", "body": [1, 2]}, 400),
+        ("id as a string", {"method": "POST", "path": "/connect", "body": dict(connect, id="4")}, 400),
+        ("port as a string", {"method": "POST", "path": "/connect", "body": dict(connect, listen_port="51820")}, 400),
+        ("oversized body", {"method": "POST", "path": "/connect",
+                            "raw": base64.b64encode(b" " * 20000 + b"{}").decode()}, 413),
+        ("out-of-range id", {"method": "POST", "path": "/connect", "body": dict(connect, id=300)}, 400),
+        ("odd id", {"method": "POST", "path": "/connect", "body": dict(connect, id=5)}, 400),
+        ("the server's own id", {"method": "POST", "path": "/connect", "body": dict(connect, id=0)}, 409),
+        ("unknown link type", {"method": "POST", "path": "/connect", "body": dict(connect, type="amneziawg")}, 400),
+        ("bad public key", {"method": "POST", "path": "/connect", "body": dict(connect, public_key="abc")}, 400),
+        ("unknown field", {"method": "POST", "path": "/connect", "body": dict(connect, admin=True)}, 400),
+        ("link exists", {"method": "POST", "path": "/connect", "body": dict(connect, id=2)}, 409),
+        ("disconnect of a link not owned", signed("/disconnect", {"id": 2, "family": 4}, "not-the-psk"), 403),
+        ("disconnect unsigned", {"method": "POST", "path": "/disconnect", "body": {"id": 2, "family": 4,
+                                                                                   "timestamp": time.time()}}, 401),
+        ("disconnect of no link", signed("/disconnect", {"id": 6, "family": 4}, psk), 404),
+        ("stale signature", signed("/disconnect", {"id": 2, "family": 4}, psk, timestamp=time.time() - 3600), 403),
+        ("wrong method", {"method": "GET", "path": "/connect"}, 405),
+        ("unknown path", {"method": "POST", "path": "/admin", "body": {}}, 404),
+    ]
+    answers = send(node2, [spec for _, spec, _ in cases])
+    for (name, _, status), answer in zip(cases, answers):
+        assert answer["status"] == status, f"{name}: {answer}"
+        reason = json.loads(answer["body"])["error"]
+        assert reason and "\n" not in reason, f"{name}: {reason!r}"
+    assert snapshot(node0) == before
+
+    # A replayed signed request is refused, even with a valid signature.
+    update = signed("/update", {"id": 2, "family": 4}, psk, method="PATCH")
+    first, replay = send(node2, [update, dict(update)])
+    assert first["status"] == 200, first
+    assert replay["status"] == 403 and "replay" in json.loads(replay["body"])["error"]
+    assert snapshot(node0) == before
+
+    # Too many failed token attempts from one address: 429 until it cools down.
+    attempts = send(node2, [{"method": "POST", "path": "/connectivity", "body": {"id": 4, "token": "bad"}}
+                            for _ in range(6)])
+    assert [a["status"] for a in attempts][-1] == 429
+    good_but_limited = send(node2, [{"method": "POST", "path": "/connectivity", "body": {"id": 4, "token": token}}])
+    assert good_but_limited[0]["status"] == 429
+    assert snapshot(node0) == before
+
+    # The real owner's disconnect works once; its replay finds nothing.
+    disconnect = signed("/disconnect", {"id": 2, "family": 4}, psk)
+    done = send(node2, [disconnect])[0]
+    assert done["status"] == 200, done
+    assert wait_until(lambda: not (node0.files_dir / "links" / "wgm2.toml").exists(), 10)
+    again = send(node2, [dict(disconnect)])[0]
+    assert again["status"] in (403, 404), again
