@@ -41,39 +41,77 @@ def device_settings(link: Link, private_key: str, psk: str) -> DeviceSettings:
     )
 
 
-def bring_up(paths: Paths, config: NodeConfig, name: str, supervised: bool = False):
-    """Create and configure the link's interface.
+def _load(paths: Paths, name: str) -> tuple[Link, str, str]:
+    return (linkfile.load(paths, name), linkfile.read_secret(paths.link_key(name)),
+            linkfile.read_secret(paths.link_psk(name)))
 
-    supervised=False (no service manager): wireguard-go is left running in its
-    own session with a pid file. supervised=True (under wgmesh-link@.service):
-    the wireguard-go process is returned so the caller can hand it to systemd.
-    """
-    link = linkfile.load(paths, name)
-    private_key = linkfile.read_secret(paths.link_key(name))
-    psk = linkfile.read_secret(paths.link_psk(name))
+
+def _configure(paths: Paths, backend, link: Link, private_key: str, psk: str) -> None:
+    try:
+        backend.configure(link.name, device_settings(link, private_key, psk))
+        netlink.configure_interface(link.name, link.mtu, interface_addresses(link))
+    except BaseException:
+        take_down(paths, link.name)
+        raise
+    log.event("link-up", f"link {link.name} to node {link.peer_id} is up", link=link.name, peer=link.peer_id)
+
+
+def bring_up(paths: Paths, config: NodeConfig, name: str) -> None:
+    """Create and configure the link's interface, without a service manager:
+    wireguard-go (if used) is left running in its own session, with a pid file."""
+    link, private_key, psk = _load(paths, name)
     backend = choose_backend(config.backend)
-    process = None
-    paths.pid_dir.mkdir(parents=True, exist_ok=True)
-    pid_file = paths.pid_file(f"wg-{name}")
     if isinstance(backend, UserspaceBackend):
-        running = read_pid(pid_file) if not supervised else None
-        if not (running and netlink.interface_exists(name)):
+        paths.pid_dir.mkdir(parents=True, exist_ok=True)
+        pid_file = paths.pid_file(f"wg-{name}")
+        if not (read_pid(pid_file) and netlink.interface_exists(name)):
             if netlink.interface_exists(name):
                 netlink.delete_interface(name)
-            log_path = paths.run_dir / f"wg-{name}.log" if not supervised else None
-            process = backend.start(name, log_path=log_path, detach=not supervised)
-            if not supervised:
-                write_atomic(pid_file, f"{process.pid}\n".encode())
+            process = backend.start(name, log_path=paths.run_dir / f"wg-{name}.log", detach=True)
+            write_atomic(pid_file, f"{process.pid}\n".encode())
     else:
         backend.start(name)
-    try:
-        backend.configure(name, device_settings(link, private_key, psk))
-        netlink.configure_interface(name, link.mtu, interface_addresses(link))
-    except BaseException:
-        take_down(paths, name)
-        raise
-    log.event("link-up", f"link {name} to node {link.peer_id} is up", link=name, peer=link.peer_id)
-    return process
+    _configure(paths, backend, link, private_key, psk)
+
+
+def bring_up_supervised(paths: Paths, config: NodeConfig, name: str, notify) -> None:
+    """Bring the link up as the main process of wgmesh-link@NAME.service.
+
+    Kernel module: configure, report READY, return (the unit remains active).
+    wireguard-go: this process becomes wireguard-go (exec, same PID, so the
+    daemon is systemd's own child and main process), while a detached helper
+    waits for its control socket, configures it and reports READY; if that
+    fails the helper stops the daemon and the start fails."""
+    link, private_key, psk = _load(paths, name)
+    backend = choose_backend(config.backend)
+    if not isinstance(backend, UserspaceBackend):
+        backend.start(name)
+        _configure(paths, backend, link, private_key, psk)
+        notify("READY=1")
+        return
+    if netlink.interface_exists(name):
+        netlink.delete_interface(name)
+    main_pid = os.getpid()
+    helper = os.fork()
+    if helper == 0:
+        # Fork again so the configuring process is not wireguard-go's child
+        # (it would never be reaped); it is adopted by the service manager.
+        if os.fork() != 0:
+            os._exit(0)
+        try:
+            backend.wait_ready(name)
+            _configure(paths, backend, link, private_key, psk)
+            notify("READY=1")
+            os._exit(0)
+        except BaseException as error:  # report, stop the daemon, fail the start
+            log.error(f"link {name} could not be configured: {error}", link=name)
+            notify(f"STATUS=configuring {name} failed: {error}")
+            try:
+                os.kill(main_pid, signal.SIGTERM)
+            finally:
+                os._exit(1)
+    os.waitpid(helper, 0)
+    backend.exec_foreground(name)
 
 
 def take_down(paths: Paths, name: str) -> bool:

@@ -132,10 +132,7 @@ class UserspaceBackend:
 
     def start(self, ifname: str, log_path: Path | None = None, detach: bool = True) -> subprocess.Popen:
         """Run wireguard-go for ifname; return once its UAPI socket answers."""
-        env = dict(os.environ)
-        # Anything but "1" here makes wireguard-go re-exec itself forever.
-        env.pop("WG_PROCESS_FOREGROUND", None)
-        env["LOG_LEVEL"] = env.get("WGMESH_WG_LOG_LEVEL", "error")
+        env = self._environment()
         # Without a log file, output goes where ours goes (the journal, under systemd).
         out = open(log_path, "ab") if log_path else None
         try:
@@ -159,7 +156,36 @@ class UserspaceBackend:
             except WgmeshError:
                 time.sleep(0.02)
         process.kill()
+        process.wait()
         raise WgmeshError(f"{ifname}: wireguard-go did not open its control socket within 10 s")
+
+    def wait_ready(self, ifname: str, timeout: float = 10.0) -> None:
+        """Until wireguard-go (started elsewhere) answers on its socket."""
+        deadline = time.monotonic() + timeout
+        while True:
+            try:
+                uapi_exchange(ifname, "get=1\n\n", self.socket_dir, timeout=1)
+                return
+            except WgmeshError:
+                if time.monotonic() > deadline:
+                    raise WgmeshError(f"{ifname}: wireguard-go did not open its control socket within {timeout:.0f} s")
+                time.sleep(0.02)
+
+    def exec_foreground(self, ifname: str) -> None:
+        """Replace this process with wireguard-go (never returns)."""
+        env = self._environment()
+        try:
+            os.execvpe(self.binary, [self.binary, "-f", ifname], env)
+        except FileNotFoundError:
+            raise WgmeshError(f"{self.binary} is not installed (needed without the WireGuard kernel module)") from None
+
+    @staticmethod
+    def _environment() -> dict:
+        env = dict(os.environ)
+        # Anything but "1" here makes wireguard-go re-exec itself forever.
+        env.pop("WG_PROCESS_FOREGROUND", None)
+        env["LOG_LEVEL"] = env.get("WGMESH_WG_LOG_LEVEL", "error")
+        return env
 
     def configure(self, ifname: str, settings: DeviceSettings) -> None:
         uapi_exchange(ifname, uapi_set_request(settings), self.socket_dir)

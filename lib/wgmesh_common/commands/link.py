@@ -29,10 +29,10 @@ def main() -> None:
 def up(name: str) -> None:
     """Create and configure the interface of link NAME."""
     node = load_node()
-    supervised = bool(os.environ.get("NOTIFY_SOCKET"))
-    process = linkops.bring_up(node.paths, node.config, name, supervised=supervised)
-    if supervised:
-        _notify(f"READY=1\nMAINPID={process.pid}" if process else "READY=1")
+    if os.environ.get("NOTIFY_SOCKET"):
+        linkops.bring_up_supervised(node.paths, node.config, name, _notify)
+    else:
+        linkops.bring_up(node.paths, node.config, name)
 
 
 @main.group("loopback")
