@@ -42,21 +42,6 @@ def run(*args: str, **kwargs) -> subprocess.CompletedProcess:
 
 
 @pytest.fixture(scope="module")
-def deb(tmp_path_factory) -> Path:
-    given = os.environ.get("WGMESH_DEB")
-    if given:
-        path = Path(given)
-        assert path.is_file(), f"WGMESH_DEB={given} does not exist"
-        return path
-    out = tmp_path_factory.mktemp("deb")
-    result = run(str(PROJECT / "debian/build-deb"), "--output-dir", str(out), timeout=1800)
-    assert result.returncode == 0, result.stderr[-4000:]
-    path = Path(result.stdout.strip().splitlines()[-1])
-    assert path.is_file() and path.parent == out, result.stdout
-    return path
-
-
-@pytest.fixture(scope="module")
 def root(deb: Path, tmp_path_factory) -> Path:
     """The package unpacked: its files, and its control files in DEBIAN/."""
     root = tmp_path_factory.mktemp("unpacked")

@@ -1,0 +1,98 @@
+"""System tests: containers booted with systemd, the built .deb installed
+with apt, and wgmesh driven the way an operator drives it."""
+
+import os
+import subprocess
+import sys
+import time
+import uuid
+from pathlib import Path
+
+import pytest
+
+PROJECT = Path(__file__).parents[2]
+DEBIAN_PATH = "/usr/sbin:/usr/bin:/sbin:/bin"
+
+
+def pytest_collection_modifyitems(items):
+    for item in items:
+        if "tests/system/" in str(item.fspath):
+            item.add_marker(pytest.mark.system)
+
+
+def build_deb(out: Path, suffix: str | None = None) -> Path:
+    argv = [str(PROJECT / "debian/build-deb"), "--output-dir", str(out)]
+    if suffix:
+        argv += ["--version-suffix", suffix]
+    result = subprocess.run(argv, capture_output=True, text=True, timeout=1800,
+                            env=dict(os.environ, PATH=DEBIAN_PATH, LC_ALL="C.UTF-8"))
+    assert result.returncode == 0, result.stderr[-4000:]
+    path = Path(result.stdout.strip().splitlines()[-1])
+    assert path.is_file(), result.stdout
+    return path
+
+
+@pytest.fixture(scope="session")
+def deb(tmp_path_factory) -> Path:
+    """The package under test: WGMESH_DEB, or built from this tree once."""
+    given = os.environ.get("WGMESH_DEB")
+    if given:
+        assert Path(given).is_file(), f"WGMESH_DEB={given} does not exist"
+        return Path(given)
+    return build_deb(tmp_path_factory.mktemp("deb"))
+
+
+@pytest.fixture(scope="session")
+def upgrade_deb(tmp_path_factory) -> Path:
+    """A newer build of the same tree, to upgrade to."""
+    return build_deb(tmp_path_factory.mktemp("deb-upgrade"), "+upgrade1")
+
+
+@pytest.fixture(scope="session", autouse=True)
+def as_root():
+    if os.geteuid() != 0:
+        pytest.skip("system tests need root (containers)")
+
+
+class Mesh:
+    """A container lab with wgmesh installed on every node."""
+
+    def __init__(self, lab, deb: Path):
+        self.lab = lab
+        self.deb = deb
+
+    def __getitem__(self, mesh_id):
+        return self.lab[mesh_id]
+
+    def install(self, node, deb: Path | None = None) -> None:
+        deb = deb or self.deb
+        target = self.lab.share_dir / deb.name
+        if not target.exists():
+            target.write_bytes(deb.read_bytes())
+        node.run(["apt-get", "install", "-y", "-q", f"/lab/{deb.name}"], timeout=300)
+
+
+def start_mesh_lab(ids, deb: Path, name_prefix: str = "sy"):
+    from tests.lab.lab import Lab
+
+    lab = Lab(f"{name_prefix}{uuid.uuid4().hex[:4]}", kind="container", ids=ids)
+    lab.start()
+    mesh = Mesh(lab, deb)
+    try:
+        for node in lab.nodes.values():
+            mesh.install(node)
+    except BaseException:
+        lab.close(raise_on_problems=False)
+        raise
+    return mesh
+
+
+@pytest.fixture
+def mesh_lab(request, deb):
+    marker = request.node.get_closest_marker("ids")
+    ids = marker.args[0] if marker else (0, 2)
+    mesh = start_mesh_lab(ids, deb)
+    try:
+        yield mesh
+    finally:
+        mesh.lab.close(raise_on_problems=sys.exc_info()[0] is None)

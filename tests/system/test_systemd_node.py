@@ -1,0 +1,133 @@
+"""wgmesh as operators run it: the .deb installed with apt in containers
+booted with systemd; links are units, come back on boot, are repaired when
+their daemon dies; an upgrade keeps the mesh, a purge leaves nothing."""
+
+import subprocess
+import time
+
+import pytest
+
+from tests.integration.helpers import pings, report, wait_until
+
+NODE0_URL = "http://198.18.0.2:8080"
+
+
+def join_two(mesh, transport="4"):
+    node0, node2 = mesh[0], mesh[2]
+    node0.run(["wgmesh", "init", "0", "--public"])
+    node2.run(["wgmesh", "init", "2"])
+    token = node0.run(["wgmesh", "token"]).stdout.strip()
+    flags = [] if transport == "auto" else ["--transport", transport]
+    node2.run(["wgmesh", "connect", *flags, NODE0_URL, token])
+    assert wait_until(lambda: pings(node0, "10.0.2.1") and pings(node2, "10.0.0.1"), 20)
+    return node0, node2
+
+
+def unit_property(node, unit: str, prop: str) -> str:
+    return node.run(["systemctl", "show", "-p", prop, "--value", unit]).stdout.strip()
+
+
+def active(node, unit: str) -> bool:
+    return node.run(["systemctl", "is-active", "--quiet", unit], check=False).returncode == 0
+
+
+def interfaces(node) -> set[str]:
+    out = node.run(["ip", "-o", "link", "show"]).stdout
+    return {line.split(": ")[1].split("@")[0] for line in out.splitlines()}
+
+
+@pytest.mark.ids((0, 2))
+def test_join_makes_one_link_unit_per_link_on_both_sides(mesh_lab):
+    node0, node2 = join_two(mesh_lab, transport="4")
+    assert active(node0, "wgmesh-link@wgm2.service") and active(node2, "wgmesh-link@wgm0.service")
+    # The unit's main process is wireguard-go itself (no kernel module here).
+    pid = unit_property(node2, "wgmesh-link@wgm0.service", "MainPID")
+    assert node2.run(["cat", f"/proc/{pid}/comm"]).stdout.strip() == "wireguard-go"
+    # The generator wants exactly the link units of the link files.
+    wants = node2.run(["systemctl", "list-dependencies", "--plain", "--no-pager", "wgmesh.target"]).stdout
+    assert "wgmesh-link@wgm0.service" in wants
+    assert "wgmesh.target" in node2.run(["systemctl", "list-dependencies", "--plain", "--no-pager",
+                                         "multi-user.target"]).stdout
+    # bird of wgmesh's own beside the stock one, untouched.
+    assert active(node0, "wgmesh-bird.service") and active(node0, "bird.service")
+    assert "Full" in node0.run(["birdc", "-s", "/run/wgmesh/bird.ctl", "show", "ospf", "neighbors"]).stdout
+    # Link events in the journal, selectable by field.
+    events = node2.run(["journalctl", "--no-pager", "-o", "cat", "WGMESH_EVENT=link-up"]).stdout
+    assert "link wgm0 to node 0 is up" in events
+
+
+@pytest.mark.ids((0, 2))
+def test_links_come_back_after_a_reboot(mesh_lab):
+    node0, node2 = join_two(mesh_lab, transport="auto")
+    node2.poweroff()
+    node2.boot()
+    node2.wait_running(timeout=120)
+    running = time.monotonic()
+    assert wait_until(lambda: pings(node0, "10.0.2.1") and pings(node2, "10.0.0.1")
+                      and pings(node0, "fd10:0:0:2::1"), timeout=30, interval=0.1)
+    elapsed = time.monotonic() - running
+    report(f"after a reboot, 10.0.N.1 reachable both ways {elapsed:.1f} s after systemd said 'running'")
+    assert elapsed <= 20
+    assert active(node2, "wgmesh-link@wgm0.service") and active(node2, "wgmesh-link@wgm0v6.service")
+
+
+@pytest.mark.ids((0, 2))
+def test_stop_and_start_exactly_one_link_and_repair_a_killed_daemon(mesh_lab):
+    node0, node2 = join_two(mesh_lab, transport="auto")
+    assert wait_until(lambda: {"wgm0", "wgm0v6"} <= interfaces(node2), 10)
+    node2.run(["systemctl", "stop", "wgmesh-link@wgm0.service"])
+    assert "wgm0" not in interfaces(node2) and "wgm0v6" in interfaces(node2)
+    assert (node2.files_dir / "links" / "wgm0.toml").exists()  # the link itself stays
+    # Traffic moves to the other link.
+    assert wait_until(lambda: pings(node0, "10.0.2.1"), 15)
+    node2.run(["systemctl", "start", "wgmesh-link@wgm0.service"])
+    assert "wgm0" in interfaces(node2)
+    assert wait_until(lambda: "dev wgm0 " in node2.run(["ip", "route", "get", "10.0.0.1"]).stdout
+                      or "wgm0" in node2.run(["ip", "route", "show", "10.0.0.1"]).stdout, 15)
+
+    pid = unit_property(node2, "wgmesh-link@wgm0.service", "MainPID")
+    node2.run(["kill", "-9", pid])
+    assert wait_until(lambda: unit_property(node2, "wgmesh-link@wgm0.service", "MainPID") not in ("0", pid)
+                      and active(node2, "wgmesh-link@wgm0.service"), 15)
+    assert int(unit_property(node2, "wgmesh-link@wgm0.service", "NRestarts")) >= 1
+    assert wait_until(lambda: node2.run(["ping", "-c1", "-W1", "-I", "wgm0", "10.0.0.4"], check=False).returncode == 0, 15)
+
+
+@pytest.mark.ids((0, 2))
+def test_an_upgrade_keeps_the_link(mesh_lab, upgrade_deb):
+    node0, node2 = join_two(mesh_lab, transport="4")
+    before = unit_property(node2, "wgmesh-link@wgm0.service", "MainPID")
+    # Ping through the whole upgrade: not one lost packet is asked, but the link must never go away.
+    pinger = node0.popen(["ping", "-q", "-i", "0.2", "-w", "25", "10.0.2.1"], stdout=subprocess.PIPE, text=True)
+    mesh_lab.install(node2, upgrade_deb)
+    mesh_lab.install(node0, upgrade_deb)
+    assert "+upgrade1" in node2.run(["dpkg-query", "-W", "-f=${Version}", "wgmesh"]).stdout
+    assert unit_property(node2, "wgmesh-link@wgm0.service", "MainPID") == before
+    assert active(node2, "wgmesh-join-server.socket") and active(node2, "wgmesh-bird.service")
+    assert pings(node0, "10.0.2.1") and pings(node2, "10.0.0.1")
+    assert "Full" in node2.run(["birdc", "-s", "/run/wgmesh/bird.ctl", "show", "ospf", "neighbors"]).stdout
+    out, _ = pinger.communicate(timeout=60)
+    summary = next(line for line in out.splitlines() if "packets transmitted" in line)
+    report(f"ping every 0.2 s across the upgrade of both nodes: {summary}")
+    received = int(summary.split(",")[1].split()[0])
+    assert received > 0.9 * int(summary.split()[0])
+
+
+@pytest.mark.ids((0, 2))
+def test_remove_and_purge_leave_nothing(mesh_lab):
+    node0, node2 = join_two(mesh_lab, transport="auto")
+    node2.run(["apt-get", "remove", "-y", "-q", "wgmesh"], timeout=300)
+    assert not {i for i in interfaces(node2) if i.startswith("wgm")}
+    processes = node2.run(["ps", "-eo", "args"]).stdout
+    assert "wireguard-go" not in processes and "/run/wgmesh/bird" not in processes
+    assert "wgmesh-join-server" not in processes and "wgmesh-vxlan-sync" not in processes
+    assert "proto bird" not in node2.run(["ip", "route"]).stdout
+    assert "10.0.2.1" not in node2.run(["ip", "addr", "show", "lo"]).stdout
+    units = node2.run(["systemctl", "list-units", "--all", "--plain", "--no-legend", "wgmesh*"]).stdout
+    assert units.strip() == "", units
+    # remove keeps the configuration and the keys ...
+    assert (node2.files_dir / "links" / "wgm0.key").exists()
+    node2.run(["apt-get", "purge", "-y", "-q", "wgmesh"], timeout=300)
+    # ... purge does not.
+    assert not node2.host_path("/etc/wgmesh").exists() and not node2.host_path("/var/lib/wgmesh").exists()
+    assert not node2.run(["systemctl", "list-units", "--all", "--plain", "--no-legend", "wgmesh*"]).stdout.strip()
