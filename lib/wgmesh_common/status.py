@@ -5,7 +5,7 @@ table and --json come from the same rows."""
 import time
 from dataclasses import asdict, dataclass
 
-from . import bird, linkfile, linkops, netlink
+from . import bird, linkfile, linkops, meshview, netlink
 from .node import Node
 
 HANDSHAKE_FRESH = 180.0  # WireGuard rekeys every 120 s: older means the peer is gone
@@ -66,6 +66,19 @@ def gather(node: Node, now: float | None = None) -> tuple[list[LinkRow], list[st
             ospf=neighbours.get(link.name, "-"),
         ))
     return rows, problems
+
+
+def routes_to_nodes(plan, own_id: int, routes) -> dict[int, str]:
+    """Node ID -> the interface its loopback is routed over (pure)."""
+    found = {}
+    for route in routes:
+        for node_id in meshview.reachable_nodes([route], plan, own_id):
+            found[node_id] = route.interface or "?"
+    return dict(sorted(found.items()))
+
+
+def reachable(node: Node) -> dict[int, str]:
+    return routes_to_nodes(node.plan, node.node_id, netlink.routes(4))
 
 
 def table(rows: list[LinkRow]) -> str:

@@ -61,3 +61,20 @@ def test_table_aligns_columns():
 def test_as_dicts_keeps_every_field():
     assert as_dicts([row()]) == [{"name": "wgm2", "peer": 2, "transport": "IPv4", "endpoint": "192.0.2.1:51820",
                                   "state": "up", "handshake": "5s ago", "ospf": "Full"}]
+
+
+def test_routes_to_nodes_names_the_interface_of_each_node_route():
+    import ipaddress
+
+    from wgmesh_common.addressing import MeshPlan
+    from wgmesh_common.netlink import Route
+    from wgmesh_common.status import routes_to_nodes
+
+    routes = [
+        Route(ipaddress.ip_network("10.0.2.1/32"), "10.0.0.5", "wgm2", 12),
+        Route(ipaddress.ip_network("10.0.4.1/32"), "10.0.0.5", "wgm2", 12),
+        Route(ipaddress.ip_network("10.0.0.4/31"), None, "wgm2", 12),    # a link, not a node
+        Route(ipaddress.ip_network("10.0.0.1/32"), None, "lo", 12),      # this node itself
+        Route(ipaddress.ip_network("10.0.6.1/32"), "198.18.0.1", "eth0", 3),  # not from bird
+    ]
+    assert routes_to_nodes(MeshPlan.default(), 0, routes) == {2: "wgm2", 4: "wgm2"}

@@ -14,12 +14,19 @@ def status_command(as_json: bool) -> None:
     """Show this node's links: peer, endpoint, state, last handshake, OSPF."""
     node = load_node()
     rows, problems = status.gather(node)
+    routed = status.reachable(node)
     if as_json:
-        click.echo(json.dumps({"node": node.node_id, "links": status.as_dicts(rows), "problems": problems}, indent=2))
+        click.echo(json.dumps({"node": node.node_id, "links": status.as_dicts(rows),
+                               "reachable": [{"id": i, "via": via} for i, via in routed.items()],
+                               "problems": problems}, indent=2))
         return
     plan = node.plan
     click.echo(f"node {node.node_id}  {plan.loopback4(node.node_id)}  {plan.loopback6(node.node_id)}")
     click.echo(status.table(rows) if rows else "no links")
+    if routed:
+        click.echo("routes to: " + ", ".join(f"node {i} via {via}" for i, via in routed.items()))
+    else:
+        click.echo("routes to: no other node yet")
     for problem in problems:
         click.echo(f"warning: {problem}", err=True)
 
