@@ -48,7 +48,7 @@ def render(
         for iface in ifaces:
             lines.append(
                 f'\t\tinterface "{iface.name}" {{ type ptp; cost {_clamp(iface.cost)}; '
-                f"hello {hello}; dead {dead}; }};"
+                f"hello {hello}; dead {dead}; retransmit 2; }};"
             )
         return "\n".join(lines)
 
