@@ -64,8 +64,8 @@ def test_render_contents(plan):
     # One line per link in each of the two OSPF instances, sorted, with its own cost.
     lines = _interface_lines(text)
     assert lines == [
-        ("wgm0", "type ptp; cost 100; hello 2; dead 9;"),
-        ("wgm4", "type ptp; cost 250; hello 2; dead 9;"),
+        ("wgm0", "type ptp; cost 100; hello 2; dead 9; retransmit 2;"),
+        ("wgm4", "type ptp; cost 250; hello 2; dead 9; retransmit 2;"),
     ] * 2
     assert "stub router" not in text
 
@@ -85,7 +85,7 @@ def test_render_of_a_client_is_a_stub_router_in_both_instances(plan):
 @pytest.mark.parametrize("cost, clamped", [(0, 1), (-5, 1), (70000, 65535), (65535, 65535), (1, 1)])
 def test_render_clamps_costs(plan, cost, clamped):
     text = bird.render(plan, 0, [OspfInterface("wgm2", cost)])
-    assert _interface_lines(text)[0] == ("wgm2", f"type ptp; cost {clamped}; hello 1; dead 4;")
+    assert _interface_lines(text)[0] == ("wgm2", f"type ptp; cost {clamped}; hello 1; dead 4; retransmit 2;")
 
 
 @pytest.mark.parametrize("base, peer_client, self_client, cost", [

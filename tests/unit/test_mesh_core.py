@@ -329,8 +329,8 @@ def test_routing_apply_writes_only_on_change(node):
                                    listen_port=51821), random_key(), random_key())
     assert routing.apply(paths, config) is True
     text = paths.bird_config.read_text()
-    assert 'interface "wgm2" { type ptp; cost 100; hello 1; dead 4; };' in text
-    assert 'interface "wgm200" { type ptp; cost 10100; hello 1; dead 4; };' in text
+    assert 'interface "wgm2" { type ptp; cost 100; hello 1; dead 4; retransmit 2; };' in text
+    assert 'interface "wgm200" { type ptp; cost 10100; hello 1; dead 4; retransmit 2; };' in text
 
 
 def test_routing_of_a_client_node(paths):
