@@ -4,7 +4,6 @@ remove it. Idempotent both ways, so a retry finishes a half-done job."""
 import ipaddress
 import os
 import signal
-import time
 from pathlib import Path
 
 from . import linkfile, log, netlink
@@ -13,7 +12,7 @@ from .config import NodeConfig
 from .errors import WgmeshError
 from .linkfile import Link
 from .paths import Paths
-from .process import read_pid
+from .process import read_pid, stop_daemon
 from .tomlio import write_atomic
 from .wireguard import DeviceSettings, UserspaceBackend, choose_backend
 
@@ -117,20 +116,9 @@ def bring_up_supervised(paths: Paths, config: NodeConfig, name: str, notify) -> 
 def take_down(paths: Paths, name: str) -> bool:
     """Remove the interface and stop its wireguard-go, if any."""
     existed = netlink.delete_interface(name)
-    pid_file = paths.pid_file(f"wg-{name}")
-    pid = read_pid(pid_file)
-    if pid:
-        # Deleting the TUN device makes wireguard-go exit on its own; this
-        # covers the case where it is stuck or the device was already gone.
-        deadline = time.monotonic() + 3
-        while time.monotonic() < deadline and read_pid(pid_file):
-            time.sleep(0.05)
-        if read_pid(pid_file):
-            try:
-                os.kill(pid, signal.SIGTERM)
-            except ProcessLookupError:
-                pass
-    pid_file.unlink(missing_ok=True)
+    # Deleting the TUN device already makes wireguard-go exit; this covers a
+    # daemon that is stuck or whose device was already gone.
+    stop_daemon(paths.pid_file(f"wg-{name}"), timeout=3)
     (paths.run_dir / f"wg-{name}.log").unlink(missing_ok=True)
     if existed:
         log.event("link-down", f"link {name} is down", link=name)
