@@ -100,13 +100,50 @@ def remove_local(node: Node, name: str) -> bool:
 CONCURRENT_JOIN_WAIT = 15.0
 
 
+def _host(address: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address | None:
+    try:
+        found = ipaddress.ip_address(address)
+    except ValueError:
+        return None
+    # A dual-stack listener sees IPv4 clients as ::ffff:a.b.c.d.
+    return found.ipv4_mapped or found if found.version == 6 else found
+
+
+def comes_from_elsewhere(source: str, live_endpoints: set[str]) -> bool:
+    """True when source is not where the live links of a peer come from, in
+    its own address family (pure). Without a live link of that family there
+    is nothing to compare with, and the request is taken as the peer's."""
+    host = _host(source)
+    if host is None:
+        return False
+    known = {h for h in map(_host, live_endpoints) if h is not None and h.version == host.version}
+    return bool(known) and host not in known
+
+
+def _live_endpoints(node: Node, links: list[Link]) -> set[str]:
+    from . import linkops, status
+
+    now = time.time()
+    found = set()
+    for link in links:
+        device = linkops.device_status(node.config, link.name)
+        for peer in device.peers if device else []:
+            if peer.endpoint and now - peer.last_handshake < status.HANDSHAKE_FRESH:
+                found.add(linkfile.parse_endpoint(peer.endpoint)[0])
+    return found
+
+
 def check_collision(node: Node, peer_id: int, source: str) -> None:
     """Refuse an ID that another node already uses in this mesh (the seed's
-    "Collision"). A node we already have a link with, or a request from the
-    node's own mesh address, is that node itself, not a collision."""
-    if any(link.peer_id == peer_id for link in linkfile.load_all(node.paths)[0]):
-        return
+    "Collision"). A request from the node's own mesh address, or from where
+    this node's live links with it come from, is that node itself."""
     if meshview.node_of_address(node.plan, source) == peer_id:
+        return
+    linked = [link for link in linkfile.load_all(node.paths)[0] if link.peer_id == peer_id]
+    if linked:
+        if comes_from_elsewhere(source, _live_endpoints(node, linked)):
+            raise RequestError(409, f"ID {peer_id} is already used by another node of this mesh (collision, "
+                                    f"linked with this node from another address): pick a free ID (see 'wgmesh used')")
         return
     reachable = meshview.reachable_nodes(netlink.routes(4), node.plan, node.node_id)
     reachable |= meshview.reachable_nodes(netlink.routes(6), node.plan, node.node_id, family=6)

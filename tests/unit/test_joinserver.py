@@ -343,6 +343,45 @@ def test_a_linked_peer_is_no_collision(service, node, token, monkeypatch):
     assert call(service, "/connectivity", {"id": 2, "token": token})[0] == 200
 
 
+def test_a_linked_id_asking_from_another_address_is_a_collision(service, node, token, monkeypatch):
+    import time
+
+    from wgmesh_common import join, linkops
+    from wgmesh_common.wireguard import DeviceStatus, PeerStatus
+
+    monkeypatch.setattr(join.netlink, "routes", bird_routes_to("10.0.2.1/32"))
+    linkfile.save(node.paths, make_link(), random_key(), random_key())
+    live = DeviceStatus(public_key=random_key(), listen_port=51820,
+                        peers=[PeerStatus(public_key=random_key(), endpoint="198.51.100.2:51820",
+                                          last_handshake=time.time() - 5)])
+    # The WireGuard device (its UAPI socket) is the boundary: it says where node 2 is.
+    monkeypatch.setattr(linkops, "device_status", lambda config, name: live)
+    status, document, _ = call(service, "/connectivity", {"id": 2, "token": token}, source="198.51.100.9")
+    assert status == 409 and "collision" in document["error"] and "another address" in document["error"]
+    assert call(service, "/connectivity", {"id": 2, "token": token}, source="198.51.100.2")[0] == 200
+    assert call(service, "/connectivity", {"id": 2, "token": token}, source="::ffff:198.51.100.2")[0] == 200
+    # Over another family there is nothing to compare with: node 2 adding its IPv6 link.
+    assert call(service, "/connectivity", {"id": 2, "token": token}, source="2001:db8::9")[0] == 200
+    # A stale link (no handshake for minutes) says nothing about where node 2 is now.
+    live.peers[0].last_handshake = time.time() - 600
+    assert call(service, "/connectivity", {"id": 2, "token": token}, source="198.51.100.9")[0] == 200
+
+
+@pytest.mark.parametrize("source, endpoints, elsewhere", [
+    ("198.51.100.9", {"198.51.100.2"}, True),
+    ("198.51.100.2", {"198.51.100.2", "2001:db8::2"}, False),
+    ("::ffff:198.51.100.9", {"198.51.100.2"}, True),
+    ("2001:db8::9", {"198.51.100.2"}, False),
+    ("2001:db8::9", {"2001:db8::2"}, True),
+    ("198.51.100.9", set(), False),
+    ("not-an-address", {"198.51.100.2"}, False),
+])
+def test_comes_from_elsewhere(source, endpoints, elsewhere):
+    from wgmesh_common import join
+
+    assert join.comes_from_elsewhere(source, endpoints) is elsewhere
+
+
 def test_a_client_node_serves_no_links_and_refunds_the_token(paths):
     from unit_helpers import init_node
 

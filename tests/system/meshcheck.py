@@ -1,0 +1,115 @@
+"""What "a full mesh" means, checked from outside the nodes: shared by the
+system tests, the convergence benchmark and the demo."""
+
+import ipaddress
+import json
+import threading
+import tomllib
+
+LINK_FAMILIES = {"4": (4,), "6": (6,), "auto": (4, 6)}
+
+
+def loopback4(node_id: int) -> str:
+    return f"10.0.{node_id}.1"
+
+
+def loopback6(node_id: int) -> str:
+    # The default fd10::/48 gives node N the /64 at index N.
+    return str(ipaddress.IPv6Network("fd10::/48").network_address + (node_id << 64) + 1)
+
+
+def link_name(peer_id: int, family: int) -> str:
+    return f"wgm{peer_id}" if family == 4 else f"wgm{peer_id}v6"
+
+
+def link_files(node) -> dict[str, dict]:
+    """The node's link files, by name (read from the host side)."""
+    found = {}
+    for path in sorted((node.files_dir / "links").glob("*.toml")):
+        try:
+            found[path.stem] = tomllib.loads(path.read_text())
+        except (OSError, tomllib.TOMLDecodeError):
+            found[path.stem] = {}  # being written right now: not a whole link yet
+    return found
+
+
+def unreachable(node, addresses: list[str]) -> list[str]:
+    """The addresses that do not answer one ping from node (pinged at once)."""
+    if not addresses:
+        return []
+    script = " ".join(f"(ping -c1 -W1 {a} >/dev/null 2>&1 || echo {a}) &" for a in addresses) + " wait"
+    return node.run(script, check=False).stdout.split()
+
+
+def in_parallel(function, items) -> list:
+    """function(item) for every item at once; results in order, first error raised."""
+    results, errors = [None] * len(items), []
+
+    def call(index, item):
+        try:
+            results[index] = function(item)
+        except BaseException as error:  # re-raised below, after every thread ended
+            errors.append(error)
+
+    threads = [threading.Thread(target=call, args=(i, item)) for i, item in enumerate(items)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    if errors:
+        raise errors[0]
+    return results
+
+
+def link_problems(nodes, families=(4, 6), clients=None) -> list[str]:
+    """Why the links are not exactly one per pair of nodes and family, each
+    side's keys matching the other's (no half-made or crossed links).
+    clients: {client_id: {ids it was told to join}}."""
+    clients = clients or {}
+    problems = []
+    files = {node.mesh_id: link_files(node) for node in nodes}
+    ids = set(files)
+    for node_id, links in files.items():
+        if node_id in clients:
+            peers = clients[node_id]
+        else:
+            peers = {p for p in ids - {node_id} if p not in clients}
+            peers |= {c for c, told in clients.items() if node_id in told}
+        wanted = {link_name(p, f) for p in peers for f in families}
+        if set(links) != wanted:
+            missing, extra = sorted(wanted - set(links)), sorted(set(links) - wanted)
+            problems.append(f"node {node_id}: missing links {missing}, unexpected links {extra}")
+            continue
+        for name, link in links.items():
+            other = files.get(link.get("peer_id"), {}).get(link_name(node_id, link.get("family")))
+            if not other or other.get("public_key") != link.get("peer_public_key") \
+                    or other.get("peer_public_key") != link.get("public_key"):
+                problems.append(f"node {node_id}: {name} does not match its peer's side")
+    return problems
+
+
+def state_problems(node) -> list[str]:
+    """Links of node whose interface, handshake or OSPF adjacency is not up."""
+    links = json.loads(node.run(["wgmesh", "status", "--json"]).stdout)["links"]
+    return [f"node {node.mesh_id}: {link['name']} is {link['state']}, OSPF {link['ospf']}"
+            for link in links if link["state"] != "up" or link["ospf"] != "Full"]
+
+
+def reach_problems(nodes, targets=None) -> list[str]:
+    """Nodes that do not reach another node's IPv4 and IPv6 loopback."""
+    targets = targets if targets is not None else nodes
+
+    def check(node):
+        addresses = [a for t in targets if t is not node for a in (loopback4(t.mesh_id), loopback6(t.mesh_id))]
+        return [f"node {node.mesh_id} does not reach {a}" for a in unreachable(node, addresses)]
+
+    return [p for found in in_parallel(check, nodes) for p in found]
+
+
+def mesh_problems(nodes, families=(4, 6), clients=None) -> list[str]:
+    """Everything that keeps nodes from being a finished mesh; [] when done."""
+    problems = link_problems(nodes, families, clients)
+    if problems:
+        return problems
+    problems = [p for found in in_parallel(state_problems, nodes) for p in found]
+    return problems or reach_problems(nodes)
