@@ -22,6 +22,10 @@ LOOPBACK_LINK_LOCAL = "fe80::1/64"
 class OspfInterface:
     name: str
     cost: int
+    # Set on links to clients: the only destinations routes over this link may
+    # have (the client's own block, the link's own net), per family.
+    client_only4: tuple[str, ...] = ()
+    client_only6: tuple[str, ...] = ()
 
 
 def _clamp(cost: int) -> int:
@@ -52,9 +56,20 @@ def render(
             )
         return "\n".join(lines)
 
-    # Clients announce themselves as stub routers: OSPF then never routes
-    # traffic between two other nodes through them.
+    # Clients announce themselves as stub routers. In OSPFv2 that is only a
+    # maximal cost, still a path of last resort, so the serving side also
+    # keeps out of the kernel every route over a client link that leads
+    # anywhere but to the client itself.
     stub = "\tstub router yes;\n" if stub_router else ""
+
+    def client_guards(family: int) -> str:
+        lines = []
+        for iface in ifaces:
+            allowed = iface.client_only4 if family == 4 else iface.client_only6
+            if allowed:
+                prefixes = ", ".join(f"{p}+" for p in allowed)
+                lines.append(f'\t\t\tif ifname = "{iface.name}" && net !~ [ {prefixes} ] then reject;\n')
+        return "".join(lines)
     return f"""\
 # Rendered by wgmesh; do not edit: every link change or cost change rewrites it.
 log stderr all;
@@ -68,7 +83,7 @@ protocol kernel wgmesh_kernel4 {{
 \tipv4 {{
 \t\timport none;
 \t\texport filter {{
-\t\t\tif source = RTS_OSPF then {{ krt_prefsrc = {loopback4}; accept; }}
+{client_guards(4)}\t\t\tif source = RTS_OSPF then {{ krt_prefsrc = {loopback4}; accept; }}
 \t\t\treject;
 \t\t}};
 \t}};
@@ -78,7 +93,7 @@ protocol kernel wgmesh_kernel6 {{
 \tipv6 {{
 \t\timport none;
 \t\texport filter {{
-\t\t\tif source = RTS_OSPF then {{ krt_prefsrc = {loopback6}; accept; }}
+{client_guards(6)}\t\t\tif source = RTS_OSPF then {{ krt_prefsrc = {loopback6}; accept; }}
 \t\t\treject;
 \t\t}};
 \t}};

@@ -256,6 +256,17 @@ def peer_underlay(node: Node, url: str, info: dict[str, Any]) -> dict[int, str]:
     return addresses
 
 
+def is_own_address(host: str) -> bool:
+    """True for an IP literal of this node's (one the kernel delivers to lo).
+    127.0.0.0/8 and ::1 are left to the server's own-ID check: they may be a
+    tunnel or port forward to another machine."""
+    try:
+        address = ipaddress.ip_address(host)
+    except ValueError:
+        return False
+    return not address.is_loopback and netlink.route_interface(host) == "lo"
+
+
 def check_compatible(node: Node, info: dict[str, Any], url: str) -> int:
     """The remote's ID, once it is known to be a node this one may join."""
     peer_id = info.get("id")
@@ -276,7 +287,9 @@ def connect(node: Node, url: str, token: str | None, family: int | None = None, 
     """Join the node at url: one link per chosen family. Links that already
     exist are kept; returns the links made now."""
     node_id = node.node_id
-    joinclient.parse_url(url)
+    host = joinclient.parse_url(url).hostname
+    if is_own_address(host):
+        raise WgmeshError(f"{url} is this node itself: give the URL of another node")
     info = joinclient.request(url, "POST", "/connectivity", {"id": node_id, **({"token": token} if token else {})})
     peer_id = check_compatible(node, info, url)
     if node.plan.is_client(peer_id) and not node.config.is_client:

@@ -67,7 +67,7 @@ def check_peer_id(plan: MeshPlan, peer_id: int, own_id: int) -> None:
     if problem:
         raise RequestError(400, f"id {problem}")
     if peer_id == own_id:
-        raise RequestError(409, f"id {peer_id} is this node's own ID")
+        raise RequestError(409, f"id {peer_id} is this node's own ID (a node cannot join itself, nor share its ID)")
 
 
 @dataclass(frozen=True)

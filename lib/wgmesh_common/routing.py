@@ -5,6 +5,8 @@ changed, and ask bird to reconfigure. OSPF applies cost changes in place on
 `configure`, so this never resets an adjacency.
 """
 
+import ipaddress
+
 from . import bird, linkfile, log
 from .addressing import MeshPlan
 from .config import NodeConfig
@@ -18,9 +20,22 @@ def base_interfaces(config: NodeConfig, links: list[linkfile.Link]) -> list[bird
         bird.OspfInterface(
             link.name,
             bird.link_cost(config.base_cost, plan.is_client(link.peer_id), config.is_client),
+            *client_destinations(plan, link),
         )
         for link in links
     ]
+
+
+def client_destinations(plan: MeshPlan, link: linkfile.Link) -> tuple[tuple[str, ...], tuple[str, ...]]:
+    """What a link may be routed to: everything for a link between two
+    servers; for a link to a client, the client's own block and the link's
+    own net (as IPv4 and IPv6 prefixes)."""
+    if not plan.is_client(link.peer_id):
+        return (), ()
+    net4 = ipaddress.ip_interface(f"{link.local4}/31").network
+    net6 = ipaddress.ip_interface(f"{link.local6}/127").network
+    return ((str(plan.node_block(link.peer_id)), str(net4)),
+            (str(plan.node_block6(link.peer_id)), str(net6)))
 
 
 def render_config(config: NodeConfig, interfaces: list[bird.OspfInterface]) -> str:

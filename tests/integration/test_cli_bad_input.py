@@ -51,7 +51,7 @@ def test_cli_bad_input(netns_lab):
         ("http://198.18.0.2:99999", "bad URL"),
         ("http://198.18.0.2:9", "cannot reach"),          # nothing listens there
         ("http://198.18.77.2:8080", "cannot reach"),      # no such host in the lab
-        ("http://10.0.2.1:8080", "own ID"),               # its own API
+        ("http://10.0.2.1:8080", "this node itself"),     # its own API
     ):
         refused(node2, ["wgmesh", "connect", url, token], fragment)
         assert leftovers(node2) == clean

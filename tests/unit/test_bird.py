@@ -30,6 +30,9 @@ CASES = {
     "several-links": dict(node_id=2, interfaces=[OspfInterface("wgm0", 100), OspfInterface("wgm4", 250),
                                                  OspfInterface("wgm4v6", 65535), OspfInterface("wgm200", 10100)]),
     "client": dict(node_id=200, interfaces=[OspfInterface("wgm0", 10100)], stub_router=True),
+    "serving-a-client": dict(node_id=0, interfaces=[
+        OspfInterface("wgm2", 100),
+        OspfInterface("wgm200", 10100, ("10.0.200.0/23", "10.0.0.6/31"), ("fd10:0:0:c8::/64", "fd10::6/127"))]),
     "slow-timers": dict(node_id=4, interfaces=[OspfInterface("wgm2", 1)], hello=10, dead=40),
 }
 
@@ -80,6 +83,26 @@ def test_render_of_a_client_is_a_stub_router_in_both_instances(plan):
     text = bird.render(plan, 200, [OspfInterface("wgm0", 10100)], stub_router=True)
     assert text.count("stub router yes;") == 2
     assert "router id 10.0.200.1;" in text
+
+
+def test_routes_over_a_client_link_may_lead_only_to_the_client(plan):
+    from wgmesh_common import routing
+    from unit_helpers import make_link
+
+    client_link = make_link(name="wgm200", peer_id=200, local4="10.0.0.6", peer4="10.0.0.7",
+                            local6="fd10::6", peer6="fd10::7")
+    assert routing.client_destinations(plan, client_link) == (
+        ("10.0.200.0/23", "10.0.0.6/31"), ("fd10:0:0:c8::/64", "fd10::6/127"))
+    assert routing.client_destinations(plan, make_link()) == ((), ())
+    interfaces = [OspfInterface("wgm2", 100), OspfInterface("wgm200", 10100, *routing.client_destinations(plan, client_link))]
+    text = bird.render(plan, 0, interfaces)
+    kernel4, kernel6 = re.findall(r"protocol kernel \S+ \{(.*?)\n\}", text, re.S)
+    guard4 = 'if ifname = "wgm200" && net !~ [ 10.0.200.0/23+, 10.0.0.6/31+ ] then reject;'
+    guard6 = 'if ifname = "wgm200" && net !~ [ fd10:0:0:c8::/64+, fd10::6/127+ ] then reject;'
+    # The guard comes before the accept, in the kernel export of its own family only.
+    assert guard4 in kernel4 and kernel4.index(guard4) < kernel4.index("accept") and guard6 not in kernel4
+    assert guard6 in kernel6 and kernel6.index(guard6) < kernel6.index("accept")
+    assert "wgm2\"" not in kernel4 + kernel6  # links between servers carry anything
 
 
 @pytest.mark.parametrize("cost, clamped", [(0, 1), (-5, 1), (70000, 65535), (65535, 65535), (1, 1)])
