@@ -124,6 +124,19 @@ def test_the_shipped_default_config_is_valid_and_all_defaults():
     assert config.parse(tomllib.loads(shipped.read_text())) == config.defaults()
 
 
+def test_the_shipped_default_config_documents_every_setting():
+    shipped = REPO / "etc" / "wgmesh" / "wgmesh.toml"
+    if not shipped.exists():
+        pytest.skip("etc/wgmesh/wgmesh.toml is not in this tree")
+    documented, section = set(), None
+    for line in shipped.read_text().splitlines():
+        if line.startswith("[") and line.endswith("]"):
+            section = line.strip("[]")
+        elif line.startswith("#") and " = " in line and not line.startswith("# "):
+            documented.add((section, line[1:].split(" = ")[0]))
+    assert documented == {(s, k) for s, keys in config.SCHEMA.items() for k in keys}
+
+
 @pytest.mark.parametrize("section, key, text, value", [
     ("api", "public", "yes", True),
     ("api", "public", "Off", False),
