@@ -146,6 +146,14 @@ class Lab:
 
     __getitem__ = node
 
+    def impair(self, a: int, b: int, delay: float = 0.0, jitter: float = 0.0, loss: float = 0.0,
+               both_ways: bool = True) -> None:
+        """netem between nodes a and b on the underlay: delay and jitter in ms
+        one way, loss 0..1; both directions unless both_ways is False."""
+        self.underlay.impair(self.workdir, a, b, delay, jitter, loss)
+        if both_ways:
+            self.underlay.impair(self.workdir, b, a, delay, jitter, loss)
+
     def by_name(self, name: str) -> NetnsNode | Container:
         for node in self.nodes.values():
             if node.name == name:

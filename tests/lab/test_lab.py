@@ -107,6 +107,31 @@ def test_netns_nodes_reach_each_other_over_v4_and_v6():
         assert "n2" in lab.underlay.run(["ip", "-br", "link"]).stdout
 
 
+def ping_rtts(node, address: str, count: int, interval: float = 0.05) -> list[float]:
+    out = node.run(["ping", "-n", "-c", str(count), "-i", str(interval), "-W", "1", address], check=False).stdout
+    return [float(part.split("=")[1]) for part in out.split() if part.startswith("time=")]
+
+
+@pytest.mark.integration
+@needs_root
+def test_impairments_delay_and_drop_one_pair_only_and_change_at_run_time():
+    with Lab(unique("netem"), kind="netns", ids=[0, 2, 4]) as lab:
+        first, second, third = lab.node(0), lab.node(2), lab.node(4)
+        lab.impair(0, 2, delay=40)
+        # 40 ms each way: every round trip takes at least 80 ms, over both families.
+        assert min(ping_rtts(first, second.addresses.v4, 5)) >= 80
+        assert min(ping_rtts(second, first.addresses.v6, 5)) >= 80
+        # Another pair is not held: its fastest round trip is under the 80 ms
+        # the held pair can never beat.
+        assert min(ping_rtts(first, third.addresses.v4, 5)) < 80
+        lab.impair(0, 2, delay=0, loss=1.0)
+        assert ping_rtts(first, second.addresses.v4, 5) == []
+        lab.impair(0, 2)  # clean again: every packet answers, and sooner than with the delay
+        rtts = ping_rtts(first, second.addresses.v4, 5)
+        assert len(rtts) == 5 and min(rtts) < 80
+    assert lab_namespaces(lab.name) == []
+
+
 @pytest.mark.integration
 @needs_root
 def test_netns_nodes_have_their_own_etc_wgmesh_and_run():

@@ -1,15 +1,20 @@
 """The lab's routed "WAN": one namespace that forwards between a veth per node.
 
-It is L3 on purpose: later, per-pair latency and loss are made by policy-
-routing each node's packets (`ip rule iif n<ID>`) through a TUN owned by a
-user-space delay process in this namespace, which a bridge would bypass.
+It is L3 on purpose: per-pair latency, jitter and loss are made by policy-
+routing a pair's packets (`ip rule iif n<ID> to ...`) through a TUN owned by
+a user-space delay process in this namespace (delay.py), which a bridge
+would bypass.
 """
 
 from __future__ import annotations
 
 import json
+import os
+import subprocess
+import sys
 import time
 from dataclasses import dataclass
+from pathlib import Path
 
 from .host import PREFIX, ip, run, sysctl
 from .resources import LabRecord
@@ -60,10 +65,16 @@ _NO_DAD = {"net.ipv6.conf.all.accept_dad": "0", "net.ipv6.conf.default.accept_da
 
 
 class Underlay:
+    DELAY_TUN = "wgmdelay"
+    DELAY_TABLE = "100"
+
     def __init__(self, record: LabRecord, lab_name: str):
         self.record = record
         self.netns = f"{PREFIX}{lab_name}-wan"
         self.attached: dict[int, str] = {}
+        self.impairments: dict[str, dict] = {}
+        self._delay_control: Path | None = None
+        self._impaired_pairs: set[tuple[int, int]] = set()
 
     def create(self) -> None:
         self.record.add_netns(self.netns)
@@ -114,6 +125,46 @@ class Underlay:
 
     def wan_interface(self, mesh_id: int) -> str:
         return wan_interface(mesh_id)
+
+    def impair(self, workdir: Path, source: int, destination: int, delay: float = 0.0, jitter: float = 0.0,
+               loss: float = 0.0) -> None:
+        """Packets from node source to node destination (underlay, both
+        families) get delay and jitter (ms, one way) and loss (0..1) from now
+        on; all zero makes the pair clean again."""
+        if self._delay_control is None:
+            self._start_delay(workdir)
+        if (source, destination) not in self._impaired_pairs:
+            to = underlay_addresses(destination)
+            ip(self.netns, "rule", "add", "iif", wan_interface(source), "to", f"{to.v4}/24", "lookup", self.DELAY_TABLE)
+            ip(self.netns, "-6", "rule", "add", "iif", wan_interface(source), "to", f"{to.v6}/64",
+               "lookup", self.DELAY_TABLE)
+            self._impaired_pairs.add((source, destination))
+        self.impairments[f"{source}>{destination}"] = {"delay": delay, "jitter": jitter, "loss": loss}
+        temporary = self._delay_control.with_suffix(".tmp")
+        temporary.write_text(json.dumps(self.impairments))
+        temporary.replace(self._delay_control)
+        time.sleep(0.2)  # the delay process reads the file every 0.1 s
+
+    def _start_delay(self, workdir: Path) -> None:
+        control, ready = workdir / "impairments.json", workdir / "delay.ready"
+        control.write_text("{}")
+        project = Path(__file__).parents[2]
+        log_file = open(workdir / "delay.log", "ab")
+        # A process inside the WAN namespace: the lab's teardown ends it with the namespace.
+        subprocess.Popen(["ip", "netns", "exec", self.netns, sys.executable, "-m", "tests.lab.delay",
+                          "--tun", self.DELAY_TUN, "--control", str(control), "--ready", str(ready)],
+                         cwd=project, stdin=subprocess.DEVNULL, stdout=log_file, stderr=subprocess.STDOUT,
+                         start_new_session=True, env={**os.environ, "PYTHONPATH": str(project)})
+        log_file.close()
+        deadline = time.monotonic() + 10
+        while not ready.exists():
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"the delay process did not start: {(workdir / 'delay.log').read_text()[-500:]}")
+            time.sleep(0.05)
+        ip(self.netns, "link", "set", self.DELAY_TUN, "up")
+        ip(self.netns, "route", "add", "default", "dev", self.DELAY_TUN, "table", self.DELAY_TABLE)
+        ip(self.netns, "-6", "route", "add", "default", "dev", self.DELAY_TUN, "table", self.DELAY_TABLE)
+        self._delay_control = control
 
     def run(self, argv: list[str], check: bool = True, timeout: float = 60):
         """A command inside the WAN namespace (tcpdump, ip rule, the delay process)."""
