@@ -33,10 +33,10 @@ def linked_peers(node: Node) -> set[int]:
     return {link.peer_id for link in links}
 
 
-def too_far(node: Node) -> set[int]:
+def too_far(node: Node, candidates: list[int]) -> set[int]:
     from . import proximity
 
-    return proximity.excluded(node)
+    return proximity.excluded(node, set(candidates))
 
 
 def build(node: Node) -> list[linkfile.Link]:
@@ -45,7 +45,9 @@ def build(node: Node) -> list[linkfile.Link]:
     reachable = meshview.reachable_nodes(netlink.routes(4), node.plan, own_id)
     reachable |= meshview.reachable_nodes(netlink.routes(6), node.plan, own_id, family=6)
     made = []
-    for peer_id in candidates(own_id, reachable, linked_peers(node), node.config.is_client, node.plan, too_far(node)):
+    wanted = candidates(own_id, reachable, linked_peers(node), node.config.is_client, node.plan)
+    far = too_far(node, wanted) if wanted else set()
+    for peer_id in (peer for peer in wanted if peer not in far):
         url = node.api_url_of(peer_id)
         try:
             links = join.connect(node, url, None)

@@ -18,6 +18,7 @@ class Distance:
     peer_id: int
     address: str | None
     rtt: float | None  # ms over the underlay; None: no answer
+    measured: float | None = None  # epoch seconds
 
 
 def store_path(node: Node):
@@ -30,7 +31,7 @@ def load(node: Node) -> dict[int, Distance]:
         return {}
     try:
         entries = read_toml(path).get("node", [])
-        return {e["id"]: Distance(e["id"], e.get("address"), e.get("rtt")) for e in entries
+        return {e["id"]: Distance(e["id"], e.get("address"), e.get("rtt"), e.get("time")) for e in entries
                 if time.time() - e.get("time", 0) < MAX_AGE}
     except (WgmeshError, KeyError, TypeError):
         return {}
@@ -38,8 +39,8 @@ def load(node: Node) -> dict[int, Distance]:
 
 def save(node: Node, distances: list[Distance]) -> None:
     now = time.time()
-    write_toml(store_path(node), {"node": [{"id": d.peer_id, "address": d.address, "rtt": d.rtt, "time": now}
-                                           for d in distances]})
+    write_toml(store_path(node), {"node": [{"id": d.peer_id, "address": d.address, "rtt": d.rtt,
+                                            "time": d.measured or now} for d in distances]})
 
 
 def beyond(distances: dict[int, Distance], cutoff: int) -> set[int]:
@@ -50,14 +51,25 @@ def beyond(distances: dict[int, Distance], cutoff: int) -> set[int]:
     return {d.peer_id for d in distances.values() if d.rtt is not None and d.rtt > cutoff}
 
 
-def excluded(node: Node) -> set[int]:
-    return beyond(load(node), node.config.proximity_cutoff)
+def excluded(node: Node, candidates: set[int]) -> set[int]:
+    """Candidates beyond the node's cutoff. Those without a fresh
+    measurement are measured now, so a cutoff keeps applying to nodes that
+    join later and after old measurements expire."""
+    cutoff = node.config.proximity_cutoff
+    if cutoff <= 0:
+        return set()
+    known = load(node)
+    missing = set(candidates) - set(known)
+    if missing:
+        known.update({d.peer_id: d for d in measure(node, peers=missing)})
+        save(node, list(known.values()))
+    return beyond(known, cutoff)
 
 
-def measure(node: Node, count: int = 3) -> list[Distance]:
-    """Ask each reachable node for its underlay address (over the mesh) and
-    ping that address; nearest first."""
-    reachable = meshview.reachable_nodes(netlink.routes(4), node.plan, node.node_id)
+def measure(node: Node, count: int = 3, peers: set[int] | None = None) -> list[Distance]:
+    """Ask each reachable node (or just peers) for its underlay address (over
+    the mesh) and ping that address; nearest first."""
+    reachable = meshview.reachable_nodes(netlink.routes(4), node.plan, node.node_id) if peers is None else peers
     results = []
     for peer_id in sorted(reachable):
         try:

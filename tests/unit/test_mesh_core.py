@@ -253,7 +253,9 @@ def test_proximity_beyond():
 def test_proximity_store_round_trip(node):
     distances = [proximity.Distance(2, "192.0.2.2", 3.5), proximity.Distance(4, None, None)]
     proximity.save(node, distances)
-    assert proximity.load(node) == {2: distances[0], 4: distances[1]}
+    loaded = proximity.load(node)
+    assert {k: (d.peer_id, d.address, d.rtt) for k, d in loaded.items()} == {2: (2, "192.0.2.2", 3.5), 4: (4, None, None)}
+    assert all(d.measured for d in loaded.values())
 
 
 def test_proximity_forgets_old_measurements_and_applies_the_cutoff(paths):
@@ -263,9 +265,26 @@ def test_proximity_forgets_old_measurements_and_applies_the_cutoff(paths):
     old = time.time() - proximity.MAX_AGE - 10
     path.write_text(f'[[node]]\nid = 2\nrtt = 90.0\ntime = {old}\n\n[[node]]\nid = 4\nrtt = 90.0\ntime = {time.time()}\n')
     assert set(proximity.load(node)) == {4}
-    assert proximity.excluded(node) == {4}
+    assert proximity.excluded(node, {4}) == {4}
     path.write_text("garbage = \n")
     assert proximity.load(node) == {}
+
+
+def test_the_cutoff_measures_candidates_it_has_no_fresh_measurement_of(paths, monkeypatch):
+    node = init_node(paths, 0, "proximity_cutoff = 20\n")
+    proximity.save(node, [proximity.Distance(4, "192.0.2.4", 5.0)])
+    asked = []
+
+    def measure(node, count=3, peers=None):  # the underlay (ICMP, the peers' APIs) is the boundary
+        asked.append(set(peers))
+        return [proximity.Distance(p, f"192.0.2.{p}", 90.0) for p in sorted(peers)]
+
+    monkeypatch.setattr(proximity, "measure", measure)
+    assert proximity.excluded(node, {2, 4}) == {2}
+    assert asked == [{2}]  # node 4's measurement was fresh
+    assert proximity.excluded(node, {2, 4}) == {2} and asked == [{2}]  # and now node 2's is kept too
+    # Saving node 2's measurement kept node 4's own time, not "now".
+    assert proximity.load(node)[4].measured <= proximity.load(node)[2].measured
 
 
 # ----------------------------------------------------------------- vxlan
