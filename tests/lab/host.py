@@ -282,6 +282,20 @@ def sysctl(netns: str, settings: dict[str, str]) -> None:
     run(["ip", "netns", "exec", netns, "sysctl", "-q", "-w", *assignments])
 
 
+# Containers share the host's user namespace, so one inotify budget serves
+# every container's systemd and every wireguard-go in all of them (one each):
+# the default 128 runs out at a handful of nodes with a few links each.
+INOTIFY_INSTANCES = 8192
+
+
+def raise_inotify_limit(minimum: int = INOTIFY_INSTANCES) -> None:
+    """Raise fs.inotify.max_user_instances to minimum (never lowers it)."""
+    path = Path("/proc/sys/fs/inotify/max_user_instances")
+    if int(path.read_text()) < minimum:
+        log(f"raising fs.inotify.max_user_instances to {minimum} (one per wireguard-go in every container)")
+        path.write_text(f"{minimum}\n")
+
+
 # -- cgroups ------------------------------------------------------------------
 
 

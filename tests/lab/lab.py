@@ -18,7 +18,7 @@ import threading
 from pathlib import Path
 
 from .containers import Container, boot_in_parallel
-from .host import PREFIX, log
+from .host import PREFIX, log, raise_inotify_limit
 from .netns_nodes import NetnsNode
 from .resources import LabRecord, destroy, logs_base, work_base
 from .rootfs import ensure_rootfs
@@ -84,6 +84,8 @@ class Lab:
         if self.kind == "container" and self.rootfs is None:
             # Before claiming anything: a first build takes a minute or two.
             self.rootfs = ensure_rootfs()
+        if self.kind == "container":
+            raise_inotify_limit()
         self.record = LabRecord.claim(self.name, self.kind)
         _live_labs.append(self)
         try:

@@ -207,3 +207,49 @@ def test_collision_self_and_unreachable_joins_fail_in_one_line_and_leave_nothing
         after = {n.mesh_id: node_state(n) for n in (node0, node2, impostor)}
         assert after == before, f"{url} left something behind"
     assert pings(node0, "10.0.2.1")  # the real node 2 keeps its link
+
+
+@pytest.mark.ids((0, 2, 4))
+def test_proximity_used_graph_and_clean(mesh_lab):
+    nodes = node0, node2, node4 = [mesh_lab[i] for i in (0, 2, 4)]
+    mesh_lab.lab.impair(0, 4, delay=40)  # node 4 is far from node 0 on the underlay
+    token = init_all(nodes, transport="4")
+    connect_at_once([node2, node4], NODE0_URL, token)
+    wait_for_mesh(nodes, (4,), timeout=30)
+
+    assert [line.split("\t")[:2] for line in node4.run(["wgmesh", "used"]).stdout.splitlines()] == \
+        [["0", "node"], ["2", "node"], ["4", "node"]]
+
+    listed = [line.split("\t") for line in node4.run(["wgmesh", "proximity"]).stdout.splitlines()]
+    assert [row[0] for row in listed] == ["2", "0"]  # nearest first
+    assert listed[1][1] == "198.18.0.2" and float(listed[1][2].split()[0]) >= 80
+    out = node4.run(["wgmesh", "proximity", "30"]).stdout
+    assert "removed wgm0" in out
+    assert "wgm0" not in link_files(node4) and "wgm4" not in link_files(node0)  # both sides
+    time.sleep(2 * MESH_PASS + 1)
+    assert "wgm0" not in link_files(node4), "a mesh pass linked a node beyond the cutoff"
+    assert pings(node4, "10.0.0.1")  # through node 2
+    assert "wgm2" in node4.run(["ip", "route", "show", "10.0.0.1"]).stdout
+
+    dot = node0.run(["wgmesh", "graph"]).stdout
+    assert dot.startswith("graph wgmesh {")
+    for node_id in (0, 2, 4):
+        assert f'label="node {node_id}\\n10.0.{node_id}.1"' in dot
+    edges = {line.split(" [")[0].strip() for line in dot.splitlines() if " -- " in line}
+    assert edges == {'"10.0.0.1" -- "10.0.2.1"', '"10.0.2.1" -- "10.0.4.1"'}
+    assert 'label="100"' in dot
+
+    node4.run(["wgmesh", "proximity", "0"])  # no limit: the next mesh pass links them again
+    assert wait_until(lambda: "wgm0" in link_files(node4) and "wgm4" in link_files(node0), 3 * MESH_PASS)
+
+    node2.kill()  # gone without a word: only `clean` can tell
+    mesh_lab.lab.impair(0, 2, loss=1.0)  # and its address with it (the lab keeps its namespace answering)
+    assert wait_until(lambda: not pings(node0, "10.0.2.1"), 15)
+    assert wait_until(lambda: 'label="down"' in node0.run(["wgmesh", "graph"]).stdout, 15)
+    refused = node0.run(["wgmesh", "clean"], check=False)
+    assert refused.returncode != 0 and one_line(refused.stderr) and "--yes" in refused.stderr
+    assert "wgm2" in link_files(node0)
+    out = node0.run(["wgmesh", "clean", "--yes"]).stdout
+    assert "removed wgm2" in out and "wgm4" not in out
+    assert set(link_files(node0)) == {"wgm4"}
+    assert "wgm2" not in node_state(node0)["interfaces"]

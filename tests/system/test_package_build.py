@@ -233,7 +233,7 @@ STUB = """#!/bin/sh
 echo "$(basename "$0") $*" >> "$WGMESH_TEST_LOG"
 exit {status}
 """
-STUBBED = ("systemctl", "deb-systemd-invoke", "wgmesh", "wgmesh-link", "py3compile", "py3clean")
+STUBBED = ("systemctl", "deb-systemd-invoke", "systemd-sysctl", "wgmesh", "wgmesh-link", "py3compile", "py3clean")
 INITIALISED = "[node]\nid = 2\n"
 UNINITIALISED = "[node]\n#id = 0\n"
 STATE = ("/etc/wgmesh", "/var/lib/wgmesh", "/run/wgmesh")
@@ -306,13 +306,21 @@ def test_fresh_install_only_reloads(scripts: Scripts) -> None:
     rc, calls, _ = scripts.run("postinst", "configure", "", config=UNINITIALISED)
     assert rc == 0
     assert "systemctl --system daemon-reload" in calls
+    assert "systemd-sysctl /usr/lib/sysctl.d/50-wgmesh.conf" in calls
     assert not restarts(calls) and not any(c.startswith("wgmesh") for c in calls), calls
 
 
 def test_install_without_systemd_calls_nothing(scripts: Scripts) -> None:
     rc, calls, _ = scripts.run("postinst", "configure", "0.1.0-1", config=INITIALISED, systemd=False)
     assert rc == 0
-    assert not [c for c in calls if c.startswith(("systemctl", "deb-systemd-invoke"))], calls
+    assert not [c for c in calls if c.startswith(("systemctl", "deb-systemd-invoke", "systemd-sysctl"))], calls
+
+
+def test_the_inotify_limit_for_wireguard_go_is_shipped(root: Path) -> None:
+    # One inotify instance per wireguard-go: the kernel's 128 stops a node at a few dozen links.
+    conf = (root / "usr/lib/sysctl.d/50-wgmesh.conf").read_text()
+    settings = dict(line.split(" = ") for line in conf.splitlines() if line and not line.startswith("#"))
+    assert int(settings["fs.inotify.max_user_instances"]) >= 1024
 
 
 def test_upgrade_of_an_initialised_node_keeps_the_links(scripts: Scripts) -> None:
