@@ -308,6 +308,8 @@ def _notify_ready() -> None:
     try:
         from systemd import daemon
 
-        daemon.notify("READY=1")
+        # Unset: what this server runs (systemctl, wgmesh-link) must not
+        # inherit the socket and speak to systemd as if it were this service.
+        daemon.notify("READY=1", unset_environment=True)
     except ImportError:
         pass
