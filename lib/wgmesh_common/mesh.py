@@ -6,17 +6,14 @@ So two nodes meshing at the same moment never both start the same link;
 the serving side's per-peer reservation handles every other overlap.
 """
 
-from dataclasses import dataclass
+from concurrent.futures import ThreadPoolExecutor
 
 from . import join, linkfile, log, meshview, netlink
 from .errors import WgmeshError
 from .node import Node
 
 
-@dataclass(frozen=True)
-class Candidate:
-    peer_id: int
-    url: str
+PARALLEL_JOINS = 8
 
 
 def candidates(own_id: int, reachable: set[int], linked: set[int], is_client: bool, plan,
@@ -44,16 +41,24 @@ def build(node: Node) -> list[linkfile.Link]:
     own_id = node.node_id
     reachable = meshview.reachable_nodes(netlink.routes(4), node.plan, own_id)
     reachable |= meshview.reachable_nodes(netlink.routes(6), node.plan, own_id, family=6)
-    made = []
     wanted = candidates(own_id, reachable, linked_peers(node), node.config.is_client, node.plan)
     far = too_far(node, wanted) if wanted else set()
-    for peer_id in (peer for peer in wanted if peer not in far):
-        url = node.api_url_of(peer_id)
-        try:
-            links = join.connect(node, url, None)
-        except WgmeshError as error:
-            log.warning(f"mesh: could not connect to node {peer_id}: {error}", peer=peer_id)
-            continue
-        made += links
-        log.event("mesh-link", f"mesh: linked with node {peer_id}", peer=peer_id)
-    return made
+    peers = [peer for peer in wanted if peer not in far]
+    if not peers:
+        return []
+    # Every peer at once: a join waits mostly on the other node and on the
+    # service manager, and a node joining a mesh of N has N-1 of them to do.
+    # Joins to different peers share nothing but the allocator, which locks.
+    with ThreadPoolExecutor(max_workers=min(PARALLEL_JOINS, len(peers))) as pool:
+        results = list(pool.map(lambda peer: _link_with(node, peer), peers))
+    return [link for links in results for link in links]
+
+
+def _link_with(node: Node, peer_id: int) -> list[linkfile.Link]:
+    try:
+        links = join.connect(node, node.api_url_of(peer_id), None)
+    except WgmeshError as error:
+        log.warning(f"mesh: could not connect to node {peer_id}: {error}", peer=peer_id)
+        return []
+    log.event("mesh-link", f"mesh: linked with node {peer_id}", peer=peer_id)
+    return links

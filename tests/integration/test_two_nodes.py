@@ -71,6 +71,12 @@ def test_two_nodes_join_route_and_disconnect(netns_lab):
     status = node2.run(["wgmesh", "status"]).stdout
     assert "wgm0 " in status and "Full" in status and " up " in status
 
+    # The mesh as a picture: SVG where graphviz is installed (tests/setup installs it).
+    node0.run(["wgmesh", "graph", "-o", "/run/mesh.svg"])
+    svg = node0.run(["cat", "/run/mesh.svg"]).stdout
+    assert svg.lstrip().startswith("<?xml") and "<svg" in svg
+    assert "node 0" in svg and "node 2" in svg and ">100<" in svg  # both nodes, the link's cost
+
     node2.run(["wgmesh", "disconnect", "--yes"])
     for node, peer in ((node0, 2), (node2, 0)):
         assert wait_until(lambda: not ({f"wgm{peer}", f"wgm{peer}v6"} & interfaces(node)), 10)
