@@ -75,7 +75,7 @@ def test_two_nodes_join_route_and_disconnect(netns_lab):
     node0.run(["wgmesh", "graph", "-o", "/run/mesh.svg"])
     svg = node0.run(["cat", "/run/mesh.svg"]).stdout
     assert svg.lstrip().startswith("<?xml") and "<svg" in svg
-    assert "node 0" in svg and "node 2" in svg and ">100<" in svg  # both nodes, the link's cost
+    assert ">node 0<" in svg and ">node 2<" in svg and ">100, 100<" in svg  # both nodes, both links' costs
 
     node2.run(["wgmesh", "disconnect", "--yes"])
     for node, peer in ((node0, 2), (node2, 0)):
