@@ -25,3 +25,9 @@ def report(message: str) -> None:
     """Figures the issues ask the tests to print, visible without -s."""
     sys.__stdout__.write(f"\n[wgmesh] {message}\n")
     sys.__stdout__.flush()
+
+
+def interfaces(node) -> set[str]:
+    """The names of the node's network interfaces."""
+    out = node.run(["ip", "-o", "link", "show"]).stdout
+    return {line.split(": ")[1].split("@")[0] for line in out.splitlines()}

@@ -6,7 +6,7 @@ import time
 
 import pytest
 
-from .helpers import one_line, pings, report, wait_until
+from .helpers import interfaces, one_line, pings, report, wait_until
 
 NODE0_URL = "http://198.18.0.2:8080"
 
@@ -27,11 +27,6 @@ def process_name(pid: int) -> str | None:
             return handle.read().strip()
     except OSError:
         return None
-
-
-def interfaces(node) -> set[str]:
-    out = node.run(["ip", "-o", "link", "show"]).stdout
-    return {line.split(": ")[1].split("@")[0] for line in out.splitlines()}
 
 
 def ospf_states(node) -> str:

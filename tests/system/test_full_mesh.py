@@ -7,7 +7,7 @@ import time
 
 import pytest
 
-from tests.integration.helpers import one_line, pings, report, wait_until
+from tests.integration.helpers import interfaces, one_line, pings, report, wait_until
 from tests.system.meshcheck import (in_parallel, link_files, link_problems, loopback4, loopback6,
                                     mesh_problems, reach_problems)
 
@@ -53,21 +53,19 @@ def wait_for_mesh(nodes, families, timeout: float, clients=None) -> float:
 
 def node_state(node) -> dict:
     """What a join could leave behind on node."""
-    out = node.run(["ip", "-o", "link", "show"]).stdout
     units = node.run(["systemctl", "list-units", "--all", "--plain", "--no-legend", "wgmesh-link@*"]).stdout
     reservations = node.host_path("/var/lib/wgmesh/reservations")
     return {
         "links": sorted(link_files(node)),
-        "interfaces": sorted(line.split(": ")[1].split("@")[0] for line in out.splitlines()
-                             if line.split(": ")[1].startswith("wgm")),
+        "interfaces": sorted(name for name in interfaces(node) if name.startswith("wgm")),
         "units": sorted(line.split()[0] for line in units.splitlines() if line.strip()),
         "reservations": sorted(p.name for p in reservations.glob("*")) if reservations.exists() else [],
     }
 
 
-def routes_via(node, interfaces: set[str], family: int = 4) -> list[str]:
+def routes_via(node, link_names: set[str], family: int = 4) -> list[str]:
     out = node.run(["ip", f"-{family}", "route", "show", "proto", "bird"]).stdout
-    return [line for line in out.splitlines() if set(line.split()) & interfaces]
+    return [line for line in out.splitlines() if set(line.split()) & link_names]
 
 
 @pytest.mark.ids((0, 2, 4, 6, 8))

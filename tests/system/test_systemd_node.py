@@ -7,7 +7,7 @@ import time
 
 import pytest
 
-from tests.integration.helpers import pings, report, wait_until
+from tests.integration.helpers import interfaces, pings, report, wait_until
 
 NODE0_URL = "http://198.18.0.2:8080"
 
@@ -29,11 +29,6 @@ def unit_property(node, unit: str, prop: str) -> str:
 
 def active(node, unit: str) -> bool:
     return node.run(["systemctl", "is-active", "--quiet", unit], check=False).returncode == 0
-
-
-def interfaces(node) -> set[str]:
-    out = node.run(["ip", "-o", "link", "show"]).stdout
-    return {line.split(": ")[1].split("@")[0] for line in out.splitlines()}
 
 
 @pytest.mark.ids((0, 2))
