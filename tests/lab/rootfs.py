@@ -17,7 +17,11 @@ from pathlib import Path
 
 from .host import log, remove_tree, run, unmount_all_under
 
-SUITE = "bookworm"
+# The releases the package ships for; WGMESH_LAB_SUITE picks the lab's.
+SUITES = ("bookworm", "trixie")
+SUITE = os.environ.get("WGMESH_LAB_SUITE", "bookworm")
+if SUITE not in SUITES:
+    raise SystemExit(f"WGMESH_LAB_SUITE={SUITE!r}: the lab builds {' or '.join(SUITES)}")
 VARIANT = "minbase"
 MIRROR = os.environ.get("WGMESH_LAB_MIRROR", "http://deb.debian.org/debian")
 
@@ -130,7 +134,7 @@ def _remove_abandoned_builds(cache: Path) -> None:
 def _build(target: Path, packages: list[str], lock_fd: int) -> None:
     cache = target.parent
     building = cache / f".build-{target.name}-{os.getpid()}"
-    debs = cache / "debs"
+    debs = cache / ("debs" if SUITE == "bookworm" else f"debs-{SUITE}")
     debs.mkdir(exist_ok=True)
     build_log = cache / f"build-{target.name}.log"
     started = time.monotonic()
