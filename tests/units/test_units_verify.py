@@ -72,3 +72,12 @@ def test_link_template_owns_its_daemon_and_may_open_tun() -> None:
     assert "/dev/net/tun rw" in service["DeviceAllow"]
     assert "CAP_NET_ADMIN" in service["CapabilityBoundingSet"]
     assert service["NoNewPrivileges"] == "yes" and service["ProtectSystem"] == "strict"
+
+
+@pytest.mark.parametrize("path_unit", [u for u in UNITS if u.suffix == ".path"], ids=lambda u: u.name)
+def test_what_a_path_unit_starts_is_not_start_limited(path_unit: Path) -> None:
+    # A burst of link files (a node joining a mesh) would hit the default
+    # start limit: the run carrying the last link into bird fails, and the
+    # path unit fails with it and watches nothing more.
+    service = PROJECT / "units" / parse(path_unit)["Path"]["Unit"]
+    assert parse(service)["Unit"].get("StartLimitIntervalSec") == "0", service.name
