@@ -178,12 +178,33 @@ def _reserve_serving(node: Node, peer_id: int, family: int):
             time.sleep(0.1)
 
 
+def _drop_dead_half(node: Node, peer_id: int, family: int) -> None:
+    """The peer asks for a link this node already has, so its own side is
+    gone: typically this node's answer to an earlier /connect was lost or
+    late, and the peer undid its half. A half that has never carried a
+    handshake (or none for minutes) is removed so the join can be served;
+    one in use is kept, and the join is refused as a duplicate."""
+    name = linkfile.link_name(peer_id, family)
+    if not linkfile.exists(node.paths, name):
+        return
+    try:
+        link = linkfile.load(node.paths, name)
+    except WgmeshError:
+        return
+    if link.peer_id != peer_id or _live_endpoints(node, [link]):
+        return
+    remove_local(node, name)
+    log.event("link-replaced", f"link {name}: node {peer_id} asks for it anew, its side is gone; replacing it",
+              link=name, peer=peer_id)
+
+
 def serve_connect(node: Node, request: ConnectRequest, source: str = "") -> dict[str, Any]:
     if request.family not in own_families(node):
         raise RequestError(400, f"this node has no IPv{request.family} underlay address to serve a link on")
     if node.plan.is_client(node.node_id):
         raise RequestError(403, "this node is a client: it connects to servers, nothing connects to it")
     check_collision(node, request.peer_id, source)
+    _drop_dead_half(node, request.peer_id, request.family)
     reservation = _reserve_serving(node, request.peer_id, request.family)
     try:
         private_key, public_key = keys.keypair()
@@ -329,7 +350,7 @@ def _connect_family(node: Node, url: str, token: str | None, peer_id: int, famil
                 "family": family, "type": link_type}
         if token:
             body["token"] = token
-        answer = joinclient.request(url, "POST", "/connect", body)
+        answer = joinclient.request(url, "POST", "/connect", body, timeout=joinclient.CONNECT_TIMEOUT)
     except BaseException:
         node.allocator.release(reservation.name)
         raise

@@ -10,6 +10,11 @@ from .errors import RemoteError, WgmeshError
 from .joinapi import SIGNATURE_HEADER, signature
 
 TIMEOUT = 15.0
+# /connect makes the link on the other side (files, unit, bird) before it
+# answers; a busy node takes longer than a question does. The server drops
+# a half whose answer was lost when it is asked again, so waiting is
+# cheaper than retrying.
+CONNECT_TIMEOUT = 45.0
 
 
 def parse_url(url: str) -> urllib.parse.SplitResult:

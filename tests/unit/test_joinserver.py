@@ -169,12 +169,20 @@ def test_bad_bodies_are_4xx_with_a_reason(service):
 
 # ----------------------------------------------------------------- /connect
 
-def test_connect_for_a_peer_that_has_a_link_is_409_and_refunds_the_token(paths):
+def test_connect_for_a_link_in_use_is_409_and_refunds_the_token(paths, monkeypatch):
+    import time
+
     from unit_helpers import init_node
+    from wgmesh_common import linkops
+    from wgmesh_common.wireguard import DeviceStatus, PeerStatus
 
     node = init_node(paths, 0, 'public_ipv4 = "203.0.113.5"\n')
     service = JoinService(node)
     linkfile.save(node.paths, make_link(), random_key(), random_key())
+    # The link carries handshakes from where the request comes from (the WireGuard device is the boundary).
+    live = DeviceStatus(peers=[PeerStatus(public_key=random_key(), endpoint=f"{OUTSIDE}:51820",
+                                          last_handshake=time.time() - 5)])
+    monkeypatch.setattr(linkops, "device_status", lambda config, name: live)
     store = TokenStore(node.paths.tokens_file)
     one_use = store.create(uses=1)
     body = {"id": 2, "public_key": random_key(), "listen_port": 51820, "family": 4, "token": one_use.value}
@@ -182,6 +190,25 @@ def test_connect_for_a_peer_that_has_a_link_is_409_and_refunds_the_token(paths):
     assert status == 409 and "already exists" in document["error"]
     # The failed join gave its token use back.
     assert store.load()[0].uses_left == 1
+
+
+def test_connect_for_a_dead_half_of_a_link_replaces_it(paths):
+    # This node's answer to an earlier /connect was lost: the peer undid its
+    # side and asks again. The half here never saw a handshake.
+    from unit_helpers import init_node
+
+    node = init_node(paths, 0, 'public_ipv4 = "203.0.113.5"\n')
+    service = JoinService(node)
+    old_peer_key = random_key()
+    linkfile.save(node.paths, make_link(peer_public_key=old_peer_key), random_key(), random_key())
+    store = TokenStore(node.paths.tokens_file)
+    new_peer_key = random_key()
+    body = {"id": 2, "public_key": new_peer_key, "listen_port": 51820, "family": 4,
+            "token": store.create(uses=1).value}
+    status, document, _ = call(service, "/connect", body)
+    assert status == 200, document
+    assert linkfile.load(node.paths, "wgm2").peer_public_key == new_peer_key
+    assert linkfile.load(node.paths, "wgm2").public_key == document["public_key"]
 
 
 def test_connect_with_a_used_up_token_is_403(service, node):
