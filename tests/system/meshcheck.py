@@ -1,5 +1,8 @@
 """What "a full mesh" means, checked from outside the nodes: shared by the
-system tests, the convergence benchmark and the demo."""
+system tests, the convergence benchmark and the demo. Finished is: one link
+per pair and family with matching keys on both sides, every link up with
+OSPF Full, every node routing to each linked node over the direct link,
+and every node reaching every other's IPv4 and IPv6 loopback."""
 
 import ipaddress
 import json
@@ -106,10 +109,33 @@ def reach_problems(nodes, targets=None) -> list[str]:
     return [p for found in in_parallel(check, nodes) for p in found]
 
 
+def route_problems(nodes) -> list[str]:
+    """Pairs of linked nodes whose IPv4 route to each other does not take
+    their direct link yet (OSPF has not settled: a direct link costs less
+    than any path through a third node)."""
+
+    def check(node):
+        peers = {int(name.removeprefix("wgm").removesuffix("v6")) for name in link_files(node)}
+        peers &= {other.mesh_id for other in nodes}
+        if not peers:
+            return []
+        script = "; ".join(f'echo "{p} $(ip -o -4 route show {loopback4(p)} | tr "\\n" " ")"' for p in sorted(peers))
+        found = []
+        for line in node.run(script, check=False).stdout.splitlines():
+            peer, _, route = line.partition(" ")
+            words = route.split()
+            devices = {words[i + 1] for i, word in enumerate(words[:-1]) if word == "dev"}
+            if not devices or not devices <= {f"wgm{peer}", f"wgm{peer}v6"}:
+                found.append(f"node {node.mesh_id} routes to node {peer} via {sorted(devices) or 'nothing'}")
+        return found
+
+    return [p for found in in_parallel(check, nodes) for p in found]
+
+
 def mesh_problems(nodes, families=(4, 6), clients=None) -> list[str]:
     """Everything that keeps nodes from being a finished mesh; [] when done."""
     problems = link_problems(nodes, families, clients)
     if problems:
         return problems
     problems = [p for found in in_parallel(state_problems, nodes) for p in found]
-    return problems or reach_problems(nodes)
+    return problems or route_problems(nodes) or reach_problems(nodes)
