@@ -1,13 +1,15 @@
 """Join tokens: /etc/wgmesh/tokens.toml, 0600, owned by this module.
 
-A token is 192 random bits (URL-safe base64). The default token never expires
-and has unlimited uses; `wgmesh token --new` makes extra ones with an expiry
+A token is 32 random letters and digits (190 bits): no "-" or "_", so it
+is never taken for a command-line option or cut at a word boundary. The
+default token never expires and has unlimited uses; `wgmesh token --new` makes extra ones with an expiry
 and/or a use count. Comparison is constant-time and never stops at the first
 match, so timing tells nothing about which token or how much of it matched.
 """
 
 import hmac
 import secrets
+import string
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -15,7 +17,8 @@ from pathlib import Path
 from .errors import ConfigError, WgmeshError
 from .tomlio import SECRET_MODE, file_lock, read_toml, write_toml
 
-TOKEN_BYTES = 24
+TOKEN_ALPHABET = string.ascii_letters + string.digits
+TOKEN_LENGTH = 32
 
 
 @dataclass(frozen=True)
@@ -33,7 +36,7 @@ class Token:
 
 
 def generate() -> str:
-    return secrets.token_urlsafe(TOKEN_BYTES)
+    return "".join(secrets.choice(TOKEN_ALPHABET) for _ in range(TOKEN_LENGTH))
 
 
 def parse(data: dict, source: str) -> list[Token]:

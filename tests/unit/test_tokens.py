@@ -166,3 +166,15 @@ def test_a_broken_token_file_is_a_config_error(paths, store):
     paths.tokens_file.write_text('token = "x"\n')
     with pytest.raises(ConfigError, match="must be an array of tables"):
         store.load()
+
+
+def test_generated_tokens_are_letters_and_digits_of_190_bits():
+    import math
+
+    from wgmesh_common import tokens
+
+    values = {tokens.generate() for _ in range(500)}
+    assert len(values) == 500
+    # A token that starts with "-" is taken for an option by `wgmesh connect URL TOKEN`.
+    assert all(v.isascii() and v.isalnum() and len(v) == 32 for v in values)
+    assert math.log2(len(tokens.TOKEN_ALPHABET)) * tokens.TOKEN_LENGTH >= 190
