@@ -1,7 +1,11 @@
 """Small helpers shared by the integration tests."""
 
+import json
 import sys
 import time
+from pathlib import Path
+
+HTTP_CLIENT = str(Path(__file__).with_name("http_client.py"))
 
 def wait_until(predicate, timeout: float, interval: float = 0.2):
     """Poll predicate until it is truthy; its last value (falsy on timeout)."""
@@ -31,3 +35,12 @@ def interfaces(node) -> set[str]:
     """The names of the node's network interfaces."""
     out = node.run(["ip", "-o", "link", "show"]).stdout
     return {line.split(": ")[1].split("@")[0] for line in out.splitlines()}
+
+
+def send_requests(node, host: str, specs: list[dict]) -> list[dict]:
+    """HTTP requests to a join-server at host, sent from inside node (see
+    http_client.py); their answers, in order."""
+    for spec in specs:
+        spec.setdefault("host", host)
+    result = node.run([sys.executable, HTTP_CLIENT], input=json.dumps(specs), timeout=120)
+    return json.loads(result.stdout)

@@ -4,24 +4,19 @@ process or reservation is left behind."""
 
 import base64
 import json
-import sys
 import time
 from pathlib import Path
 
 import pytest
 
-from .helpers import pings, wait_until
+from .helpers import pings, send_requests, wait_until
 
-CLIENT = str(Path(__file__).with_name("http_client.py"))
 NODE0 = "198.18.0.2"
 GOOD_KEY = base64.b64encode(bytes(range(32))).decode()
 
 
 def send(node, specs: list[dict]) -> list[dict]:
-    for spec in specs:
-        spec.setdefault("host", NODE0)
-    result = node.run([sys.executable, CLIENT], input=json.dumps(specs), timeout=120)
-    return json.loads(result.stdout)
+    return send_requests(node, NODE0, specs)
 
 
 def snapshot(node) -> dict:

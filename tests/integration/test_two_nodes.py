@@ -6,7 +6,7 @@ import time
 
 import pytest
 
-from .helpers import interfaces, one_line, pings, report, wait_until
+from .helpers import interfaces, one_line, pings, report, send_requests, wait_until
 
 NODE0_URL = "http://198.18.0.2:8080"
 
@@ -107,3 +107,28 @@ def test_force_removes_this_side_when_the_peer_is_gone(netns_lab):
     assert (links_dir(node2) / "wgm0.toml").exists()
     node2.run(["wgmesh", "disconnect", "--force", "wgm0"], timeout=120)
     assert not (links_dir(node2) / "wgm0.toml").exists() and "wgm0" not in interfaces(node2)
+
+
+@pytest.mark.ids((0, 2))
+def test_a_join_whose_answer_was_lost_can_be_made_again(netns_lab):
+    import base64
+    import tomllib
+
+    node0, node2 = netns_lab[0], netns_lab[2]
+    node0.run(["wgmesh", "init", "0", "--public"])
+    node2.run(["wgmesh", "init", "2"])
+    token = node0.run(["wgmesh", "token"]).stdout.strip()
+    # Node 0 serves a /connect whose answer never reaches node 2's wgmesh:
+    # its half exists, node 2 has none and no handshake ever happens.
+    lost = {"id": 2, "token": token, "public_key": base64.b64encode(bytes(range(32))).decode(),
+            "listen_port": 51820, "family": 4}
+    answer = send_requests(node2, "198.18.0.2", [{"method": "POST", "path": "/connect", "body": lost}])[0]
+    assert answer["status"] == 200, answer
+    assert (links_dir(node0) / "wgm2.toml").exists() and not (links_dir(node2) / "wgm0.toml").exists()
+
+    # Asked again, node 0 replaces the dead half instead of refusing a duplicate.
+    node2.run(["wgmesh", "connect", "--transport", "4", NODE0_URL, token])
+    assert wait_until(lambda: pings(node2, "10.0.0.1"), 20)
+    served = tomllib.loads((links_dir(node0) / "wgm2.toml").read_text())
+    joined = tomllib.loads((links_dir(node2) / "wgm0.toml").read_text())
+    assert served["peer_public_key"] == joined["public_key"] and joined["peer_public_key"] == served["public_key"]

@@ -1,6 +1,7 @@
 """Shared fixtures of the unit tests: a private file tree per test, real
 WireGuard keys (from `wg`, made once per session), an initialised node."""
 
+import os
 import sys
 from pathlib import Path
 
@@ -23,6 +24,20 @@ def _isolated_environment(monkeypatch, tmp_path):
     monkeypatch.setenv("WGMESH_ROOT", str(tmp_path / "default-root"))
     for name in ("NOTIFY_SOCKET", "LISTEN_FDS", "LISTEN_PID"):
         monkeypatch.delenv(name, raising=False)
+
+
+def _host_interfaces() -> set[str]:
+    return set(os.listdir("/sys/class/net")) if os.path.isdir("/sys/class/net") else set()
+
+
+@pytest.fixture(autouse=True)
+def _host_network_untouched():
+    # Unit tests stop at the netlink boundary: a test that realises a link
+    # here would leave a WireGuard interface (and its daemon) on this host.
+    before = _host_interfaces()
+    yield
+    added = {name for name in _host_interfaces() - before if name.startswith("wgm")}
+    assert not added, f"a unit test created host interfaces {sorted(added)}: realise links in the lab instead"
 
 
 @pytest.fixture

@@ -192,25 +192,6 @@ def test_connect_for_a_link_in_use_is_409_and_refunds_the_token(paths, monkeypat
     assert store.load()[0].uses_left == 1
 
 
-def test_connect_for_a_dead_half_of_a_link_replaces_it(paths):
-    # This node's answer to an earlier /connect was lost: the peer undid its
-    # side and asks again. The half here never saw a handshake.
-    from unit_helpers import init_node
-
-    node = init_node(paths, 0, 'public_ipv4 = "203.0.113.5"\n')
-    service = JoinService(node)
-    old_peer_key = random_key()
-    linkfile.save(node.paths, make_link(peer_public_key=old_peer_key), random_key(), random_key())
-    store = TokenStore(node.paths.tokens_file)
-    new_peer_key = random_key()
-    body = {"id": 2, "public_key": new_peer_key, "listen_port": 51820, "family": 4,
-            "token": store.create(uses=1).value}
-    status, document, _ = call(service, "/connect", body)
-    assert status == 200, document
-    assert linkfile.load(node.paths, "wgm2").peer_public_key == new_peer_key
-    assert linkfile.load(node.paths, "wgm2").public_key == document["public_key"]
-
-
 def test_connect_with_a_used_up_token_is_403(service, node):
     store = TokenStore(node.paths.tokens_file)
     one_use = store.create(uses=1)
