@@ -15,6 +15,9 @@ from .errors import ConfigError
 IPv4 = ipaddress.IPv4Address
 IPv6 = ipaddress.IPv6Address
 FIRST_LINK_OFFSET = 4  # .0-.3 are the node's loopback /30
+# A link is a /31 (and the /127 at the same offset): its two ends, no more.
+LINK_PREFIX4 = 31
+LINK_PREFIX6 = 127
 
 
 @dataclass(frozen=True)

@@ -7,7 +7,7 @@ import signal
 from pathlib import Path
 
 from . import linkfile, log, netlink
-from .addressing import link_local6
+from .addressing import LINK_PREFIX4, LINK_PREFIX6, link_local6
 from .config import NodeConfig
 from .errors import WgmeshError
 from .linkfile import Link
@@ -20,8 +20,8 @@ from .wireguard import DeviceSettings, UserspaceBackend, choose_backend
 def interface_addresses(link: Link) -> list[str]:
     """Every address the link's interface carries, as CIDRs."""
     return [
-        f"{link.local4}/31",
-        f"{link.local6}/127",
+        f"{link.local4}/{LINK_PREFIX4}",
+        f"{link.local6}/{LINK_PREFIX6}",
         f"{link_local6(ipaddress.IPv4Address(link.local4))}/64",
     ]
 

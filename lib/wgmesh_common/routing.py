@@ -8,7 +8,7 @@ changed, and ask bird to reconfigure. OSPF applies cost changes in place on
 import ipaddress
 
 from . import bird, linkfile, log
-from .addressing import MeshPlan
+from .addressing import LINK_PREFIX4, LINK_PREFIX6, MeshPlan
 from .config import NodeConfig
 from .paths import Paths
 from .tomlio import file_lock, write_atomic
@@ -32,8 +32,8 @@ def client_destinations(plan: MeshPlan, link: linkfile.Link) -> tuple[tuple[str,
     own net (as IPv4 and IPv6 prefixes)."""
     if not plan.is_client(link.peer_id):
         return (), ()
-    net4 = ipaddress.ip_interface(f"{link.local4}/31").network
-    net6 = ipaddress.ip_interface(f"{link.local6}/127").network
+    net4 = ipaddress.ip_interface(f"{link.local4}/{LINK_PREFIX4}").network
+    net6 = ipaddress.ip_interface(f"{link.local6}/{LINK_PREFIX6}").network
     return ((str(plan.node_block(link.peer_id)), str(net4)),
             (str(plan.node_block6(link.peer_id)), str(net6)))
 
