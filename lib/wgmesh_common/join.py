@@ -106,7 +106,9 @@ def _host(address: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address | None:
     except ValueError:
         return None
     # A dual-stack listener sees IPv4 clients as ::ffff:a.b.c.d.
-    return found.ipv4_mapped or found if found.version == 6 else found
+    if found.version == 6 and found.ipv4_mapped:
+        return found.ipv4_mapped
+    return found
 
 
 def comes_from_elsewhere(source: str, live_endpoints: set[str]) -> bool:

@@ -3,8 +3,9 @@
 A token is 32 random letters and digits (190 bits): no "-" or "_", so it
 is never taken for a command-line option or cut at a word boundary. The
 default token never expires and has unlimited uses; `wgmesh token --new`
-makes extra ones with an expiry and/or a use count. Comparison is constant-time and never stops at the first
-match, so timing tells nothing about which token or how much of it matched.
+makes extra ones with an expiry and/or a use count. Comparison is
+constant-time and never stops at the first match, so timing tells nothing
+about which token or how much of it matched.
 """
 
 import hmac

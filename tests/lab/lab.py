@@ -81,10 +81,10 @@ class Lab:
 
     def start(self) -> "Lab":
         install_exit_handlers()
-        if self.kind == "container" and self.rootfs is None:
-            # Before claiming anything: a first build takes a minute or two.
-            self.rootfs = ensure_rootfs()
         if self.kind == "container":
+            if self.rootfs is None:
+                # Before claiming anything: a first build takes a minute or two.
+                self.rootfs = ensure_rootfs()
             raise_inotify_limit()
         self.record = LabRecord.claim(self.name, self.kind)
         _live_labs.append(self)
