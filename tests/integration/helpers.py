@@ -1,5 +1,6 @@
 """Small helpers shared by the integration tests."""
 
+import base64
 import json
 import sys
 import time
@@ -44,3 +45,15 @@ def send_requests(node, host: str, specs: list[dict]) -> list[dict]:
         spec.setdefault("host", host)
     result = node.run([sys.executable, HTTP_CLIENT], input=json.dumps(specs), timeout=120)
     return json.loads(result.stdout)
+
+
+# A well-formed WireGuard public key nobody holds the private half of.
+SOME_PUBLIC_KEY = base64.b64encode(bytes(range(32))).decode()
+
+
+def init_two_nodes(lab):
+    """Node 0 (API on every address) and node 2, initialised; node 0's token."""
+    node0, node2 = lab[0], lab[2]
+    node0.run(["wgmesh", "init", "0", "--public"])
+    node2.run(["wgmesh", "init", "2"])
+    return node0, node2, node0.run(["wgmesh", "token"]).stdout.strip()

@@ -9,12 +9,9 @@ from pathlib import Path
 
 import pytest
 
-from .helpers import pings, send_requests, wait_until
+from .helpers import SOME_PUBLIC_KEY, init_two_nodes, pings, send_requests, wait_until
 
 NODE0 = "198.18.0.2"
-GOOD_KEY = base64.b64encode(bytes(range(32))).decode()
-
-
 def send(node, specs: list[dict]) -> list[dict]:
     return send_requests(node, NODE0, specs)
 
@@ -41,16 +38,13 @@ def signed(path: str, fields: dict, psk: str, method: str = "POST", timestamp: f
 
 @pytest.mark.ids((0, 2))
 def test_bad_requests_are_refused_and_leave_nothing(netns_lab):
-    node0, node2 = netns_lab[0], netns_lab[2]
-    node0.run(["wgmesh", "init", "0", "--public"])
-    node2.run(["wgmesh", "init", "2"])
-    token = node0.run(["wgmesh", "token"]).stdout.strip()
+    node0, node2, token = init_two_nodes(netns_lab)
     node2.run(["wgmesh", "connect", "--transport", "4", f"http://{NODE0}:8080", token])
     assert wait_until(lambda: pings(node2, "10.0.0.1"), 20)
     psk = (node2.files_dir / "links" / "wgm0.psk").read_text().strip()
     before = snapshot(node0)
 
-    connect = {"id": 4, "token": token, "public_key": GOOD_KEY, "listen_port": 51820, "family": 4}
+    connect = {"id": 4, "token": token, "public_key": SOME_PUBLIC_KEY, "listen_port": 51820, "family": 4}
     cases = [
         ("no token", {"method": "POST", "path": "/connectivity", "body": {"id": 4}}, 401),
         ("wrong token", {"method": "POST", "path": "/connectivity", "body": {"id": 4, "token": "x" * 32}}, 403),

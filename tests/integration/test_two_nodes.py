@@ -6,7 +6,7 @@ import time
 
 import pytest
 
-from .helpers import interfaces, one_line, pings, report, send_requests, wait_until
+from .helpers import SOME_PUBLIC_KEY, init_two_nodes, interfaces, one_line, pings, report, send_requests, wait_until
 
 NODE0_URL = "http://198.18.0.2:8080"
 
@@ -35,10 +35,7 @@ def ospf_states(node) -> str:
 
 @pytest.mark.ids((0, 2))
 def test_two_nodes_join_route_and_disconnect(netns_lab):
-    node0, node2 = netns_lab[0], netns_lab[2]
-    node0.run(["wgmesh", "init", "0", "--public"])
-    node2.run(["wgmesh", "init", "2"])
-    token = node0.run(["wgmesh", "token"]).stdout.strip()
+    node0, node2, token = init_two_nodes(netns_lab)
 
     node2.run(["wgmesh", "connect", NODE0_URL, token])
     connected = time.monotonic()
@@ -82,10 +79,7 @@ def test_two_nodes_join_route_and_disconnect(netns_lab):
 
 @pytest.mark.ids((0, 2))
 def test_disconnect_from_the_serving_side_removes_both(netns_lab):
-    node0, node2 = netns_lab[0], netns_lab[2]
-    node0.run(["wgmesh", "init", "0", "--public"])
-    node2.run(["wgmesh", "init", "2"])
-    token = node0.run(["wgmesh", "token"]).stdout.strip()
+    node0, node2, token = init_two_nodes(netns_lab)
     node2.run(["wgmesh", "connect", "--transport", "4", NODE0_URL, token])
     assert wait_until(lambda: pings(node0, "10.0.2.1"), 20)
     # Node 0 tells node 2 over the mesh (node 2's API listens on 10.0.2.1).
@@ -96,10 +90,7 @@ def test_disconnect_from_the_serving_side_removes_both(netns_lab):
 
 @pytest.mark.ids((0, 2))
 def test_force_removes_this_side_when_the_peer_is_gone(netns_lab):
-    node0, node2 = netns_lab[0], netns_lab[2]
-    node0.run(["wgmesh", "init", "0", "--public"])
-    node2.run(["wgmesh", "init", "2"])
-    token = node0.run(["wgmesh", "token"]).stdout.strip()
+    node0, node2, token = init_two_nodes(netns_lab)
     node2.run(["wgmesh", "connect", "--transport", "4", NODE0_URL, token])
     node0.run(["wgmesh", "down"])
     refused = node2.run(["wgmesh", "disconnect", "wgm0"], check=False, timeout=120)
@@ -111,16 +102,12 @@ def test_force_removes_this_side_when_the_peer_is_gone(netns_lab):
 
 @pytest.mark.ids((0, 2))
 def test_a_join_whose_answer_was_lost_can_be_made_again(netns_lab):
-    import base64
     import tomllib
 
-    node0, node2 = netns_lab[0], netns_lab[2]
-    node0.run(["wgmesh", "init", "0", "--public"])
-    node2.run(["wgmesh", "init", "2"])
-    token = node0.run(["wgmesh", "token"]).stdout.strip()
+    node0, node2, token = init_two_nodes(netns_lab)
     # Node 0 serves a /connect whose answer never reaches node 2's wgmesh:
     # its half exists, node 2 has none and no handshake ever happens.
-    lost = {"id": 2, "token": token, "public_key": base64.b64encode(bytes(range(32))).decode(),
+    lost = {"id": 2, "token": token, "public_key": SOME_PUBLIC_KEY,
             "listen_port": 51820, "family": 4}
     answer = send_requests(node2, "198.18.0.2", [{"method": "POST", "path": "/connect", "body": lost}])[0]
     assert answer["status"] == 200, answer
