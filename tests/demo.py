@@ -3,17 +3,16 @@ with apt, `wgmesh init` each, join them all to node 0 at once, wait for the
 full mesh, show every node's `wgmesh status` and how long each step took."""
 
 import argparse
-import subprocess
 import sys
 import time
 from pathlib import Path
 
 from tests.integration.helpers import wait_until
 from tests.lab.lab import Lab
+from tests.system.debbuild import BuildError, build_deb
 from tests.system.meshcheck import in_parallel, mesh_problems
 from tests.lab.resources import LabRecord
 
-PROJECT = Path(__file__).parents[1]
 LAB_NAME = "demo"
 
 
@@ -44,12 +43,11 @@ def main() -> int:
     started = step("building the .deb")
     out = Path("/var/tmp/wgmesh-demo")
     out.mkdir(exist_ok=True)
-    build = subprocess.run([str(PROJECT / "debian/build-deb"), "--output-dir", str(out)],
-                           capture_output=True, text=True, env={"PATH": "/usr/sbin:/usr/bin:/sbin:/bin"})
-    if build.returncode != 0:
-        print(build.stderr, file=sys.stderr)
+    try:
+        deb = build_deb(out)
+    except BuildError as error:
+        print(f"tests/demo: {error}", file=sys.stderr)
         return 1
-    deb = Path(build.stdout.strip().splitlines()[-1])
     timings["build the .deb"] = done(started)
 
     ids = [2 * i for i in range(args.nodes)]

@@ -11,24 +11,14 @@ are back and it reaches every node again. Prints a Markdown table.
 
 import argparse
 import os
-import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
 
 from tests.lab.lab import Lab
+from tests.system.debbuild import BuildError, build_deb
 from tests.system.meshcheck import LINK_FAMILIES, in_parallel, mesh_problems, reach_problems, state_problems
-
-PROJECT = Path(__file__).parents[2]
-
-
-def build_deb(out: Path) -> Path:
-    result = subprocess.run([str(PROJECT / "debian/build-deb"), "--output-dir", str(out)], capture_output=True,
-                            text=True, env={"PATH": "/usr/sbin:/usr/bin:/sbin:/bin", "LC_ALL": "C.UTF-8"})
-    if result.returncode:
-        sys.exit(f"bench_convergence: building the .deb failed:\n{result.stderr[-2000:]}")
-    return Path(result.stdout.strip().splitlines()[-1])
 
 
 def wait(predicate, timeout: float, interval: float = 0.2) -> float | None:
@@ -95,7 +85,10 @@ def main() -> int:
         sys.exit("bench_convergence: needs root (containers)")
     counts = [int(n) for n in args.nodes.split(",")]
     with tempfile.TemporaryDirectory() as out:
-        deb = args.deb or build_deb(Path(out))
+        try:
+            deb = args.deb or build_deb(Path(out))
+        except BuildError as error:
+            sys.exit(f"bench_convergence: {error}")
         rows = [run_one(count, deb, args.transport, args.timeout) for count in counts]
     print(f"\nfull mesh convergence, transport {args.transport}, {os.cpu_count()} CPUs\n")
     print("| nodes | links | all connects returned | full mesh after the last connect | one node rebooted: running -> reaches all |")

@@ -2,34 +2,19 @@
 with apt, and wgmesh driven the way an operator drives it."""
 
 import os
-import subprocess
 import sys
-import time
 import uuid
 from pathlib import Path
 
 import pytest
 
-PROJECT = Path(__file__).parents[2]
-DEBIAN_PATH = "/usr/sbin:/usr/bin:/sbin:/bin"
+from tests.system.debbuild import build_deb
 
 
 def pytest_collection_modifyitems(items):
     for item in items:
         if "tests/system/" in str(item.fspath):
             item.add_marker(pytest.mark.system)
-
-
-def build_deb(out: Path, suffix: str | None = None) -> Path:
-    argv = [str(PROJECT / "debian/build-deb"), "--output-dir", str(out)]
-    if suffix:
-        argv += ["--version-suffix", suffix]
-    result = subprocess.run(argv, capture_output=True, text=True, timeout=1800,
-                            env=dict(os.environ, PATH=DEBIAN_PATH, LC_ALL="C.UTF-8"))
-    assert result.returncode == 0, result.stderr[-4000:]
-    path = Path(result.stdout.strip().splitlines()[-1])
-    assert path.is_file(), result.stdout
-    return path
 
 
 @pytest.fixture(scope="session")

@@ -13,6 +13,8 @@ from pathlib import Path
 
 import pytest
 
+from tests.system.debbuild import DEBIAN_PATH
+
 pytestmark = pytest.mark.system
 
 PROJECT = Path(__file__).parents[2]
@@ -20,7 +22,6 @@ PYPROJECT = tomllib.loads((PROJECT / "pyproject.toml").read_text())
 COMMANDS = [Path(p).name for p in PYPROJECT["tool"]["setuptools"]["script-files"]]
 UNITS = sorted(p.name for p in (PROJECT / "units").iterdir() if p.is_file())
 DIST_PACKAGES = "usr/lib/python3/dist-packages"
-DEBIAN_PATH = "/usr/sbin:/usr/bin:/sbin:/bin"
 
 # What the package meets: bookworm as installed here, trixie from LAB-NOTES.
 RELEASES = {
