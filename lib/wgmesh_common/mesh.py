@@ -41,9 +41,10 @@ def build(node: Node) -> list[linkfile.Link]:
     own_id = node.node_id
     reachable = meshview.reachable_nodes(netlink.routes(4), node.plan, own_id)
     reachable |= meshview.reachable_nodes(netlink.routes(6), node.plan, own_id, family=6)
-    wanted = candidates(own_id, reachable, linked_peers(node), node.config.is_client, node.plan)
-    far = too_far(node, wanted) if wanted else set()
-    peers = [peer for peer in wanted if peer not in far]
+    linked, is_client = linked_peers(node), node.config.is_client
+    wanted = candidates(own_id, reachable, linked, is_client, node.plan)
+    # Only the candidates need a distance, so the cutoff is applied second.
+    peers = candidates(own_id, reachable, linked, is_client, node.plan, too_far(node, wanted)) if wanted else []
     if not peers:
         return []
     # Every peer at once: a join waits mostly on the other node and on the
