@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 from .errors import ConfigError, NotInitialisedError
+from .quality import QualitySettings
 from .tomlio import read_toml, write_atomic
 
 MAX_NODE_ID = 254
@@ -105,6 +106,26 @@ SCHEMA: dict[str, dict[str, tuple[type, Any, Callable[[Any], str | None] | None]
     "system": {
         "service_manager": (str, "auto", _choice(SERVICE_MANAGERS)),
     },
+    # Quality routing: what the prober measures and how the cost-writer turns
+    # it into OSPF costs (the rules are in quality.py; defaults from
+    # QualitySettings, so the two cannot disagree).
+    "quality": {
+        "interval": (int, QualitySettings.interval, _int_in(2, 3600)),
+        "echoes": (int, QualitySettings.echoes, _int_in(2, 200)),
+        "echo_spacing_ms": (int, QualitySettings.echo_spacing_ms, _int_in(1, 1000)),
+        "echo_timeout_ms": (int, QualitySettings.echo_timeout_ms, _int_in(10, 10000)),
+        "window_rounds": (int, QualitySettings.window_rounds, _int_in(2, 100)),
+        "recent_rounds": (int, QualitySettings.recent_rounds, _int_in(1, 100)),
+        "ms_cost": (int, QualitySettings.ms_cost, _int_in(0, 1000)),
+        "loss_threshold": (int, QualitySettings.loss_threshold, _int_in(1, 100)),
+        "loss_penalty": (int, QualitySettings.loss_penalty, _int_in(0, 65535)),
+        "jitter_threshold": (int, QualitySettings.jitter_threshold, _int_in(1, 10000)),
+        "jitter_penalty": (int, QualitySettings.jitter_penalty, _int_in(0, 65535)),
+        "down_rounds": (int, QualitySettings.down_rounds, _int_in(1, 100)),
+        "hold_down": (int, QualitySettings.hold_down, _int_in(0, 86400)),
+        "hysteresis_relative": (int, QualitySettings.hysteresis_relative, _int_in(0, 1000)),
+        "hysteresis_absolute": (int, QualitySettings.hysteresis_absolute, _int_in(0, 65535)),
+    },
 }
 
 
@@ -130,6 +151,7 @@ class NodeConfig:
     ospf_dead: int
     base_cost: int
     service_manager: str
+    quality: QualitySettings = QualitySettings()
 
     @property
     def initialised(self) -> bool:
@@ -189,7 +211,15 @@ def parse(data: dict[str, Any], source: str = "wgmesh.toml") -> NodeConfig:
         ospf_dead=values["ospf"]["dead"],
         base_cost=values["ospf"]["base_cost"],
         service_manager=values["system"]["service_manager"],
+        quality=QualitySettings(**values["quality"]),
     )
+    quality = config.quality
+    if quality.recent_rounds > quality.window_rounds or quality.down_rounds > quality.window_rounds:
+        raise ConfigError(f"{source}: quality.recent_rounds and quality.down_rounds must not exceed "
+                          f"quality.window_rounds ({quality.window_rounds})")
+    if quality.echoes * quality.echo_spacing_ms + quality.echo_timeout_ms >= quality.interval * 1000:
+        raise ConfigError(f"{source}: a probe round (quality.echoes x quality.echo_spacing_ms + "
+                          f"quality.echo_timeout_ms) must fit in quality.interval ({quality.interval} s)")
     if config.ospf_dead <= config.ospf_hello:
         raise ConfigError(f"{source}: ospf.dead ({config.ospf_dead}) must be longer than ospf.hello ({config.ospf_hello})")
     # Imported here to keep the dependency one-way: addressing knows nothing of files.

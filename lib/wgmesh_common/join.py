@@ -11,7 +11,7 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
-from . import joinclient, keys, linkfile, log, meshview, netlink
+from . import joinclient, keys, linkfile, log, meshview, netlink, pins
 from .errors import RemoteError, WgmeshError
 from .joinapi import ConnectRequest, RequestError, signed_body
 from .linkfile import Link
@@ -84,6 +84,8 @@ def remove_local(node: Node, name: str) -> bool:
         log.warning(f"stopping {name}: {error}", link=name)
     existed = linkfile.delete(node.paths, name)
     node.allocator.release(name)
+    # A pin belongs to the link: a new link of the same name starts measured.
+    pins.set_pin(node.paths, name, None)
     # The replay high-water mark belongs to the link; a new link starts fresh.
     (node.paths.replay_dir / name).unlink(missing_ok=True)
     if existed:

@@ -38,6 +38,10 @@ class Paths:
         return self.run_dir / "probe"
 
     @property
+    def costs_file(self) -> Path:
+        return self.run_dir / "costs.toml"
+
+    @property
     def pid_dir(self) -> Path:
         return self.run_dir / "pid"
 
@@ -60,6 +64,10 @@ class Paths:
     @property
     def replay_dir(self) -> Path:
         return self.state_dir / "replay"
+
+    @property
+    def pins_file(self) -> Path:
+        return self.state_dir / "pins.toml"
 
     @property
     def lock_file(self) -> Path:

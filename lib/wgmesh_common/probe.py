@@ -1,24 +1,36 @@
-"""Link quality probes: RTT samples over each link -> loss, latency, jitter.
+"""Link quality probes and the probe files, /run/wgmesh/probe/NAME.toml.
+
+This module owns the probe files: one per link, holding its last rounds
+(the window the cost-writer decides on) and a summary of the newest one.
+They live under /run, so a restart of any service keeps them and a reboot
+starts from fresh measurements.
 
 icmplib 2.1.1 (Debian's) reports only min/avg/max per host, so samples are
-taken one echo at a time on its ICMP sockets to get each round trip, from
-which jitter is computed. summarize() is the pure part.
+taken one echo at a time on its ICMP sockets. A round over many links uses
+one socket and one thread: every link's echoes go out interleaved and the
+replies are matched by (id, sequence), so 200 links cost little more CPU
+than their packets.
 """
 
-import os
+import random
+import socket
 import statistics
-import threading
 import time
 from dataclasses import asdict, dataclass
 
 from . import linkfile
 from .errors import ConfigError
 from .paths import Paths
-from .tomlio import read_toml, remove, write_toml
+from .quality import Round
+from .tomlio import read_toml, remove, write_atomic, write_toml
+
+
+RECEIVE_BUFFER = 4 << 20
 
 
 @dataclass(frozen=True)
 class ProbeResult:
+    """The summary of one round of one link."""
     link: str
     peer: int
     time: float
@@ -39,9 +51,7 @@ def summarize(link: str, peer: int, when: float, samples: list[float | None]) ->
     rtts = [s for s in samples if s is not None]
     sent = len(samples)
     loss = 100.0 * (sent - len(rtts)) / sent if sent else 100.0
-    jitter = None
-    if len(rtts) >= 2:
-        jitter = statistics.fmean(abs(b - a) for a, b in zip(rtts, rtts[1:]))
+    jitter = Round(when, sent, tuple(rtts)).jitter
     return ProbeResult(
         link=link, peer=peer, time=when, sent=sent, received=len(rtts), loss=round(loss, 2),
         rtt_min=round(min(rtts), 3) if rtts else None,
@@ -52,72 +62,197 @@ def summarize(link: str, peer: int, when: float, samples: list[float | None]) ->
 
 
 def sample_rtts(address: str, count: int, interval: float, timeout: float, ident: int) -> list[float | None]:
-    from icmplib import ICMPRequest, ICMPv4Socket, ICMPv6Socket
-    from icmplib.exceptions import ICMPError, ICMPLibError
+    """count echoes to one address, one after the other (proximity checks)."""
+    return sample_many({0: address}, count, interval, timeout, ident)[0]
 
-    socket_class = ICMPv6Socket if ":" in address else ICMPv4Socket
-    samples: list[float | None] = []
-    with socket_class(privileged=True) as sock:
-        for sequence in range(count):
-            request = ICMPRequest(destination=address, id=ident, sequence=sequence)
+
+def sample_many(targets: dict[int, str], count: int, spacing: float, timeout: float,
+                ident_base: int | None = None) -> dict[int, list[float | None]]:
+    """count echoes to every target (key -> IPv4 or IPv6 address), sent
+    interleaved every `spacing` seconds on one socket per family; one RTT in
+    ms per echo, None where no answer came within `timeout`."""
+    from icmplib import ICMPRequest, ICMPv4Socket, ICMPv6Socket
+    from icmplib.exceptions import ICMPError, ICMPLibError, TimeoutExceeded
+
+    keys = list(targets)
+    if ident_base is None:
+        ident_base = random.randrange(0x10000)
+    # (id, sequence) -> (key, send time); the id tells links apart.
+    idents = {key: (ident_base + index) & 0xFFFF for index, key in enumerate(keys)}
+    by_ident = {ident: key for key, ident in idents.items()}
+    samples: dict[int, list[float | None]] = {key: [None] * count for key in keys}
+    sockets = {}
+    try:
+        for family, socket_class in ((4, ICMPv4Socket), (6, ICMPv6Socket)):
+            if any((":" in targets[k]) == (family == 6) for k in keys):
+                sockets[family] = socket_class(privileged=True)
+                # The replies of a few hundred links arrive in bursts: room
+                # for them all, or the kernel drops some and a clean link
+                # looks lossy. (icmplib has no setter; its socket is _sock.)
+                raw = getattr(sockets[family], "_sock", None)
+                if raw is not None:
+                    raw.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, RECEIVE_BUFFER)
+    except (ICMPLibError, OSError):
+        for sock in sockets.values():
+            sock.close()
+        raise
+    sent_at: dict[tuple[int, int], float] = {}
+    pending = 0
+
+    def send(sequence: int) -> None:
+        nonlocal pending
+        for key in keys:
+            address = targets[key]
+            request = ICMPRequest(destination=address, id=idents[key], sequence=sequence, payload_size=16)
             try:
-                sock.send(request)
-                reply = sock.receive(request, timeout)
-                reply.raise_for_status()
-                samples.append((reply.time - request.time) * 1000.0)
-            except (ICMPError, ICMPLibError, OSError):
-                samples.append(None)
-            if sequence + 1 < count:
-                time.sleep(interval)
+                sockets[6 if ":" in address else 4].send(request)
+                sent_at[(idents[key], sequence)] = request.time
+                pending += 1
+            except (ICMPLibError, OSError):
+                pass  # an unroutable peer is simply unanswered
+
+    def receive_until(deadline: float) -> None:
+        nonlocal pending
+        while pending and (left := deadline - time.time()) > 0:
+            for sock in sockets.values():
+                # One socket at a time; with both families in use each gets
+                # a short turn so neither starves.
+                wait = left if len(sockets) == 1 else min(left, 0.005)
+                try:
+                    reply = sock.receive(None, max(wait, 0.0005))
+                except TimeoutExceeded:
+                    continue
+                except (ICMPError, ICMPLibError, OSError):
+                    continue
+                key = by_ident.get(reply.id)
+                started = sent_at.get((reply.id, reply.sequence))
+                if key is None or started is None or reply.type not in (0, 129) or reply.source != targets[key]:
+                    continue
+                if samples[key][reply.sequence] is None:
+                    rtt = (reply.time - started) * 1000.0
+                    if rtt <= timeout * 1000.0:
+                        samples[key][reply.sequence] = rtt
+                        pending -= 1
+
+    try:
+        start = time.time()
+        for sequence in range(count):
+            send(sequence)
+            receive_until(start + (sequence + 1) * spacing if sequence + 1 < count else 0)
+        receive_until(time.time() + timeout)
+    finally:
+        for sock in sockets.values():
+            sock.close()
     return samples
 
 
-def probe_links(links: list[linkfile.Link], count: int = 5, interval: float = 0.2,
-                timeout: float = 1.0) -> list[ProbeResult]:
-    """Probe every link at once (one thread each): a round takes as long as
-    one link's probe, not the sum of them."""
-    results: dict[str, ProbeResult] = {}
-
-    def worker(index: int, link: linkfile.Link) -> None:
-        ident = (os.getpid() * 31 + index) & 0xFFFF
-        started = time.time()
-        try:
-            samples = sample_rtts(link.peer4, count, interval, timeout, ident)
-        except Exception:  # a socket that cannot even open counts as total loss
-            samples = [None] * count
-        results[link.name] = summarize(link.name, link.peer_id, started, samples)
-
-    threads = [threading.Thread(target=worker, args=(i, l)) for i, l in enumerate(links)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
-    return [results[l.name] for l in links]
+def probe_links(links: list[linkfile.Link], count: int = 20, spacing: float = 0.05,
+                timeout: float = 1.0) -> dict[str, tuple[float, list[float | None]]]:
+    """One round over every link at once: name -> (start time, samples)."""
+    started = time.time()
+    targets = {index: link.peer4 for index, link in enumerate(links)}
+    try:
+        by_index = sample_many(targets, count, spacing, timeout) if targets else {}
+    except Exception:  # a socket that cannot even open counts as total loss
+        by_index = {index: [None] * count for index in targets}
+    return {link.name: (started, by_index[index]) for index, link in enumerate(links)}
 
 
 def probe_path(paths: Paths, name: str):
     return paths.probe_dir / f"{name}.toml"
 
 
-def write_results(paths: Paths, results: list[ProbeResult], known_links: list[str]) -> None:
-    """One file per link; files of links that no longer exist are removed."""
-    for result in results:
-        write_toml(probe_path(paths, result.link), result.to_dict())
+@dataclass(frozen=True)
+class ProbeFile:
+    """A link's probe file: its window of rounds, newest last."""
+    link: str
+    peer: int
+    rounds: tuple[Round, ...]
+
+    @property
+    def latest(self) -> ProbeResult | None:
+        if not self.rounds:
+            return None
+        newest = self.rounds[-1]
+        samples = list(newest.rtts) + [None] * (newest.sent - newest.received)
+        return summarize(self.link, self.peer, newest.time, samples)
+
+
+def add_round(previous: ProbeFile | None, link: linkfile.Link, when: float, samples: list[float | None],
+              window_rounds: int) -> ProbeFile:
+    """The window after one more round (pure)."""
+    rtts = tuple(round(s, 3) for s in samples if s is not None)
+    kept = previous.rounds if previous and previous.peer == link.peer_id else ()
+    rounds = (*kept, Round(round(when, 3), len(samples), rtts))[-window_rounds:]
+    return ProbeFile(link.name, link.peer_id, rounds)
+
+
+def to_document(probe: ProbeFile) -> dict:
+    latest = probe.latest
+    document = latest.to_dict() if latest else {"link": probe.link, "peer": probe.peer}
+    document["rounds"] = [{"time": r.time, "sent": r.sent, "rtts": list(r.rtts)} for r in probe.rounds]
+    return document
+
+
+def parse(data: dict, source: str) -> ProbeFile:
+    try:
+        link, peer = data["link"], data["peer"]
+        if not isinstance(link, str) or not isinstance(peer, int) or isinstance(peer, bool):
+            raise ValueError("link must be a name and peer an ID")
+        rounds = []
+        for entry in data.get("rounds", []):
+            when, sent, rtts = entry["time"], entry["sent"], entry.get("rtts", [])
+            if not isinstance(when, (int, float)) or not isinstance(sent, int) or sent < 0:
+                raise ValueError("a round needs a time and a count of echoes sent")
+            if not isinstance(rtts, list) or len(rtts) > sent or \
+                    not all(isinstance(r, (int, float)) and r >= 0 for r in rtts):
+                raise ValueError("a round's rtts must be at most `sent` non-negative numbers")
+            rounds.append(Round(float(when), sent, tuple(float(r) for r in rtts)))
+    except (KeyError, TypeError, ValueError) as error:
+        detail = f"missing {error}" if isinstance(error, KeyError) else str(error)
+        raise ConfigError(f"{source}: not a probe file ({detail})") from None
+    return ProbeFile(link, peer, tuple(sorted(rounds, key=lambda r: r.time)))
+
+
+def read(paths: Paths, name: str) -> ProbeFile | None:
+    """A link's probe file; None when there is none. ConfigError when it
+    cannot be read as one."""
+    path = probe_path(paths, name)
+    try:
+        data = read_toml(path)
+    except FileNotFoundError:
+        return None
+    except OSError as error:
+        raise ConfigError(f"{path}: {error.strerror}") from None
+    return parse(data, str(path))
+
+
+def write(paths: Paths, probe: ProbeFile) -> None:
+    write_toml(probe_path(paths, probe.link), to_document(probe))
+
+
+def prune(paths: Paths, known_links: list[str]) -> None:
+    """Probe files of links that no longer exist go."""
     if paths.probe_dir.is_dir():
         for path in paths.probe_dir.glob("*.toml"):
             if path.stem not in known_links:
                 remove(path)
 
 
+def round_stamp(paths: Paths):
+    return paths.run_dir / "probe.round"
+
+
+def mark_round(paths: Paths, when: float) -> None:
+    """Written once a whole round is on disk: what the cost-writer's path
+    unit watches, so a round over 200 links starts it once, not 200 times."""
+    write_atomic(round_stamp(paths), f"{when:.3f}\n".encode())
+
+
 def read_result(paths: Paths, name: str) -> ProbeResult | None:
-    path = probe_path(paths, name)
-    if not path.exists():
-        return None
+    """The newest round's summary, or None (no file, or an unreadable one)."""
     try:
-        data = read_toml(path)
-        # TOML has no null: a link that answered nothing has no RTT fields.
-        for key in ("rtt_min", "rtt_avg", "rtt_max", "jitter"):
-            data.setdefault(key, None)
-        return ProbeResult(**data)
-    except (ConfigError, TypeError):
+        probe = read(paths, name)
+    except ConfigError:
         return None
+    return probe.latest if probe else None

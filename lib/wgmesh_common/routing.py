@@ -1,29 +1,43 @@
-"""Turning the link files (and, later, measured costs) into bird's config.
+"""Turning the link files and their measured costs into bird's config.
 
-apply() is what wgmesh-cost-writer runs: render, write only when the text
-changed, and ask bird to reconfigure. OSPF applies cost changes in place on
-`configure`, so this never resets an adjacency.
+recost() is what wgmesh-cost-writer runs: decide every link's cost from its
+probe window (quality.decide), remember the decisions, render, write only
+when the text changed, and ask bird to reconfigure. apply() renders with
+the costs last published, for the commands that add or remove links. OSPF
+applies cost changes in place on `configure`, so neither ever resets an
+adjacency.
 """
 
 import ipaddress
+import time
+from dataclasses import dataclass
 
-from . import bird, linkfile, log
+from . import bird, coststate, linkfile, log, pins, probe, quality
+from .errors import ConfigError
 from .addressing import LINK_PREFIX4, LINK_PREFIX6, MeshPlan
 from .config import NodeConfig
 from .paths import Paths
 from .tomlio import file_lock, write_atomic
 
 
-def base_interfaces(config: NodeConfig, links: list[linkfile.Link]) -> list[bird.OspfInterface]:
+def base_interfaces(config: NodeConfig, links: list[linkfile.Link],
+                    costs: dict[str, int] | None = None) -> list[bird.OspfInterface]:
+    """bird's interfaces: each link at its published cost (costs), or at
+    its base cost until one is published."""
     plan = MeshPlan.from_config(config)
+    costs = costs or {}
     return [
         bird.OspfInterface(
             link.name,
-            bird.link_cost(config.base_cost, plan.is_client(link.peer_id), config.is_client),
+            costs.get(link.name) or bird.link_cost(config.base_cost, is_client_link(plan, config, link), False),
             *client_destinations(plan, link),
         )
         for link in links
     ]
+
+
+def is_client_link(plan: MeshPlan, config: NodeConfig, link: linkfile.Link) -> bool:
+    return plan.is_client(link.peer_id) or config.is_client
 
 
 def client_destinations(plan: MeshPlan, link: linkfile.Link) -> tuple[tuple[str, ...], tuple[str, ...]]:
@@ -63,7 +77,11 @@ def _apply(paths: Paths, config: NodeConfig, interfaces: list[bird.OspfInterface
         links, problems = linkfile.load_all(paths)
         for problem in problems:
             log.warning(f"skipping a link file: {problem}")
-        interfaces = base_interfaces(config, links)
+        interfaces = base_interfaces(config, links, coststate.published_costs(paths))
+    return _write_and_configure(paths, config, interfaces)
+
+
+def _write_and_configure(paths: Paths, config: NodeConfig, interfaces: list[bird.OspfInterface]) -> bool:
     text = render_config(config, interfaces)
     target = paths.bird_config
     if target.exists() and target.read_text() == text:
@@ -74,3 +92,101 @@ def _apply(paths: Paths, config: NodeConfig, interfaces: list[bird.OspfInterface
         control.configure()
         log.event("bird-reconfigured", "bird reconfigured", interfaces=len(interfaces))
     return True
+
+
+@dataclass(frozen=True)
+class LinkDecision:
+    link: linkfile.Link
+    decision: quality.Decision
+
+
+def read_window(paths: Paths, link: linkfile.Link, known: bool) -> list[quality.Round]:
+    """A link's probe window; [] with a warning when its file is bad, or
+    missing for a link that was measured before (a new link has none yet)."""
+    try:
+        found = probe.read(paths, link.name)
+    except ConfigError as error:
+        log.warning(f"{error}; {link.name} keeps its published cost", link=link.name)
+        return []
+    if found is None:
+        if known:
+            log.warning(f"no probe file for {link.name}; it keeps its published cost", link=link.name)
+        return []
+    if found.peer != link.peer_id:
+        return []  # a window of an older link of the same name
+    return list(found.rounds)
+
+
+def decide_all(paths: Paths, config: NodeConfig, links: list[linkfile.Link],
+               windows: dict[str, list[quality.Round]] | None = None,
+               now: float | None = None) -> tuple[list[LinkDecision], dict[str, quality.LinkState]]:
+    """Every link's decision, from the probe files (or the given windows),
+    the remembered states and the pins."""
+    now = time.time() if now is None else now
+    plan = MeshPlan.from_config(config)
+    try:
+        states = coststate.load(paths)
+    except (ConfigError, OSError) as error:
+        log.warning(f"{error}; starting every link's cost state afresh")
+        states = {}
+    try:
+        pinned = pins.load(paths)
+    except (ConfigError, OSError) as error:
+        log.warning(f"{error}; ignoring the pins until it is fixed")
+        pinned = {}
+    decisions = []
+    for link in links:
+        client = is_client_link(plan, config, link)
+        previous = states.get(link.name) or quality.initial_state(config.base_cost, client)
+        if windows is not None:
+            window = windows.get(link.name, [])
+        else:
+            window = read_window(paths, link, link.name in states)
+        decision = quality.decide(window, previous, pinned.get(link.name), config.quality, config.base_cost,
+                                  client, now)
+        decisions.append(LinkDecision(link, decision))
+    return decisions, {d.link.name: d.decision.state for d in decisions}
+
+
+def recost(paths: Paths, config: NodeConfig, windows: dict[str, list[quality.Round]] | None = None,
+           now: float | None = None) -> list[LinkDecision]:
+    """One cost-writer pass: decide, remember, reconfigure bird if a
+    published cost (or the set of links) changed, then log the events."""
+    with file_lock(paths.run_dir / "routing.lock"):
+        links, problems = linkfile.load_all(paths)
+        for problem in problems:
+            log.warning(f"skipping a link file: {problem}")
+        decisions, states = decide_all(paths, config, links, windows, now)
+        coststate.save(paths, states)
+        costs = {name: state.cost for name, state in states.items()}
+        _write_and_configure(paths, config, base_interfaces(config, links, costs))
+    for item in decisions:
+        log_events(item.link, item.decision)
+    return decisions
+
+
+def log_events(link: linkfile.Link, decision: quality.Decision) -> None:
+    for event in decision.events:
+        figures = event.fields
+        if event.name == "cost-change":
+            message = (f"{link.name} (node {link.peer_id}) cost {figures['old']} -> {figures['new']}: "
+                       f"{figures['reason']}{describe(figures)}")
+            level = "notice"
+        elif event.name == "link-degraded":
+            message = f"{link.name} (node {link.peer_id}) degraded: {figures['reason']}{describe(figures)}"
+            level = "warning"
+        else:
+            message = f"{link.name} (node {link.peer_id}) recovered{describe(figures)}"
+            level = "notice"
+        log.event(event.name, message, level, link=link.name, peer=link.peer_id, **figures)
+
+
+def describe(figures: dict) -> str:
+    parts = []
+    if figures.get("rtt") is not None:
+        parts.append(f"rtt {figures['rtt']:g} ms")
+    if figures.get("loss") is not None:
+        parts.append(f"loss {figures['loss']:g} %")
+    if figures.get("jitter") is not None:
+        parts.append(f"jitter {figures['jitter']:g} ms")
+    return f" ({', '.join(parts)})" if parts else ""

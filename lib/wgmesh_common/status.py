@@ -3,10 +3,12 @@ WireGuard devices and bird. Gathering is separate from formatting so the
 table and --json come from the same rows."""
 
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 
-from . import bird, linkfile, linkops, meshview, netlink
+from . import bird, coststate, linkfile, linkops, meshview, netlink, pins
+from .errors import ConfigError
 from .node import Node
+from .quality import LinkState
 
 HANDSHAKE_FRESH = 180.0  # WireGuard rekeys every 120 s: older means the peer is gone
 
@@ -20,6 +22,13 @@ class LinkRow:
     state: str
     handshake: str
     ospf: str
+    rtt: float | None = None  # ms, the cost-writer's recent estimates
+    loss: float | None = None  # percent
+    jitter: float | None = None  # ms
+    cost: int | None = None  # the published OSPF cost
+    why: str = "-"
+    # Active penalties (loss, jitter, down) -> until when (Unix time).
+    penalties: dict[str, float] = field(default_factory=dict)
 
 
 def link_state(interface_up: bool, last_handshake: float, now: float) -> str:
@@ -46,9 +55,44 @@ def ospf_states(node: Node) -> dict[str, str]:
         return {}
 
 
+def clock(when: float) -> str:
+    return time.strftime("%H:%M:%S", time.localtime(when))
+
+
+def explain(state: LinkState | None, pinned: bool) -> str:
+    """Why a link costs what it costs, in a few words."""
+    if state is None:
+        return "not measured yet"
+    if pinned or state.reason == "manual":
+        return "pinned (wgmesh cost)"
+    if state.reason == "down" or state.down_until:
+        return f"down, held until {clock(state.down_until)}" if state.down_until else "down"
+    penalties = [f"{name} penalty until {clock(until)}"
+                 for name, until in (("loss", state.loss_until), ("jitter", state.jitter_until)) if until]
+    if penalties:
+        return ", ".join(penalties)
+    return {"base": "not measured yet", "latency": "latency", "recovered": "recovered"}.get(state.reason, state.reason)
+
+
+def cost_states(node: Node) -> tuple[dict[str, LinkState], dict[str, int], list[str]]:
+    problems = []
+    try:
+        states = coststate.load(node.paths)
+    except (ConfigError, OSError) as error:
+        states, problems = {}, [str(error)]
+    try:
+        pinned = pins.load(node.paths)
+    except (ConfigError, OSError) as error:
+        pinned = {}
+        problems.append(str(error))
+    return states, pinned, problems
+
+
 def gather(node: Node, now: float | None = None) -> tuple[list[LinkRow], list[str]]:
     now = time.time() if now is None else now
     links, problems = linkfile.load_all(node.paths)
+    states, pinned, cost_problems = cost_states(node)
+    problems += cost_problems
     neighbours = ospf_states(node)
     rows = []
     for link in links:
@@ -64,8 +108,18 @@ def gather(node: Node, now: float | None = None) -> tuple[list[LinkRow], list[st
             state=link_state(up, handshake, now),
             handshake=age(now - handshake) if handshake else "never",
             ospf=neighbours.get(link.name, "-"),
+            **quality_fields(states.get(link.name), link.name in pinned),
         ))
     return rows, problems
+
+
+def quality_fields(state: LinkState | None, pinned: bool) -> dict:
+    if state is None:
+        return {"why": explain(None, pinned)}
+    rounded = lambda value: None if value is None else round(value, 2)
+    return {"rtt": rounded(state.rtt), "loss": rounded(state.loss), "jitter": rounded(state.jitter),
+            "cost": state.cost, "why": explain(state, pinned),
+            "penalties": {name: getattr(state, f"{name}_until") for name in state.penalties}}
 
 
 def routes_to_nodes(plan, own_id: int, routes) -> dict[int, str]:
@@ -82,8 +136,12 @@ def reachable(node: Node) -> dict[int, str]:
 
 
 def table(rows: list[LinkRow]) -> str:
-    headers = ["LINK", "PEER", "TRANSPORT", "ENDPOINT", "STATE", "HANDSHAKE", "OSPF"]
-    cells = [[r.name, str(r.peer), r.transport, r.endpoint, r.state, r.handshake, r.ospf] for r in rows]
+    headers = ["LINK", "PEER", "TRANSPORT", "ENDPOINT", "STATE", "HANDSHAKE", "OSPF", "RTT", "LOSS", "JITTER",
+               "COST", "WHY"]
+    figure = lambda value, unit: "-" if value is None else f"{value:.1f}{unit}"
+    cells = [[r.name, str(r.peer), r.transport, r.endpoint, r.state, r.handshake, r.ospf, figure(r.rtt, "ms"),
+              figure(r.loss, "%"), figure(r.jitter, "ms"), "-" if r.cost is None else str(r.cost), r.why]
+             for r in rows]
     widths = [max(len(h), *(len(c[i]) for c in cells)) if cells else len(h) for i, h in enumerate(headers)]
     lines = ["  ".join(h.ljust(w) for h, w in zip(headers, widths)).rstrip()]
     lines += ["  ".join(c.ljust(w) for c, w in zip(cell, widths)).rstrip() for cell in cells]

@@ -3,6 +3,7 @@ which families, who serves a crossing join, plus the graph, proximity,
 VXLAN, probe, routing, link-maker and migration pure parts."""
 
 import ipaddress
+import re
 import shutil
 import subprocess
 import threading
@@ -323,16 +324,45 @@ def test_probe_summarize(samples, sent, received, loss, rtts, jitter):
     assert r.jitter == jitter
 
 
-def test_probe_files_round_trip_and_stale_ones_go(paths):
-    alive = probe.summarize("wgm2", 2, 100.0, [1.0, 2.0])
-    dead = probe.summarize("wgm4", 4, 100.0, [None, None])
-    probe.write_results(paths, [alive, dead], ["wgm2", "wgm4"])
-    assert probe.read_result(paths, "wgm2") == alive
+def test_probe_windows_keep_the_last_rounds_round_trip_and_stale_ones_go(paths):
+    link2, link4 = make_link(), make_link(name="wgm4", peer_id=4)
+    window = None
+    for when in range(8):
+        window = probe.add_round(window, link2, 100.0 + when, [1.0, None, 2.0], window_rounds=6)
+    assert [r.time for r in window.rounds] == [102.0, 103.0, 104.0, 105.0, 106.0, 107.0]
+    assert window.rounds[-1].rtts == (1.0, 2.0) and window.rounds[-1].sent == 3
+    dead = probe.add_round(None, link4, 100.0, [None, None], window_rounds=6)
+    for item in (window, dead):
+        probe.write(paths, item)
+    assert probe.read(paths, "wgm2") == window
     # A link that answered nothing reads back as total loss, not as "never probed".
-    assert probe.read_result(paths, "wgm4") == dead
-    probe.write_results(paths, [alive], ["wgm2"])
-    assert probe.read_result(paths, "wgm4") is None
+    assert probe.read_result(paths, "wgm4") == probe.summarize("wgm4", 4, 100.0, [None, None])
+    assert probe.read_result(paths, "wgm2") == probe.summarize("wgm2", 2, 107.0, [1.0, 2.0, None])
+    probe.prune(paths, ["wgm2"])
+    assert probe.read(paths, "wgm4") is None
     assert sorted(p.name for p in paths.probe_dir.iterdir()) == ["wgm2.toml"]
+
+
+def test_a_window_of_another_peer_under_the_same_name_starts_afresh():
+    old = probe.add_round(None, make_link(), 100.0, [1.0], window_rounds=6)
+    new = probe.add_round(old, make_link(peer_id=6), 110.0, [2.0], window_rounds=6)
+    assert [r.time for r in new.rounds] == [110.0]
+
+
+@pytest.mark.parametrize("content, problem", [
+    ("link = 'wgm2'\n", "missing 'peer'"),
+    ("link = 'wgm2'\npeer = 2\n[[rounds]]\ntime = 1.0\nsent = 2\nrtts = [1.0, 2.0, 3.0]\n", "at most `sent`"),
+    ("link = 'wgm2'\npeer = 2\n[[rounds]]\ntime = 1.0\nsent = 2\nrtts = [-1.0]\n", "non-negative"),
+    ("link = 'wgm2'\npeer = 2\n[[rounds]]\nsent = 2\n", "missing 'time'"),
+    ("link = 'wgm2'\npeer = true\n", "peer an ID"),
+    ("this is not toml", "not valid TOML"),
+])
+def test_bad_probe_files_are_named_errors(paths, content, problem):
+    probe.probe_path(paths, "wgm2").parent.mkdir(parents=True)
+    probe.probe_path(paths, "wgm2").write_text(content)
+    with pytest.raises(ConfigError, match=re.escape(problem)):
+        probe.read(paths, "wgm2")
+    assert probe.read_result(paths, "wgm2") is None
 
 
 # ----------------------------------------------------- routing and links

@@ -35,21 +35,22 @@ def test_age(seconds, text):
 
 
 def row(name="wgm2", peer=2, transport="IPv4", endpoint="192.0.2.1:51820", state="up", handshake="5s ago",
-        ospf="Full") -> LinkRow:
-    return LinkRow(name, peer, transport, endpoint, state, handshake, ospf)
+        ospf="Full", **quality) -> LinkRow:
+    return LinkRow(name, peer, transport, endpoint, state, handshake, ospf, **quality)
 
 
 def test_table_without_rows_is_the_header():
-    assert table([]) == "LINK  PEER  TRANSPORT  ENDPOINT  STATE  HANDSHAKE  OSPF"
+    assert table([]) == "LINK  PEER  TRANSPORT  ENDPOINT  STATE  HANDSHAKE  OSPF  RTT  LOSS  JITTER  COST  WHY"
 
 
 def test_table_aligns_columns():
-    rows = [row(), row("wgm200v6", 200, "IPv6", "[2001:db8::1]:51820", "no-handshake", "never", "-")]
+    rows = [row(rtt=1.234, loss=0.0, jitter=0.25, cost=112, why="latency"),
+            row("wgm200v6", 200, "IPv6", "[2001:db8::1]:51820", "no-handshake", "never", "-", why="not measured yet")]
     lines = table(rows).splitlines()
     assert lines == [
-        "LINK      PEER  TRANSPORT  ENDPOINT             STATE         HANDSHAKE  OSPF",
-        "wgm2      2     IPv4       192.0.2.1:51820      up            5s ago     Full",
-        "wgm200v6  200   IPv6       [2001:db8::1]:51820  no-handshake  never      -",
+        "LINK      PEER  TRANSPORT  ENDPOINT             STATE         HANDSHAKE  OSPF  RTT    LOSS  JITTER  COST  WHY",
+        "wgm2      2     IPv4       192.0.2.1:51820      up            5s ago     Full  1.2ms  0.0%  0.2ms   112   latency",
+        "wgm200v6  200   IPv6       [2001:db8::1]:51820  no-handshake  never      -     -      -     -       -     not measured yet",
     ]
     # Every column starts at the same place on every line, and no line has trailing blanks.
     for header in ("PEER", "ENDPOINT", "OSPF"):
@@ -60,7 +61,8 @@ def test_table_aligns_columns():
 
 def test_as_dicts_keeps_every_field():
     assert as_dicts([row()]) == [{"name": "wgm2", "peer": 2, "transport": "IPv4", "endpoint": "192.0.2.1:51820",
-                                  "state": "up", "handshake": "5s ago", "ospf": "Full"}]
+                                  "state": "up", "handshake": "5s ago", "ospf": "Full", "rtt": None,
+                                  "loss": None, "jitter": None, "cost": None, "why": "-", "penalties": {}}]
 
 
 def test_routes_to_nodes_names_the_interface_of_each_node_route():

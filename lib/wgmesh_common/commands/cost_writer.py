@@ -1,20 +1,46 @@
-"""wgmesh-cost-writer: link files (and, later, probes) -> bird config."""
-
-import sys
+"""wgmesh-cost-writer: link files + probe windows -> OSPF costs -> bird."""
 
 import click
 
-from .. import linkfile, routing
+from .. import linkfile, probe, routing, tomlio
+from ..errors import ConfigError
 from .common import load_node
 
 
+def windows_from(document: dict, source: str) -> dict:
+    """The prober's `-o -` output: {"probe": [probe file, ...]}."""
+    entries = document.get("probe")
+    if not isinstance(entries, list):
+        raise ConfigError(f"{source}: expected a list of probe windows under 'probe' (wgmesh-prober -o -)")
+    windows = {}
+    for index, entry in enumerate(entries):
+        window = probe.parse(entry, f"{source}: probe[{index}]") if isinstance(entry, dict) else None
+        if window is None:
+            raise ConfigError(f"{source}: probe[{index}] is not a table")
+        windows[window.link] = list(window.rounds)
+    return windows
+
+
 @click.command(context_settings={"help_option_names": ["-h", "--help"]})
-@click.option("--dry-run", is_flag=True, help="Print the bird config that would be written; change nothing.")
-def main(dry_run: bool) -> None:
-    """Render bird's config from the links and reconfigure bird if it changed."""
+@click.option("-i", "--input", "input_file", type=click.File("rb"), default=None, metavar="FILE",
+              help="Probe windows from FILE ('-': stdin, as `wgmesh-prober -o -` prints) instead of the probe files.")
+@click.option("--json", "as_json", is_flag=True, help="The input (and --dry-run's output) is JSON.")
+@click.option("--dry-run", is_flag=True,
+              help="Print each link's decision (cost, reason, figures); change nothing.")
+def main(input_file, as_json: bool, dry_run: bool) -> None:
+    """Decide every link's OSPF cost from its measurements and reconfigure
+    bird when a published cost or the set of links changed."""
     node = load_node()
-    if dry_run:
-        links, _ = linkfile.load_all(node.paths)
-        sys.stdout.write(routing.render_config(node.config, routing.base_interfaces(node.config, links)))
+    windows = None
+    if input_file is not None:
+        fmt = "json" if as_json else "toml"
+        windows = windows_from(tomlio.load_stream(input_file, fmt, input_file.name), input_file.name)
+    if not dry_run:
+        routing.recost(node.paths, node.config, windows)
         return
-    routing.apply(node.paths, node.config)
+    links, _ = linkfile.load_all(node.paths)
+    decisions, _ = routing.decide_all(node.paths, node.config, links, windows)
+    tomlio.emit({"link": [{"name": d.link.name, "peer": d.link.peer_id, "cost": d.decision.cost,
+                           "reason": d.decision.reason, "rtt": d.decision.state.rtt,
+                           "loss": d.decision.state.loss, "jitter": d.decision.state.jitter}
+                          for d in decisions]}, "json" if as_json else "toml")

@@ -1,0 +1,238 @@
+"""The cost model: a link's measurements -> the OSPF cost it publishes.
+
+decide() is a pure function of the probe window, the link's previous state,
+its pin and the settings; wgmesh-cost-writer only moves its inputs and
+outputs between files, bird and the journal.
+
+The rules (every number is a setting in [quality], defaults in QualitySettings):
+- latency: cost = ospf.base_cost + ms_cost x the median RTT of the newest
+  `recent_rounds` rounds. The base cost is a per-hop charge, so OSPF's sum
+  over a path orders paths by their latency, a hop costing base/ms_cost ms.
+- loss and jitter: a penalty switches on as soon as the recent loss (pooled
+  over the recent rounds) or the recent jitter (the median of the rounds'
+  jitter) reaches its threshold, and switches off only after the link has
+  stayed clean (below half the threshold) for `hold_down` seconds.
+- down: every echo of the last `down_rounds` rounds unanswered -> MAX_COST
+  at once; it comes back through the same hold-down.
+- hysteresis: a cost that moved only by latency is published when it moved
+  by more than `hysteresis_relative` percent AND `hysteresis_absolute`.
+  Penalties and pins change the cost whatever the hysteresis says.
+- a pin (`wgmesh cost LINK N`) replaces all of that; client links always
+  carry CLIENT_COST_PENALTY more; every cost stays within 1..MAX_COST.
+"""
+
+import statistics
+from dataclasses import dataclass, field, replace
+
+from .bird import CLIENT_COST_PENALTY, MAX_COST, link_cost
+
+REASONS = ("base", "latency", "loss", "jitter", "down", "recovered", "manual")
+
+
+@dataclass(frozen=True)
+class QualitySettings:
+    interval: int = 10  # seconds between probe rounds (the prober timer)
+    echoes: int = 20  # echo requests per link and round
+    echo_spacing_ms: int = 50
+    echo_timeout_ms: int = 1000
+    window_rounds: int = 6  # rounds the prober keeps per link
+    recent_rounds: int = 3  # rounds a decision looks at
+    ms_cost: int = 10  # cost per millisecond of round trip
+    loss_threshold: int = 12  # percent
+    loss_penalty: int = 2000
+    jitter_threshold: int = 20  # ms, the prober's metric (mean |successive RTT difference|)
+    jitter_penalty: int = 1000
+    down_rounds: int = 2
+    hold_down: int = 120  # seconds a penalised link must stay clean
+    hysteresis_relative: int = 10  # percent
+    hysteresis_absolute: int = 50
+
+    @property
+    def stale_after(self) -> float:
+        """A round older than this says nothing about the link any more."""
+        return self.window_rounds * self.interval + self.interval
+
+
+@dataclass(frozen=True)
+class Round:
+    """One probe round of one link: the RTTs (ms) of the echoes answered."""
+    time: float
+    sent: int
+    rtts: tuple[float, ...]
+
+    @property
+    def received(self) -> int:
+        return len(self.rtts)
+
+    @property
+    def jitter(self) -> float | None:
+        """The prober's jitter: the mean difference of successive RTTs."""
+        if len(self.rtts) < 2:
+            return None
+        return statistics.fmean(abs(b - a) for a, b in zip(self.rtts, self.rtts[1:]))
+
+
+@dataclass(frozen=True)
+class Estimate:
+    rtt: float | None  # ms, median
+    loss: float | None  # percent
+    jitter: float | None  # ms
+    down: bool
+    rounds: int  # how many recent rounds it rests on
+
+
+def estimate(window: list[Round], settings: QualitySettings, now: float) -> Estimate:
+    fresh = sorted((r for r in window if now - r.time <= settings.stale_after and r.sent > 0),
+                   key=lambda r: r.time)
+    recent = fresh[-settings.recent_rounds:]
+    last_down = fresh[-settings.down_rounds:]
+    down = len(last_down) == settings.down_rounds and all(r.received == 0 for r in last_down)
+    rtts = [rtt for r in recent for rtt in r.rtts]
+    sent = sum(r.sent for r in recent)
+    jitters = [j for r in recent if (j := r.jitter) is not None]
+    return Estimate(
+        rtt=statistics.median(rtts) if rtts else None,
+        loss=100.0 * (sent - len(rtts)) / sent if sent else None,
+        jitter=statistics.median(jitters) if jitters else None,
+        down=down,
+        rounds=len(recent),
+    )
+
+
+@dataclass(frozen=True)
+class LinkState:
+    """What the cost-writer remembers of a link between runs."""
+    cost: int  # the published cost
+    reason: str = "base"
+    latency_cost: int | None = None  # the latency part, once measured
+    loss_until: float = 0.0  # a penalty is active while its until is set
+    jitter_until: float = 0.0
+    down_until: float = 0.0
+    rtt: float | None = None  # the figures of the last decision
+    loss: float | None = None
+    jitter: float | None = None
+    changed: float = 0.0  # when the published cost last changed
+
+    @property
+    def penalties(self) -> tuple[str, ...]:
+        return tuple(name for name, until in (("down", self.down_until), ("loss", self.loss_until),
+                                              ("jitter", self.jitter_until)) if until)
+
+
+@dataclass(frozen=True)
+class Event:
+    name: str  # cost-change, link-degraded, link-recovered
+    fields: dict = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Decision:
+    cost: int
+    reason: str
+    state: LinkState
+    events: tuple[Event, ...] = ()
+    warning: str | None = None
+
+
+def clamp(cost: int) -> int:
+    return max(1, min(MAX_COST, int(cost)))
+
+
+def initial_state(base_cost: int, client: bool) -> LinkState:
+    """A link not decided on yet: bird has its base cost."""
+    return LinkState(cost=link_cost(base_cost, client, False))
+
+
+def _hold(until: float, bad: bool, clean: bool, now: float, hold_down: int) -> float:
+    """A penalty's new until: set or pushed on while the link is not clean,
+    lifted once it has been clean for the hold-down."""
+    if bad or (until and not clean):
+        return now + hold_down
+    if until and now >= until:
+        return 0.0
+    return until
+
+
+def decide(window: list[Round], previous: LinkState, pin: int | None, settings: QualitySettings,
+           base_cost: int, client: bool, now: float) -> Decision:
+    est = estimate(window, settings, now)
+    figures = {"rtt": _round(est.rtt), "loss": _round(est.loss), "jitter": _round(est.jitter)}
+    warning = None
+    if est.rounds == 0:
+        # Nothing fresh to go on (no probe file, a bad one, or a stopped
+        # prober): the link keeps its published cost and its penalties.
+        warning = "no recent probe rounds: it keeps its published cost"
+        state = previous
+    else:
+        full = est.rounds >= settings.recent_rounds
+        loss_bad = full and est.loss is not None and est.loss >= settings.loss_threshold
+        loss_clean = est.loss is not None and est.loss < settings.loss_threshold / 2
+        jitter_bad = full and est.jitter is not None and est.jitter >= settings.jitter_threshold
+        jitter_clean = est.jitter is None or est.jitter < settings.jitter_threshold / 2
+        answered = not est.down and est.rtt is not None
+        state = replace(
+            previous,
+            down_until=_hold(previous.down_until, est.down, answered, now, settings.hold_down),
+            loss_until=_hold(previous.loss_until, loss_bad, loss_clean, now, settings.hold_down),
+            jitter_until=_hold(previous.jitter_until, jitter_bad, jitter_clean, now, settings.hold_down),
+            rtt=est.rtt, loss=est.loss, jitter=est.jitter,
+        )
+        if est.rtt is not None:
+            state = replace(state, latency_cost=clamp(base_cost + round(est.rtt * settings.ms_cost)))
+
+    events: list[Event] = []
+    switched_on = [p for p in state.penalties if p not in previous.penalties]
+    switched_off = [p for p in previous.penalties if p not in state.penalties]
+    if switched_on:
+        events.append(Event("link-degraded", {"reason": switched_on[0], **figures}))
+    if switched_off and not state.penalties:
+        events.append(Event("link-recovered", {"reason": "recovered", **figures}))
+
+    target, reason = _target(state, pin, settings, base_cost, client, bool(switched_off))
+    was_pinned = previous.reason == "manual"
+    forced = (pin is not None) != was_pinned or bool(switched_on or switched_off) \
+        or (pin is not None and target != previous.cost)
+    # Relative to the measured part: a client link's +10000 is no reason
+    # to ignore its latency.
+    extra = CLIENT_COST_PENALTY if client else 0
+    if not forced and not _moved(target - extra, previous.cost - extra, settings):
+        # Noise: nothing is published; the reason stays the one the
+        # published cost was set for.
+        kept = replace(state, cost=previous.cost, reason=previous.reason)
+        return Decision(previous.cost, previous.reason, kept, tuple(events), warning)
+    changed = target != previous.cost
+    state = replace(state, cost=target, reason=reason, changed=now if changed else previous.changed)
+    if changed:
+        events.insert(0, Event("cost-change", {"old": previous.cost, "new": target, "reason": reason,
+                                               **figures}))
+    return Decision(target, reason, state, tuple(events), warning)
+
+
+def _target(state: LinkState, pin: int | None, settings: QualitySettings, base_cost: int, client: bool,
+            lifted: bool) -> tuple[int, str]:
+    """The cost the state asks for, and why."""
+    extra = CLIENT_COST_PENALTY if client else 0
+    if pin is not None:
+        return clamp(pin + extra), "manual"
+    if state.down_until:
+        return MAX_COST, "down"
+    latency = state.latency_cost if state.latency_cost is not None else clamp(base_cost)
+    penalty = (settings.loss_penalty if state.loss_until else 0) + \
+        (settings.jitter_penalty if state.jitter_until else 0)
+    target = clamp(latency + penalty + extra)
+    if state.loss_until:
+        return target, "loss"
+    if state.jitter_until:
+        return target, "jitter"
+    if lifted:
+        return target, "recovered"
+    return target, "latency" if state.latency_cost is not None else "base"
+
+
+def _moved(target: int, published: int, settings: QualitySettings) -> bool:
+    delta = abs(target - published)
+    return delta > settings.hysteresis_absolute and delta > published * settings.hysteresis_relative / 100.0
+
+
+def _round(value: float | None) -> float | None:
+    return None if value is None else round(value, 2)
