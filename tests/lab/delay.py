@@ -11,7 +11,7 @@ The impairments live in a JSON file, {"A>B": {"delay": ms, "jitter": ms,
 "loss": 0..1}}, re-read whenever it changes, so tests change them while
 traffic flows.
 
-    python3 -m tests.lab.delay --tun NAME --control FILE   (inside the WAN netns)
+    python3 -m tests.lab.delay --tun NAME --control FILE --seed N   (inside the WAN netns)
 """
 
 import argparse
@@ -86,9 +86,9 @@ def open_tun(name: str) -> int:
     return fd
 
 
-def serve(tun: str, control: Path, ready: Path | None) -> None:
+def serve(tun: str, control: Path, ready: Path | None, seed: int) -> None:
     fd = open_tun(tun)
-    rng = random.Random()
+    rng = random.Random(seed)
     table, seen = {}, None
     queue: list[tuple[float, int, bytes]] = []
     sequence = 0  # keeps equal due times in arrival order
@@ -133,8 +133,9 @@ def main() -> None:
     parser.add_argument("--tun", required=True)
     parser.add_argument("--control", type=Path, required=True)
     parser.add_argument("--ready", type=Path, help="written with this process's pid once the TUN exists")
+    parser.add_argument("--seed", type=int, required=True, help="of the random loss and jitter, for repeatable runs")
     args = parser.parse_args()
-    serve(args.tun, args.control, args.ready)
+    serve(args.tun, args.control, args.ready, args.seed)
 
 
 if __name__ == "__main__":

@@ -10,13 +10,14 @@ from __future__ import annotations
 
 import json
 import os
+import random
 import subprocess
 import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from .host import PREFIX, ip, run, sysctl
+from .host import PREFIX, ip, log, run, sysctl
 from .resources import LabRecord
 
 
@@ -75,6 +76,7 @@ class Underlay:
         self.impairments: dict[str, dict] = {}
         self._delay_control: Path | None = None
         self._impaired_pairs: set[tuple[int, int]] = set()
+        self.seed: int | None = None
 
     def create(self) -> None:
         self.record.add_netns(self.netns)
@@ -147,12 +149,18 @@ class Underlay:
 
     def _start_delay(self, workdir: Path) -> None:
         control, ready = workdir / "impairments.json", workdir / "delay.ready"
+        # Seeded and printed: a run that failed on an unlucky draw can be
+        # repeated with WGMESH_LAB_SEED.
+        seed = int(os.environ.get("WGMESH_LAB_SEED") or random.randrange(1 << 32))
+        log(f"underlay impairments: random seed {seed} (repeat with WGMESH_LAB_SEED={seed})")
+        self.seed = seed
         control.write_text("{}")
         project = Path(__file__).parents[2]
         log_file = open(workdir / "delay.log", "ab")
         # A process inside the WAN namespace: the lab's teardown ends it with the namespace.
         subprocess.Popen(["ip", "netns", "exec", self.netns, sys.executable, "-m", "tests.lab.delay",
-                          "--tun", self.DELAY_TUN, "--control", str(control), "--ready", str(ready)],
+                          "--tun", self.DELAY_TUN, "--control", str(control), "--ready", str(ready),
+                          "--seed", str(seed)],
                          cwd=project, stdin=subprocess.DEVNULL, stdout=log_file, stderr=subprocess.STDOUT,
                          start_new_session=True, env={**os.environ, "PYTHONPATH": str(project)})
         log_file.close()

@@ -1,0 +1,293 @@
+"""The cost model (quality.decide) as tables: latency, loss, jitter, down,
+hysteresis, hold-down, pins, clients, and windows with nothing to go on."""
+
+import random
+
+import pytest
+
+from wgmesh_common.bird import CLIENT_COST_PENALTY, MAX_COST
+from wgmesh_common.quality import LinkState, QualitySettings, Round, decide, estimate, initial_state
+
+S = QualitySettings()  # the shipped defaults
+BASE = 100
+NOW = 1_000_000.0
+
+
+def rounds(*specs, end=NOW, interval=S.interval, sent=S.echoes):
+    """Rounds ending at `end`, one per spec, oldest first. A spec is
+    (rtt ms, lost echoes) or (rtt, lost, jitter ms): the answered RTTs
+    alternate rtt +- jitter/2, so the round's jitter is exactly `jitter`."""
+    result = []
+    for index, spec in enumerate(specs):
+        rtt, lost, jitter = (*spec, 0.0)[:3]
+        answered = sent - lost
+        rtts = tuple(rtt + (jitter / 2 if i % 2 else -jitter / 2) for i in range(answered))
+        result.append(Round(end - (len(specs) - 1 - index) * interval, sent, rtts))
+    return result
+
+
+def clean(n=6, rtt=1.0):
+    return [(rtt, 0)] * n
+
+
+def run(window, previous=None, pin=None, settings=S, client=False, now=NOW):
+    previous = previous or initial_state(BASE, client)
+    return decide(window, previous, pin, settings, BASE, client, now)
+
+
+def settle(rtt=1.0):
+    """A clean link's state once its first measurement is published."""
+    decision = run(rounds(*clean(rtt=rtt)), LinkState(cost=1))
+    assert decision.cost == BASE + round(rtt * S.ms_cost)
+    return decision.state
+
+
+def event_names(decision):
+    return [e.name for e in decision.events]
+
+
+# ------------------------------------------------------------- estimates
+
+def test_estimate_is_robust_and_uses_only_the_recent_fresh_rounds():
+    window = rounds((500.0, 20), (500.0, 0), (2.0, 0), (2.0, 2), (3.0, 0, 4.0))
+    est = estimate(window, S, NOW)
+    assert est.rounds == 3
+    assert est.rtt == 2.0  # the median: one round of 3 ms moves it nothing
+    assert est.loss == pytest.approx(100 * 2 / 60)
+    assert est.jitter == 0.0  # median of the rounds' jitter (0, 0, 4)
+    assert not est.down
+    stale = rounds((1.0, 0), end=NOW - S.stale_after - 1)
+    assert estimate(stale, S, NOW).rounds == 0
+
+
+@pytest.mark.parametrize("window, down", [
+    (rounds((1.0, 0), (1.0, 20), (1.0, 20)), True),
+    (rounds((1.0, 20), (1.0, 19), (1.0, 20)), False),  # one answer in the last two rounds
+    (rounds((1.0, 20)), False),  # one round is not two
+    (rounds((1.0, 20), (1.0, 20), (1.0, 0)), False),
+])
+def test_down_is_every_echo_of_the_last_two_rounds_unanswered(window, down):
+    assert estimate(window, S, NOW).down is down
+
+
+# --------------------------------------------------------------- latency
+
+def test_first_measurement_publishes_latency_when_it_moves_past_the_hysteresis():
+    # 1 ms -> 110 against the base 100: inside the hysteresis, nothing published.
+    quiet = run(rounds(*clean(rtt=1.0)))
+    assert (quiet.cost, quiet.reason, quiet.events) == (BASE, "base", ())
+    assert quiet.state.latency_cost == 110
+    moved = run(rounds(*clean(rtt=30.0)))
+    assert (moved.cost, moved.reason) == (400, "latency")
+    assert event_names(moved) == ["cost-change"]
+    assert moved.events[0].fields == {"old": BASE, "new": 400, "reason": "latency", "rtt": 30.0, "loss": 0.0,
+                                      "jitter": 0.0}
+
+
+def test_a_direct_link_150_ms_slower_loses_to_a_two_hop_path_of_clean_links():
+    state = settle()
+    slow = run(rounds(*clean(3), *clean(3, rtt=151.0)), state)
+    hop = settle().cost
+    assert slow.reason == "latency"
+    assert slow.cost > 2 * hop
+    # ... and a detour that is slower than the direct link is not taken.
+    assert settle(rtt=20.0).cost < 2 * settle(rtt=12.0).cost
+
+
+def test_latency_follows_in_two_rounds_both_ways():
+    state = settle()
+    one = run(rounds(*clean(5), (151.0, 0)), state)
+    assert one.cost == state.cost  # one slow round of three is not the median
+    two = run(rounds(*clean(4), (151.0, 0), (151.0, 0)), one.state)
+    assert two.cost == BASE + 1510
+    back_one = run(rounds(*clean(3), (151.0, 0), (151.0, 0), (1.0, 0)), two.state)
+    assert back_one.cost == two.cost
+    back = run(rounds(*clean(4), (151.0, 0), (1.0, 0), (1.0, 0)), back_one.state)
+    assert (back.cost, back.reason) == (110, "latency")
+
+
+@pytest.mark.parametrize("published, rtt, moves", [
+    (110, 6.0, False),  # +50: not more than the absolute threshold
+    (110, 6.1, True),  # +51 and 46 %
+    (1000, 99.0, False),  # +90: more than 50 but not more than 10 %
+    (1000, 100.1, True),  # +101: more than both
+    (1000, 79.0, True),  # -110: either way
+    (1000, 80.0, False),  # -100: not more than 10 %
+])
+def test_hysteresis_needs_both_the_relative_and_the_absolute_threshold(published, rtt, moves):
+    state = LinkState(cost=published, reason="latency", latency_cost=published)
+    decision = run(rounds(*clean(rtt=rtt)), state)
+    assert (decision.cost != published) is moves
+    assert bool(decision.events) is moves
+
+
+def test_steady_noise_publishes_nothing():
+    rng = random.Random(8)
+    state = settle(rtt=1.5)
+    for tick in range(360):  # an hour of rounds
+        window = [Round(NOW + tick * 10 - k * 10, S.echoes,
+                        tuple(1.5 + abs(rng.gauss(0, 2)) + abs(rng.gauss(0, 2)) for _ in range(S.echoes)
+                              if rng.random() >= 0.02))
+                  for k in reversed(range(6))]
+        decision = run(window, state, now=NOW + tick * 10)
+        assert decision.events == () or [e.name for e in decision.events] != ["cost-change"], tick
+        state = decision.state
+    assert state.cost == settle(rtt=1.5).cost and state.penalties == ()
+
+
+# ------------------------------------------------------------------ loss
+
+LOSSY = 8  # of 60 recent echoes: 13.3 %, at or above the 12 % threshold
+LOSSY_OK = 7  # 11.7 %
+
+
+def test_loss_below_the_threshold_changes_nothing():
+    state = settle()
+    decision = run(rounds(*clean(3), (1.0, LOSSY_OK), (1.0, 0), (1.0, 0)), state)
+    assert decision.cost == state.cost and decision.state.penalties == ()
+
+
+def test_loss_at_the_threshold_adds_the_penalty_at_once_and_it_beats_a_two_hop_path():
+    state = settle()
+    decision = run(rounds(*clean(3), (1.0, LOSSY), (1.0, 0), (1.0, 0)), state)
+    assert (decision.cost, decision.reason) == (110 + S.loss_penalty, "loss")
+    assert decision.cost > 2 * state.cost
+    assert decision.state.loss_until == NOW + S.hold_down
+    assert event_names(decision) == ["cost-change", "link-degraded"]
+    assert decision.events[1].fields["reason"] == "loss"
+
+
+def test_no_loss_decision_before_the_recent_rounds_are_all_there():
+    decision = run(rounds((1.0, 10)), settle())
+    assert decision.state.penalties == ()
+
+
+def test_loss_penalty_holds_until_the_link_was_clean_for_the_hold_down():
+    state = run(rounds(*clean(3), (1.0, 20), (1.0, 20), (1.0, 10)), settle()).state
+    assert state.penalties == ("loss",)
+    # Loss gone but still in the recent rounds (>= 6 %): the hold-down keeps restarting.
+    later = NOW + 100
+    still = run(rounds(*clean(3), (1.0, 10), (1.0, 0), (1.0, 0), end=later), state, now=later)
+    assert still.state.loss_until == later + S.hold_down and still.reason == "loss"
+    # Clean from here on: nothing changes until the hold-down has passed ...
+    clean_since = later + 10
+    held = run(rounds(*clean(), end=clean_since), still.state, now=clean_since)
+    assert held.cost == still.cost and held.state.loss_until == later + S.hold_down
+    just_before = later + S.hold_down - 0.1
+    assert run(rounds(*clean(), end=just_before), held.state, now=just_before).cost == still.cost
+    # ... then it is lifted, with the reason and the event that say so.
+    lifted = run(rounds(*clean(), end=later + S.hold_down), held.state, now=later + S.hold_down)
+    assert (lifted.cost, lifted.reason) == (110, "recovered")
+    assert event_names(lifted) == ["cost-change", "link-recovered"]
+    assert lifted.state.penalties == ()
+
+
+def test_a_shorter_hold_down_from_the_config_is_obeyed():
+    quick = QualitySettings(hold_down=20)
+    state = run(rounds(*clean(3), (1.0, 20), (1.0, 20), (1.0, 20)), settle(), settings=quick).state
+    assert state.loss_until == NOW + 20
+    assert run(rounds(*clean(), end=NOW + 20), state, settings=quick, now=NOW + 20).reason == "recovered"
+
+
+# ---------------------------------------------------------------- jitter
+
+def test_jitter_at_the_threshold_adds_its_penalty_below_it_nothing():
+    state = settle()
+    below = run(rounds(*clean(3), (1.0, 0, 19.9), (1.0, 0, 19.9), (1.0, 0, 30)), state)
+    assert below.state.penalties == () and below.cost == state.cost
+    at = run(rounds(*clean(3), (1.0, 0, 20.0), (1.0, 0, 20.0), (1.0, 0, 0)), state)
+    assert at.state.penalties == ("jitter",)
+    assert (at.cost, at.reason) == (110 + S.jitter_penalty, "jitter")
+    assert at.cost > 2 * state.cost
+    assert event_names(at) == ["cost-change", "link-degraded"]
+
+
+def test_one_jittery_round_is_not_enough():
+    decision = run(rounds(*clean(5), (1.0, 0, 200.0)), settle())
+    assert decision.state.penalties == ()
+
+
+def test_the_lab_jitter_maps_onto_the_prober_metric_across_the_threshold():
+    """The lab holds each packet max(0, delay + N(0, sigma)) each way (tests/lab/delay.py).
+    Its sigma per direction is what a test asks for; the prober's metric is
+    the mean |difference| of successive RTTs."""
+    from tests.lab.delay import Impairment
+
+    def metric(sigma, delay=0.0, seed=1):
+        rng, impairment = random.Random(seed), Impairment(delay=delay, jitter=sigma)
+        rtts = tuple(1000 * (impairment.hold(rng) + impairment.hold(rng)) for _ in range(600))
+        return Round(0, len(rtts), rtts).jitter
+
+    # With a delay well above sigma: RTT sd = sigma*sqrt(2), differences sd = 2 sigma,
+    # mean |N(0, (2 sigma)^2)| = 2 sigma * sqrt(2/pi) = 1.6 sigma.
+    assert metric(10, delay=75) == pytest.approx(1.6 * 10, rel=0.1)
+    # With no delay the lab clamps at 0 (half of each direction's draws):
+    # about 0.93 sigma.
+    assert metric(40) == pytest.approx(0.93 * 40, rel=0.1)
+    assert metric(40) > S.jitter_threshold * 1.5
+    assert metric(2) < S.jitter_threshold / 4 and metric(2, delay=75) < S.jitter_threshold / 4
+
+
+# ------------------------------------------------------------------ down
+
+def test_two_silent_rounds_are_down_at_once_and_come_back_through_the_hold_down():
+    state = settle()
+    one = run(rounds(*clean(5), (1.0, 20)), state)
+    assert one.reason == "loss" and "down" not in one.state.penalties  # 20 of 60 lost is loss
+    down = run(rounds(*clean(4), (1.0, 20), (1.0, 20)), one.state)
+    assert (down.cost, down.reason) == (MAX_COST, "down")
+    assert event_names(down)[:2] == ["cost-change", "link-degraded"]
+    # Back, but held: still down until clean for the hold-down.
+    back = NOW + 30
+    answering = run(rounds(*clean(3), (1.0, 20), (1.0, 20), (1.0, 0), end=back), down.state, now=back)
+    assert answering.cost == MAX_COST
+    done = NOW + 30 + S.hold_down
+    lifted = run(rounds(*clean(), end=done), answering.state, now=done)
+    assert (lifted.cost, lifted.reason) == (110, "recovered")
+
+
+# ----------------------------------------------------------- pins, clients
+
+def test_a_pin_wins_over_everything_and_auto_returns_to_measurement():
+    state = settle()
+    pinned = run(rounds(*clean()), state, pin=5000)
+    assert (pinned.cost, pinned.reason) == (5000, "manual")
+    assert pinned.events[0].fields["reason"] == "manual"
+    lossy = run(rounds(*clean(3), (1.0, 10), (1.0, 10), (1.0, 10)), pinned.state, pin=5000)
+    assert lossy.cost == 5000 and lossy.state.penalties == ("loss",)
+    assert event_names(lossy) == ["link-degraded"]  # measured, reported, not applied
+    repinned = run(rounds(*clean()), pinned.state, pin=120)  # a small move still applies
+    assert repinned.cost == 120
+    released = run(rounds(*clean()), repinned.state, pin=None)
+    assert (released.cost, released.reason) == (110, "latency")
+
+
+def test_a_pin_applies_without_any_measurement():
+    decision = run([], settle(), pin=700)
+    assert (decision.cost, decision.reason) == (700, "manual")
+
+
+def test_client_links_keep_their_extra_cost_and_costs_stay_in_range():
+    fresh = initial_state(BASE, client=True)
+    assert fresh.cost == BASE + CLIENT_COST_PENALTY
+    slow = run(rounds(*clean(rtt=30.0)), fresh, client=True)
+    assert slow.cost == BASE + 300 + CLIENT_COST_PENALTY
+    lossy = run(rounds(*clean(3, rtt=30.0), *[(9000.0, 20)] * 3), slow.state, client=True)
+    assert lossy.cost == MAX_COST  # clamped, never past OSPF's range
+    assert run(rounds(*clean()), fresh, pin=65535, client=True).cost == MAX_COST
+    assert run(rounds(*clean(rtt=0.0)), LinkState(cost=1000), settings=QualitySettings(ms_cost=0)).cost >= 1
+
+
+# -------------------------------------------------------- nothing to go on
+
+@pytest.mark.parametrize("window", [
+    [],  # no probe file, or an unreadable one
+    rounds(*clean(), end=NOW - 3600),  # a prober that stopped an hour ago
+])
+def test_without_fresh_rounds_a_link_keeps_its_cost_and_penalties_with_a_warning(window):
+    penalised = run(rounds(*clean(3), (1.0, 10), (1.0, 10), (1.0, 10)), settle()).state
+    decision = run(window, penalised, now=NOW + 10 * S.hold_down)
+    assert decision.cost == penalised.cost and decision.reason == "loss"
+    assert decision.state.penalties == ("loss",)
+    assert decision.warning and "keeps its published cost" in decision.warning
+    assert decision.events == ()
