@@ -3,7 +3,8 @@
 bird's `show ospf state` lists every router and the routers each one has a
 link to, with the cost, as seen by every node alike: the whole mesh, not
 just this node's links. This node's own links that OSPF does not see (down)
-are added from the link files, drawn dashed red.
+are added from the link files, drawn dashed red; its measured ones carry
+their RTT, drawn orange while a penalty holds them and red while down.
 """
 
 import re
@@ -20,6 +21,22 @@ class MeshGraph:
     # per underlay family)
     edges: dict[tuple[str, str], list[int]] = field(default_factory=dict)
     down: set[tuple[str, str]] = field(default_factory=set)
+    # This node's measurements, per peer router: the RTT (ms) of each link
+    # to it, and the worst condition among them ("ok", "penalised", "down").
+    measured: dict[str, tuple[list[float], str]] = field(default_factory=dict)
+
+
+CONDITION_ORDER = ("ok", "penalised", "down")
+CONDITION_COLOURS = {"penalised": "darkorange", "down": "red"}
+
+
+def add_measurement(graph: MeshGraph, peer: str, rtt: float | None, condition: str) -> None:
+    rtts, worst = graph.measured.get(peer, ([], "ok"))
+    if rtt is not None:
+        rtts = rtts + [rtt]
+    if CONDITION_ORDER.index(condition) > CONDITION_ORDER.index(worst):
+        worst = condition
+    graph.measured[peer] = (rtts, worst)
 
 
 def parse_ospf_state(text: str) -> MeshGraph:
@@ -66,7 +83,16 @@ def to_dot(graph: MeshGraph, labels: dict[str, str], clients: set[str], own: str
         back = sorted(graph.edges.get(pair[::-1], []))
         costs = lambda c: ", ".join(map(str, c)) or "?"
         label = costs(forward) if not back or back == forward else f"{costs(forward)} / {costs(back)}"
-        lines.append(f'\t"{pair[0]}" -- "{pair[1]}" [label="{label}"];')
+        style = ""
+        peer = pair[1] if pair[0] == own else pair[0] if pair[1] == own else None
+        if peer in graph.measured:
+            rtts, condition = graph.measured[peer]
+            if rtts:
+                label += "\\n" + ", ".join(f"{rtt:.1f} ms" for rtt in sorted(rtts))
+            if condition in CONDITION_COLOURS:
+                colour = CONDITION_COLOURS[condition]
+                style = f", color={colour}, fontcolor={colour}, penwidth=2"
+        lines.append(f'\t"{pair[0]}" -- "{pair[1]}" [label="{label}"{style}];')
     for a, b in sorted(graph.down):
         lines.append(f'\t"{a}" -- "{b}" [label="down", style=dashed, color=red, fontcolor=red];')
     lines.append("}")

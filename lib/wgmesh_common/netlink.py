@@ -106,6 +106,21 @@ def disable_ipv6_autoconf(ifname: str) -> None:
         pass
 
 
+def loose_reverse_path(ifname: str) -> None:
+    """rp_filter=2 on a link: OSPF costs are per direction, so a packet may
+    come back over another link than the one this node would send it on,
+    and strict reverse-path filtering (rp_filter=1, set by some hardened
+    hosts) would drop it; the kernel uses the larger of `all` and the
+    interface's value, so 2 makes it loose whatever `all` says. Where
+    /proc/sys/net is read-only (containers) the host's setting stands."""
+    path = Path(f"/proc/sys/net/ipv4/conf/{ifname}/rp_filter")
+    try:
+        if path.read_text().strip() == "1" or Path("/proc/sys/net/ipv4/conf/all/rp_filter").read_text().strip() == "1":
+            path.write_text("2\n")
+    except OSError:
+        pass
+
+
 def enable_forwarding() -> None:
     """Route between links: a node carries transit traffic for the mesh.
 
@@ -129,6 +144,7 @@ def enable_forwarding() -> None:
 
 def configure_interface(ifname: str, mtu: int, cidrs: list[str]) -> None:
     disable_ipv6_autoconf(ifname)
+    loose_reverse_path(ifname)
     with _ipr() as ipr:
         index = _index(ipr, ifname)
         if index is None:

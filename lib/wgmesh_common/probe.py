@@ -138,7 +138,13 @@ def sample_many(targets: dict[int, str], count: int, spacing: float, timeout: fl
         start = time.time()
         for sequence in range(count):
             send(sequence)
-            receive_until(start + (sequence + 1) * spacing if sequence + 1 < count else 0)
+            if sequence + 1 < count:
+                # Paced even when every reply is in early: a round spans
+                # count x spacing, so jitter and loss are measured over
+                # time, not over a burst.
+                next_send = start + (sequence + 1) * spacing
+                receive_until(next_send)
+                time.sleep(max(0.0, next_send - time.time()))
         receive_until(time.time() + timeout)
     finally:
         for sock in sockets.values():
@@ -181,7 +187,7 @@ class ProbeFile:
 def add_round(previous: ProbeFile | None, link: linkfile.Link, when: float, samples: list[float | None],
               window_rounds: int) -> ProbeFile:
     """The window after one more round (pure)."""
-    rtts = tuple(round(s, 3) for s in samples if s is not None)
+    rtts = tuple(round(s, 2) for s in samples if s is not None)
     kept = previous.rounds if previous and previous.peer == link.peer_id else ()
     rounds = (*kept, Round(round(when, 3), len(samples), rtts))[-window_rounds:]
     return ProbeFile(link.name, link.peer_id, rounds)

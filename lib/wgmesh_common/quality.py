@@ -40,7 +40,7 @@ class QualitySettings:
     ms_cost: int = 10  # cost per millisecond of round trip
     loss_threshold: int = 12  # percent
     loss_penalty: int = 2000
-    jitter_threshold: int = 20  # ms, the prober's metric (mean |successive RTT difference|)
+    jitter_threshold: int = 15  # ms, the prober's metric (mean |successive RTT difference|)
     jitter_penalty: int = 1000
     down_rounds: int = 2
     hold_down: int = 120  # seconds a penalised link must stay clean

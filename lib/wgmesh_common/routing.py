@@ -77,8 +77,24 @@ def _apply(paths: Paths, config: NodeConfig, interfaces: list[bird.OspfInterface
         links, problems = linkfile.load_all(paths)
         for problem in problems:
             log.warning(f"skipping a link file: {problem}")
-        interfaces = base_interfaces(config, links, coststate.published_costs(paths))
+        interfaces = base_interfaces(config, links, known_costs(paths, config, links))
     return _write_and_configure(paths, config, interfaces)
+
+
+def known_costs(paths: Paths, config: NodeConfig, links: list[linkfile.Link]) -> dict[str, int]:
+    """The published costs; for a link with none yet (after a reboot, or a
+    new link) its pin, so pinned links never start at the base cost."""
+    costs = coststate.published_costs(paths)
+    try:
+        pinned = pins.load(paths)
+    except (ConfigError, OSError):
+        pinned = {}
+    plan = MeshPlan.from_config(config)
+    for link in links:
+        if link.name not in costs and link.name in pinned:
+            extra = bird.CLIENT_COST_PENALTY if is_client_link(plan, config, link) else 0
+            costs[link.name] = quality.clamp(pinned[link.name] + extra)
+    return costs
 
 
 def _write_and_configure(paths: Paths, config: NodeConfig, interfaces: list[bird.OspfInterface]) -> bool:

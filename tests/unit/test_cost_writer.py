@@ -100,6 +100,11 @@ def test_a_pin_survives_a_rewrite_of_the_link_file_and_goes_with_the_link(node, 
     routing.recost(node.paths, node.config, now=NOW)
     assert cost_line(node.paths, "wgm2") == 777
     assert oct(node.paths.pins_file.stat().st_mode & 0o777) == "0o644"
+    # After a reboot (no published costs yet) bird starts with the pin, not the base cost.
+    node.paths.costs_file.unlink()
+    node.paths.bird_config.unlink()
+    routing.apply(node.paths, node.config)
+    assert cost_line(node.paths, "wgm2") == 777
     join.remove_local(node, "wgm2")
     assert "wgm2" not in pins.load(node.paths)
 

@@ -234,6 +234,21 @@ def test_to_dot(tmp_path):
         assert result.returncode == 0, result.stderr
 
 
+def test_to_dot_adds_own_measurements_and_colours_hurting_links():
+    g = graph.parse_ospf_state(OSPF_STATE)
+    graph.add_measurement(g, "10.0.2.1", 1.25, "ok")
+    graph.add_measurement(g, "10.0.2.1", 151.0, "penalised")
+    graph.add_measurement(g, "10.0.4.1", None, "down")
+    g.nodes["10.0.4.1"] = {}
+    g.edges[("10.0.0.1", "10.0.4.1")] = [65535]
+    lines = graph.to_dot(g, {}, set(), own="10.0.0.1").splitlines()
+    assert ('\t"10.0.0.1" -- "10.0.2.1" [label="100, 120\\n1.2 ms, 151.0 ms", color=darkorange, '
+            'fontcolor=darkorange, penwidth=2];') in lines
+    assert '\t"10.0.0.1" -- "10.0.4.1" [label="65535", color=red, fontcolor=red, penwidth=2];' in lines
+    # Links between other nodes are drawn as OSPF sees them, nothing added.
+    assert '\t"10.0.2.1" -- "10.0.200.1" [label="10100"];' in lines
+
+
 def test_to_dot_shows_asymmetric_costs():
     g = graph.MeshGraph(nodes={"10.0.0.1": {}, "10.0.2.1": {}},
                         edges={("10.0.0.1", "10.0.2.1"): [100], ("10.0.2.1", "10.0.0.1"): [300]})

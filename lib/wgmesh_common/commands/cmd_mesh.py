@@ -113,6 +113,9 @@ def graph_command(output: str) -> None:
     rows, _ = status.gather(node)
     down = [str(node.plan.loopback4(r.peer)) for r in rows if r.ospf != "Full"]
     graph.add_down_links(mesh_graph, own, down)
+    for row in rows:
+        condition = "down" if "down" in row.penalties else "penalised" if row.penalties else "ok"
+        graph.add_measurement(mesh_graph, str(node.plan.loopback4(row.peer)), row.rtt, condition)
     labels, clients = {}, set()
     for router in mesh_graph.nodes:
         node_id = meshview.node_of_address(node.plan, router)
