@@ -28,7 +28,8 @@ class OspfInterface:
     client_only6: tuple[str, ...] = ()
 
 
-def _clamp(cost: int) -> int:
+def clamp(cost: int) -> int:
+    """A cost within OSPF's range, 1..MAX_COST."""
     return max(1, min(MAX_COST, int(cost)))
 
 
@@ -39,6 +40,7 @@ def render(
     hello: int = 1,
     dead: int = 4,
     stub_router: bool = False,
+    kernel_table: int = 254,
 ) -> str:
     """The whole bird.conf for this node. Pure: same input, same bytes, so the
     cost-writer can skip reconfiguring when nothing changed."""
@@ -51,7 +53,7 @@ def render(
         lines = []
         for iface in ifaces:
             lines.append(
-                f'\t\tinterface "{iface.name}" {{ type ptp; cost {_clamp(iface.cost)}; '
+                f'\t\tinterface "{iface.name}" {{ type ptp; cost {clamp(iface.cost)}; '
                 f"hello {hello}; dead {dead}; retransmit 2; }};"
             )
         return "\n".join(lines)
@@ -80,6 +82,7 @@ protocol device {{
 }}
 
 protocol kernel wgmesh_kernel4 {{
+\tkernel table {kernel_table};
 \tipv4 {{
 \t\timport none;
 \t\texport filter {{
@@ -90,6 +93,7 @@ protocol kernel wgmesh_kernel4 {{
 }}
 
 protocol kernel wgmesh_kernel6 {{
+\tkernel table {kernel_table};
 \tipv6 {{
 \t\timport none;
 \t\texport filter {{
@@ -125,7 +129,7 @@ def link_cost(base_cost: int, peer_is_client: bool, self_is_client: bool) -> int
     cost = base_cost
     if peer_is_client or self_is_client:
         cost += CLIENT_COST_PENALTY
-    return _clamp(cost)
+    return clamp(cost)
 
 
 class BirdError(WgmeshError):

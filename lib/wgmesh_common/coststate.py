@@ -1,39 +1,68 @@
 """The cost-writer's memory, /run/wgmesh/costs.toml: per link the published
 cost, why, the penalties and until when, and the figures behind them.
 
-The cost-writer is its only writer; status, graph and the bird rendering
-of other commands read it. It lives under /run: a restart of any service
-keeps the penalties, a reboot starts from fresh measurements.
+Written only by a cost pass (routing.recost: wgmesh-cost-writer, or
+`wgmesh cost` after it changed a pin), under the routing lock; status,
+graph and the bird rendering of other commands read it. It lives under
+/run: a restart of any service keeps the penalties, a reboot starts from
+fresh measurements.
 """
 
-from dataclasses import asdict, fields
+import math
+from dataclasses import asdict
 
+from . import log
+from .bird import MAX_COST
 from .errors import ConfigError
 from .paths import Paths
 from .quality import REASONS, LinkState
 from .tomlio import read_toml, write_toml
 
-_TYPES = {f.name: f.type for f in fields(LinkState)}
+_COSTS = ("cost", "latency_cost")
+_TIMES = ("loss_until", "jitter_until", "down_until", "changed")
+_FIGURES = {"rtt": 60_000.0, "loss": 100.0, "jitter": 60_000.0}
+
+
+def _number(value, low: float, high: float) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value) \
+        and low <= value <= high
+
+
+def parse_state(body, where: str) -> LinkState:
+    if not isinstance(body, dict):
+        raise ConfigError(f"{where} is not a table")
+    unknown = set(body) - set(_COSTS) - set(_TIMES) - set(_FIGURES) - {"reason"}
+    if unknown:
+        raise ConfigError(f"{where} has unknown keys {sorted(unknown)}")
+    for key in _COSTS:
+        value = body.get(key, 1)
+        if not (isinstance(value, int) and _number(value, 1, MAX_COST)):
+            raise ConfigError(f"{where}: {key} must be a cost from 1 to {MAX_COST}")
+    for key in _TIMES:
+        if not _number(body.get(key, 0.0), 0, 1e12):
+            raise ConfigError(f"{where}: {key} must be a time")
+    for key, high in _FIGURES.items():
+        if key in body and not _number(body[key], 0, high):
+            raise ConfigError(f"{where}: {key} must be a number from 0 to {high:g}")
+    if body.get("reason", "base") not in REASONS:
+        raise ConfigError(f"{where}: reason must be one of {', '.join(REASONS)}")
+    if "cost" not in body:
+        raise ConfigError(f"{where} has no cost")
+    return LinkState(**body)
 
 
 def parse(data: dict, source: str) -> dict[str, LinkState]:
+    """Every link's state; a link whose entry is bad is left out with a
+    warning (it starts afresh), the others keep theirs."""
     links = data.get("links", {})
     if not isinstance(links, dict):
         raise ConfigError(f"{source}: [links] must be a table")
     states = {}
     for name, body in links.items():
         try:
-            if not isinstance(body, dict) or set(body) - set(_TYPES):
-                raise ValueError("unknown keys")
-            state = LinkState(**body)
-            if not isinstance(state.cost, int) or isinstance(state.cost, bool) or state.reason not in REASONS:
-                raise ValueError("bad cost or reason")
-            for key in ("loss_until", "jitter_until", "down_until", "changed"):
-                if not isinstance(getattr(state, key), (int, float)):
-                    raise ValueError(key)
-        except (TypeError, ValueError) as error:
-            raise ConfigError(f"{source}: link {name!r} is not a cost state ({error})") from None
-        states[name] = state
+            states[name] = parse_state(body, f"{source}: link {name}")
+        except ConfigError as error:
+            log.warning(f"{error}; its cost state starts afresh", link=name)
     return states
 
 

@@ -8,11 +8,10 @@ removes what it reserved or wrote before reporting the error.
 
 import ipaddress
 import time
-from dataclasses import dataclass
 from typing import Any
 
 from . import joinclient, keys, linkfile, log, meshview, netlink, pins
-from .errors import RemoteError, WgmeshError
+from .errors import ConfigError, RemoteError, WgmeshError
 from .joinapi import ConnectRequest, RequestError, signed_body
 from .linkfile import Link
 from .node import Node
@@ -85,7 +84,10 @@ def remove_local(node: Node, name: str) -> bool:
     existed = linkfile.delete(node.paths, name)
     node.allocator.release(name)
     # A pin belongs to the link: a new link of the same name starts measured.
-    pins.set_pin(node.paths, name, None)
+    try:
+        pins.set_pin(node.paths, name, None)
+    except (ConfigError, OSError) as error:
+        log.warning(f"{error}; the pin of {name} stays (it applies to no other peer)", link=name)
     # The replay high-water mark belongs to the link; a new link starts fresh.
     (node.paths.replay_dir / name).unlink(missing_ok=True)
     if existed:
@@ -149,8 +151,8 @@ def check_collision(node: Node, peer_id: int, source: str) -> None:
             raise RequestError(409, f"ID {peer_id} is already used by another node of this mesh (collision, "
                                     f"linked with this node from another address): pick a free ID (see 'wgmesh used')")
         return
-    reachable = meshview.reachable_nodes(netlink.routes(4), node.plan, node.node_id)
-    reachable |= meshview.reachable_nodes(netlink.routes(6), node.plan, node.node_id, family=6)
+    reachable = meshview.reachable_nodes(netlink.routes(4, node.config.kernel_table), node.plan, node.node_id)
+    reachable |= meshview.reachable_nodes(netlink.routes(6, node.config.kernel_table), node.plan, node.node_id, family=6)
     if peer_id in reachable:
         raise RequestError(409, f"ID {peer_id} is already used by another node of this mesh (collision): "
                                 f"pick a free ID (see 'wgmesh used')")

@@ -4,7 +4,6 @@ remove it. Idempotent both ways, so a retry finishes a half-done job."""
 import ipaddress
 import os
 import signal
-from pathlib import Path
 
 from . import linkfile, log, netlink
 from .addressing import LINK_PREFIX4, LINK_PREFIX6, link_local6

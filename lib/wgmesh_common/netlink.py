@@ -178,15 +178,15 @@ class Route:
     protocol: int
 
 
-def routes(family: int = 4) -> list[Route]:
-    """The main table's unicast routes."""
+def routes(family: int, table: int) -> list[Route]:
+    """The unicast routes of one table (the mesh's: config.kernel_table)."""
     import socket
 
     result = []
     with _ipr() as ipr:
         names = {link["index"]: link.get_attr("IFLA_IFNAME") for link in ipr.get_links()}
         af = socket.AF_INET if family == 4 else socket.AF_INET6
-        for route in ipr.get_routes(family=af, table=254):
+        for route in ipr.get_routes(family=af, table=table):
             if route["type"] != 1:  # RTN_UNICAST
                 continue
             dst = route.get_attr("RTA_DST") or ("0.0.0.0" if family == 4 else "::")
@@ -200,6 +200,32 @@ def routes(family: int = 4) -> list[Route]:
                     gateway = multipath[0].get_attr("RTA_GATEWAY")
             result.append(Route(network, gateway, names.get(oif), route["proto"]))
     return result
+
+
+def ensure_rules(table: int, priority: int) -> None:
+    """IPv4 and IPv6 policy rules that look up the mesh's table first;
+    lookups it has no route for fall through to the next rules."""
+    import socket
+
+    with _ipr() as ipr:
+        for af in (socket.AF_INET, socket.AF_INET6):
+            present = [r for r in ipr.get_rules(family=af)
+                       if r.get_attr("FRA_TABLE", r["table"]) == table and r.get_attr("FRA_PRIORITY") == priority]
+            if not present:
+                ipr.rule("add", family=af, table=table, priority=priority)
+
+
+def remove_rules(table: int, priority: int) -> None:
+    import socket
+
+    from pyroute2.netlink.exceptions import NetlinkError
+
+    with _ipr() as ipr:
+        for af in (socket.AF_INET, socket.AF_INET6):
+            try:
+                ipr.rule("del", family=af, table=table, priority=priority)
+            except NetlinkError:
+                pass  # not there: nothing to remove
 
 
 def route_interface(address: str) -> str | None:

@@ -1,48 +1,70 @@
 """Pinned link costs, /var/lib/wgmesh/pins.toml: `wgmesh cost LINK N`.
 
 Durable on purpose (a reboot keeps them) and apart from the link files, so
-a rewrite of a link file (an /update) keeps its pin. A link's pin goes with
-the link. This module is the file's only reader and writer.
+a rewrite of a link file (an /update) keeps its pin. A pin names the peer
+it was set for: a later link of the same name to another node does not
+inherit it, and removing a link removes its pin. This module is the file's
+only reader and writer.
 """
 
+from dataclasses import dataclass
+
+from .bird import MAX_COST
 from .errors import ConfigError
 from .paths import Paths
-from .quality import clamp
 from .tomlio import file_lock, read_toml, write_toml
 
-MIN_PIN = 1
-MAX_PIN = 65535
+
+@dataclass(frozen=True)
+class Pin:
+    cost: int
+    peer: int
 
 
-def parse(data: dict, source: str) -> dict[str, int]:
+def _is_int(value) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def parse(data: dict, source: str) -> dict[str, Pin]:
     pins = data.get("pins", {})
     if not isinstance(pins, dict):
         raise ConfigError(f"{source}: [pins] must be a table")
-    for name, cost in pins.items():
-        if not isinstance(cost, int) or isinstance(cost, bool) or not MIN_PIN <= cost <= MAX_PIN:
-            raise ConfigError(f"{source}: the pin of {name} must be a cost from {MIN_PIN} to {MAX_PIN}")
-    return dict(pins)
+    parsed = {}
+    for name, body in pins.items():
+        if not isinstance(body, dict) or set(body) != {"cost", "peer"} or not _is_int(body["peer"]):
+            raise ConfigError(f"{source}: the pin of {name} must be a table with a cost and a peer ID")
+        if not _is_int(body["cost"]) or not 1 <= body["cost"] <= MAX_COST:
+            raise ConfigError(f"{source}: the pin of {name} must be a cost from 1 to {MAX_COST}")
+        parsed[name] = Pin(body["cost"], body["peer"])
+    return parsed
 
 
-def load(paths: Paths) -> dict[str, int]:
+def load(paths: Paths) -> dict[str, Pin]:
     try:
         return parse(read_toml(paths.pins_file), str(paths.pins_file))
     except FileNotFoundError:
         return {}
 
 
-def set_pin(paths: Paths, name: str, cost: int | None) -> bool:
-    """Pin a link's cost, or (None) return it to measurement. True when
-    that changed anything."""
-    if cost is not None and clamp(cost) != cost:
-        raise ConfigError(f"a pinned cost must be from {MIN_PIN} to {MAX_PIN}, not {cost}")
+def for_links(pins: dict[str, Pin], links) -> dict[str, int]:
+    """Link name -> pinned cost, for the pins set for the link's own peer."""
+    return {link.name: pins[link.name].cost for link in links
+            if link.name in pins and pins[link.name].peer == link.peer_id}
+
+
+def set_pin(paths: Paths, name: str, cost: int | None, peer: int | None = None) -> bool:
+    """Pin a link's cost (for its peer), or (cost None) return it to
+    measurement. True when that changed anything."""
+    if cost is not None and not 1 <= cost <= MAX_COST:
+        raise ConfigError(f"a pinned cost must be from 1 to {MAX_COST}, not {cost}")
     with file_lock(paths.state_dir / "pins.lock"):
         pins = load(paths)
-        if pins.get(name) == cost:
+        wanted = None if cost is None else Pin(cost, peer)
+        if pins.get(name) == wanted:
             return False
-        if cost is None:
-            pins.pop(name)
+        if wanted is None:
+            del pins[name]
         else:
-            pins[name] = cost
-        write_toml(paths.pins_file, {"pins": dict(sorted(pins.items()))})
+            pins[name] = wanted
+        write_toml(paths.pins_file, {"pins": {n: {"cost": p.cost, "peer": p.peer} for n, p in sorted(pins.items())}})
         return True

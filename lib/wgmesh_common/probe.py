@@ -12,6 +12,8 @@ replies are matched by (id, sequence), so 200 links cost little more CPU
 than their packets.
 """
 
+import ipaddress
+import math
 import random
 import socket
 import statistics
@@ -19,13 +21,14 @@ import time
 from dataclasses import asdict, dataclass
 
 from . import linkfile
-from .errors import ConfigError
+from .errors import ConfigError, WgmeshError
 from .paths import Paths
 from .quality import Round
 from .tomlio import read_toml, remove, write_atomic, write_toml
 
 
 RECEIVE_BUFFER = 4 << 20
+MAX_RTT_MS = 60_000  # far beyond any echo timeout
 
 
 @dataclass(frozen=True)
@@ -61,26 +64,36 @@ def summarize(link: str, peer: int, when: float, samples: list[float | None]) ->
     )
 
 
-def sample_rtts(address: str, count: int, interval: float, timeout: float, ident: int) -> list[float | None]:
+def sample_rtts(address: str, count: int, interval: float, timeout: float) -> list[float | None]:
     """count echoes to one address, one after the other (proximity checks)."""
-    return sample_many({0: address}, count, interval, timeout, ident)[0]
+    return sample_many({0: address}, count, interval, timeout)[0]
 
 
-def sample_many(targets: dict[int, str], count: int, spacing: float, timeout: float,
-                ident_base: int | None = None) -> dict[int, list[float | None]]:
+def sample_many(targets: dict[int, str], count: int, spacing: float,
+                timeout: float) -> dict[int, list[float | None]]:
     """count echoes to every target (key -> IPv4 or IPv6 address), sent
     interleaved every `spacing` seconds on one socket per family; one RTT in
-    ms per echo, None where no answer came within `timeout`."""
+    ms per echo, None where no answer came within `timeout`.
+
+    Every target gets its own random echo id and every round a random first
+    sequence number, and a reply counts only from the address it was sent
+    to: a peer cannot answer for another link's echoes without guessing 32
+    bits it never sees (those echoes travel inside the other link's tunnel)."""
     from icmplib import ICMPRequest, ICMPv4Socket, ICMPv6Socket
     from icmplib.exceptions import ICMPError, ICMPLibError, TimeoutExceeded
 
-    keys = list(targets)
-    if ident_base is None:
-        ident_base = random.randrange(0x10000)
-    # (id, sequence) -> (key, send time); the id tells links apart.
-    idents = {key: (ident_base + index) & 0xFFFF for index, key in enumerate(keys)}
+    sources = {}
+    for key, address in targets.items():
+        try:
+            sources[key] = ipaddress.ip_address(address)
+        except ValueError:
+            pass  # not an address (a peer's answer, say): simply unanswered
+    keys = list(sources)
+    chance = random.SystemRandom()
+    idents = dict(zip(keys, chance.sample(range(0x10000), len(keys))))
     by_ident = {ident: key for key, ident in idents.items()}
-    samples: dict[int, list[float | None]] = {key: [None] * count for key in keys}
+    first_sequence = chance.randrange(0x10000)
+    samples: dict[int, list[float | None]] = {key: [None] * count for key in targets}
     sockets = {}
     try:
         for family, socket_class in ((4, ICMPv4Socket), (6, ICMPv6Socket)):
@@ -96,17 +109,19 @@ def sample_many(targets: dict[int, str], count: int, spacing: float, timeout: fl
         for sock in sockets.values():
             sock.close()
         raise
-    sent_at: dict[tuple[int, int], float] = {}
+    # (id, sequence on the wire) -> (the echo's index, when it was sent)
+    sent_at: dict[tuple[int, int], tuple[int, float]] = {}
     pending = 0
 
-    def send(sequence: int) -> None:
+    def send(index: int) -> None:
         nonlocal pending
+        sequence = (first_sequence + index) & 0xFFFF
         for key in keys:
             address = targets[key]
             request = ICMPRequest(destination=address, id=idents[key], sequence=sequence, payload_size=16)
             try:
                 sockets[6 if ":" in address else 4].send(request)
-                sent_at[(idents[key], sequence)] = request.time
+                sent_at[(idents[key], sequence)] = (index, request.time)
                 pending += 1
             except (ICMPLibError, OSError):
                 pass  # an unroutable peer is simply unanswered
@@ -125,13 +140,15 @@ def sample_many(targets: dict[int, str], count: int, spacing: float, timeout: fl
                 except (ICMPError, ICMPLibError, OSError):
                     continue
                 key = by_ident.get(reply.id)
-                started = sent_at.get((reply.id, reply.sequence))
-                if key is None or started is None or reply.type not in (0, 129) or reply.source != targets[key]:
+                echo = sent_at.get((reply.id, reply.sequence))
+                if key is None or echo is None or reply.type not in (0, 129) or not _same_address(reply.source,
+                                                                                                   sources[key]):
                     continue
-                if samples[key][reply.sequence] is None:
+                index, started = echo
+                if samples[key][index] is None:
                     rtt = (reply.time - started) * 1000.0
                     if rtt <= timeout * 1000.0:
-                        samples[key][reply.sequence] = rtt
+                        samples[key][index] = rtt
                         pending -= 1
 
     try:
@@ -152,15 +169,26 @@ def sample_many(targets: dict[int, str], count: int, spacing: float, timeout: fl
     return samples
 
 
+def _same_address(text: str, address) -> bool:
+    try:
+        return ipaddress.ip_address(text) == address
+    except ValueError:
+        return False
+
+
 def probe_links(links: list[linkfile.Link], count: int = 20, spacing: float = 0.05,
                 timeout: float = 1.0) -> dict[str, tuple[float, list[float | None]]]:
-    """One round over every link at once: name -> (start time, samples)."""
+    """One round over every link at once: name -> (start time, samples).
+    A socket this node cannot open (no CAP_NET_RAW, no file descriptors)
+    is this node's problem, not its peers': WgmeshError, and no round."""
+    from icmplib.exceptions import ICMPLibError
+
     started = time.time()
     targets = {index: link.peer4 for index, link in enumerate(links)}
     try:
         by_index = sample_many(targets, count, spacing, timeout) if targets else {}
-    except Exception:  # a socket that cannot even open counts as total loss
-        by_index = {index: [None] * count for index in targets}
+    except (ICMPLibError, OSError) as error:
+        raise WgmeshError(f"cannot send echo requests: {error}") from None
     return {link.name: (started, by_index[index]) for index, link in enumerate(links)}
 
 
@@ -187,8 +215,11 @@ class ProbeFile:
 def add_round(previous: ProbeFile | None, link: linkfile.Link, when: float, samples: list[float | None],
               window_rounds: int) -> ProbeFile:
     """The window after one more round (pure)."""
-    rtts = tuple(round(s, 2) for s in samples if s is not None)
+    # A negative RTT is a clock step in the middle of the round, not an answer.
+    rtts = tuple(round(s, 2) for s in samples if s is not None and 0 <= s <= MAX_RTT_MS)
     kept = previous.rounds if previous and previous.peer == link.peer_id else ()
+    # Rounds dated after this one were made before the clock stepped back.
+    kept = tuple(r for r in kept if r.time < when)
     rounds = (*kept, Round(round(when, 3), len(samples), rtts))[-window_rounds:]
     return ProbeFile(link.name, link.peer_id, rounds)
 
@@ -210,9 +241,11 @@ def parse(data: dict, source: str) -> ProbeFile:
             when, sent, rtts = entry["time"], entry["sent"], entry.get("rtts", [])
             if not isinstance(when, (int, float)) or not isinstance(sent, int) or sent < 0:
                 raise ValueError("a round needs a time and a count of echoes sent")
-            if not isinstance(rtts, list) or len(rtts) > sent or \
-                    not all(isinstance(r, (int, float)) and r >= 0 for r in rtts):
-                raise ValueError("a round's rtts must be at most `sent` non-negative numbers")
+            if not isinstance(rtts, list) or len(rtts) > sent or not all(
+                    isinstance(r, (int, float)) and not isinstance(r, bool) and 0 <= r <= MAX_RTT_MS for r in rtts):
+                raise ValueError(f"a round's rtts must be at most `sent` numbers from 0 to {MAX_RTT_MS} ms")
+            if not math.isfinite(when) or isinstance(when, bool):
+                raise ValueError("a round's time must be a finite number")
             rounds.append(Round(float(when), sent, tuple(float(r) for r in rtts)))
     except (KeyError, TypeError, ValueError) as error:
         detail = f"missing {error}" if isinstance(error, KeyError) else str(error)

@@ -69,7 +69,7 @@ def excluded(node: Node, candidates: set[int]) -> set[int]:
 def measure(node: Node, count: int = 3, peers: set[int] | None = None) -> list[Distance]:
     """Ask each reachable node (or just peers) for its underlay address (over
     the mesh) and ping that address; nearest first."""
-    reachable = meshview.reachable_nodes(netlink.routes(4), node.plan, node.node_id) if peers is None else peers
+    reachable = meshview.reachable_nodes(netlink.routes(4, node.config.kernel_table), node.plan, node.node_id) if peers is None else peers
     results = []
     for peer_id in sorted(reachable):
         try:
@@ -80,7 +80,7 @@ def measure(node: Node, count: int = 3, peers: set[int] | None = None) -> list[D
             address = None
         rtt = None
         if address:
-            samples = probe.sample_rtts(address, count, 0.1, 1.0, ident=(0x5000 + peer_id) & 0xFFFF)
+            samples = probe.sample_rtts(address, count, 0.1, 1.0)
             answered = [s for s in samples if s is not None]
             rtt = round(sum(answered) / len(answered), 3) if answered else None
         results.append(Distance(peer_id, address, rtt))

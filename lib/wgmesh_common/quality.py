@@ -10,21 +10,31 @@ The rules (every number is a setting in [quality], defaults in QualitySettings):
   over a path orders paths by their latency, a hop costing base/ms_cost ms.
 - loss and jitter: a penalty switches on as soon as the recent loss (pooled
   over the recent rounds) or the recent jitter (the median of the rounds'
-  jitter) reaches its threshold, and switches off only after the link has
-  stayed clean (below half the threshold) for `hold_down` seconds.
+  jitter) reaches its threshold, once all `recent_rounds` rounds are there
+  (one round is too few echoes to tell 1 % loss from 20 %). It switches off
+  only after the link has been clean (below half that threshold) for
+  `hold_down` seconds: each estimate that is not clean restarts the clock,
+  and an estimate still holds the bad rounds for up to recent_rounds - 1
+  rounds after the trouble ends.
 - down: every echo of the last `down_rounds` rounds unanswered -> MAX_COST
   at once; it comes back through the same hold-down.
-- hysteresis: a cost that moved only by latency is published when it moved
-  by more than `hysteresis_relative` percent AND `hysteresis_absolute`.
-  Penalties and pins change the cost whatever the hysteresis says.
-- a pin (`wgmesh cost LINK N`) replaces all of that; client links always
-  carry CLIENT_COST_PENALTY more; every cost stays within 1..MAX_COST.
+- hysteresis: a cost that moved only by latency is published when its
+  latency part moved by more than `hysteresis_relative` percent AND
+  `hysteresis_absolute`. Penalties and pins change the cost whatever the
+  hysteresis says.
+- a pin (`wgmesh cost LINK N`) replaces the published cost; the link is
+  still measured and its penalties still raise link-degraded and
+  link-recovered, so operators hear of a pinned link that hurts. Client
+  links always carry CLIENT_COST_PENALTY more (pins included); every cost
+  stays within 1..MAX_COST.
+- rounds dated in the future (a clock stepped back) are ignored, and no
+  deadline lies further ahead than one hold-down.
 """
 
 import statistics
 from dataclasses import dataclass, field, replace
 
-from .bird import CLIENT_COST_PENALTY, MAX_COST, link_cost
+from .bird import CLIENT_COST_PENALTY, MAX_COST, clamp, link_cost
 
 REASONS = ("base", "latency", "loss", "jitter", "down", "recovered", "manual")
 
@@ -82,7 +92,8 @@ class Estimate:
 
 
 def estimate(window: list[Round], settings: QualitySettings, now: float) -> Estimate:
-    fresh = sorted((r for r in window if now - r.time <= settings.stale_after and r.sent > 0),
+    fresh = sorted((r for r in window
+                    if -settings.interval <= now - r.time <= settings.stale_after and r.sent > 0),
                    key=lambda r: r.time)
     recent = fresh[-settings.recent_rounds:]
     last_down = fresh[-settings.down_rounds:]
@@ -134,10 +145,6 @@ class Decision:
     warning: str | None = None
 
 
-def clamp(cost: int) -> int:
-    return max(1, min(MAX_COST, int(cost)))
-
-
 def initial_state(base_cost: int, client: bool) -> LinkState:
     """A link not decided on yet: bird has its base cost."""
     return LinkState(cost=link_cost(base_cost, client, False))
@@ -150,7 +157,7 @@ def _hold(until: float, bad: bool, clean: bool, now: float, hold_down: int) -> f
         return now + hold_down
     if until and now >= until:
         return 0.0
-    return until
+    return min(until, now + hold_down)  # a clock stepped back cannot stretch it
 
 
 def decide(window: list[Round], previous: LinkState, pin: int | None, settings: QualitySettings,
@@ -192,10 +199,11 @@ def decide(window: list[Round], previous: LinkState, pin: int | None, settings: 
     was_pinned = previous.reason == "manual"
     forced = (pin is not None) != was_pinned or bool(switched_on or switched_off) \
         or (pin is not None and target != previous.cost)
-    # Relative to the measured part: a client link's +10000 is no reason
-    # to ignore its latency.
-    extra = CLIENT_COST_PENALTY if client else 0
-    if not forced and not _moved(target - extra, previous.cost - extra, settings):
+    # On the latency part alone: a client link's +10000 or a penalty's
+    # +2000 is no reason to ignore how its latency moved. (Without a change
+    # of penalties, both costs carry the same ones.)
+    fixed = (CLIENT_COST_PENALTY if client else 0) + _penalty(state, settings)
+    if not forced and not _moved(target - fixed, previous.cost - fixed, settings):
         # Noise: nothing is published; the reason stays the one the
         # published cost was set for.
         kept = replace(state, cost=previous.cost, reason=previous.reason)
@@ -213,13 +221,11 @@ def _target(state: LinkState, pin: int | None, settings: QualitySettings, base_c
     """The cost the state asks for, and why."""
     extra = CLIENT_COST_PENALTY if client else 0
     if pin is not None:
-        return clamp(pin + extra), "manual"
+        return pinned_cost(pin, client), "manual"
     if state.down_until:
         return MAX_COST, "down"
     latency = state.latency_cost if state.latency_cost is not None else clamp(base_cost)
-    penalty = (settings.loss_penalty if state.loss_until else 0) + \
-        (settings.jitter_penalty if state.jitter_until else 0)
-    target = clamp(latency + penalty + extra)
+    target = clamp(latency + _penalty(state, settings) + extra)
     if state.loss_until:
         return target, "loss"
     if state.jitter_until:
@@ -227,6 +233,14 @@ def _target(state: LinkState, pin: int | None, settings: QualitySettings, base_c
     if lifted:
         return target, "recovered"
     return target, "latency" if state.latency_cost is not None else "base"
+
+
+def pinned_cost(pin: int, client: bool) -> int:
+    return clamp(pin + (CLIENT_COST_PENALTY if client else 0))
+
+
+def _penalty(state: LinkState, settings: QualitySettings) -> int:
+    return (settings.loss_penalty if state.loss_until else 0) + (settings.jitter_penalty if state.jitter_until else 0)
 
 
 def _moved(target: int, published: int, settings: QualitySettings) -> bool:

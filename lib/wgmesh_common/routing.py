@@ -17,7 +17,7 @@ from .errors import ConfigError
 from .addressing import LINK_PREFIX4, LINK_PREFIX6, MeshPlan
 from .config import NodeConfig
 from .paths import Paths
-from .tomlio import file_lock, write_atomic
+from .tomlio import file_lock, remove, write_atomic
 
 
 def base_interfaces(config: NodeConfig, links: list[linkfile.Link],
@@ -60,6 +60,7 @@ def render_config(config: NodeConfig, interfaces: list[bird.OspfInterface]) -> s
         hello=config.ospf_hello,
         dead=config.ospf_dead,
         stub_router=config.is_client,
+        kernel_table=config.kernel_table,
     )
 
 
@@ -86,27 +87,33 @@ def known_costs(paths: Paths, config: NodeConfig, links: list[linkfile.Link]) ->
     new link) its pin, so pinned links never start at the base cost."""
     costs = coststate.published_costs(paths)
     try:
-        pinned = pins.load(paths)
+        pinned = pins.for_links(pins.load(paths), links)
     except (ConfigError, OSError):
         pinned = {}
     plan = MeshPlan.from_config(config)
     for link in links:
         if link.name not in costs and link.name in pinned:
-            extra = bird.CLIENT_COST_PENALTY if is_client_link(plan, config, link) else 0
-            costs[link.name] = quality.clamp(pinned[link.name] + extra)
+            costs[link.name] = quality.pinned_cost(pinned[link.name], is_client_link(plan, config, link))
     return costs
 
 
 def _write_and_configure(paths: Paths, config: NodeConfig, interfaces: list[bird.OspfInterface]) -> bool:
     text = render_config(config, interfaces)
     target = paths.bird_config
-    if target.exists() and target.read_text() == text:
+    # Set while a written config may not have reached bird yet: a failed
+    # or interrupted configure is retried by the next run, whose text is
+    # the same.
+    pending = paths.run_dir / "bird.pending"
+    if target.exists() and target.read_text() == text and not pending.exists():
         return False
+    write_atomic(pending, b"")
     write_atomic(target, text.encode())
     control = bird.BirdControl(paths.bird_socket)
     if control.alive():
         control.configure()
         log.event("bird-reconfigured", "bird reconfigured", interfaces=len(interfaces))
+    # A bird that is not running reads the file when it starts.
+    remove(pending)
     return True
 
 
@@ -146,7 +153,7 @@ def decide_all(paths: Paths, config: NodeConfig, links: list[linkfile.Link],
         log.warning(f"{error}; starting every link's cost state afresh")
         states = {}
     try:
-        pinned = pins.load(paths)
+        pinned = pins.for_links(pins.load(paths), links)
     except (ConfigError, OSError) as error:
         log.warning(f"{error}; ignoring the pins until it is fixed")
         pinned = {}
@@ -160,24 +167,29 @@ def decide_all(paths: Paths, config: NodeConfig, links: list[linkfile.Link],
             window = read_window(paths, link, link.name in states)
         decision = quality.decide(window, previous, pinned.get(link.name), config.quality, config.base_cost,
                                   client, now)
+        if decision.warning and link.name in states and window:
+            # Rounds there, but none fresh: the prober has stopped.
+            log.warning(f"{link.name}: {decision.warning}", link=link.name)
         decisions.append(LinkDecision(link, decision))
     return decisions, {d.link.name: d.decision.state for d in decisions}
 
 
 def recost(paths: Paths, config: NodeConfig, windows: dict[str, list[quality.Round]] | None = None,
            now: float | None = None) -> list[LinkDecision]:
-    """One cost-writer pass: decide, remember, reconfigure bird if a
-    published cost (or the set of links) changed, then log the events."""
+    """One cost-writer pass: decide, log the events, remember, and
+    reconfigure bird if a published cost (or the set of links) changed.
+    The events go first: after a crash an event may be logged twice, but
+    never lost."""
     with file_lock(paths.run_dir / "routing.lock"):
         links, problems = linkfile.load_all(paths)
         for problem in problems:
             log.warning(f"skipping a link file: {problem}")
         decisions, states = decide_all(paths, config, links, windows, now)
+        for item in decisions:
+            log_events(item.link, item.decision)
         coststate.save(paths, states)
         costs = {name: state.cost for name, state in states.items()}
         _write_and_configure(paths, config, base_interfaces(config, links, costs))
-    for item in decisions:
-        log_events(item.link, item.decision)
     return decisions
 
 

@@ -71,17 +71,22 @@ def explain(state: LinkState | None, pinned: bool) -> str:
                  for name, until in (("loss", state.loss_until), ("jitter", state.jitter_until)) if until]
     if penalties:
         return ", ".join(penalties)
-    return {"base": "not measured yet", "latency": "latency", "recovered": "recovered"}.get(state.reason, state.reason)
+    if state.reason == "recovered":
+        return "recovered"
+    if state.latency_cost is None:
+        return "not measured yet"
+    # Measured, but a move smaller than the hysteresis publishes nothing.
+    return "latency" if state.latency_cost == state.cost else "latency (within hysteresis)"
 
 
-def cost_states(node: Node) -> tuple[dict[str, LinkState], dict[str, int], list[str]]:
+def cost_states(node: Node, links: list[linkfile.Link]) -> tuple[dict[str, LinkState], dict[str, int], list[str]]:
     problems = []
     try:
         states = coststate.load(node.paths)
     except (ConfigError, OSError) as error:
         states, problems = {}, [str(error)]
     try:
-        pinned = pins.load(node.paths)
+        pinned = pins.for_links(pins.load(node.paths), links)
     except (ConfigError, OSError) as error:
         pinned = {}
         problems.append(str(error))
@@ -91,7 +96,7 @@ def cost_states(node: Node) -> tuple[dict[str, LinkState], dict[str, int], list[
 def gather(node: Node, now: float | None = None) -> tuple[list[LinkRow], list[str]]:
     now = time.time() if now is None else now
     links, problems = linkfile.load_all(node.paths)
-    states, pinned, cost_problems = cost_states(node)
+    states, pinned, cost_problems = cost_states(node, links)
     problems += cost_problems
     neighbours = ospf_states(node)
     rows = []
@@ -132,7 +137,7 @@ def routes_to_nodes(plan, own_id: int, routes) -> dict[int, str]:
 
 
 def reachable(node: Node) -> dict[int, str]:
-    return routes_to_nodes(node.plan, node.node_id, netlink.routes(4))
+    return routes_to_nodes(node.plan, node.node_id, netlink.routes(4, node.config.kernel_table))
 
 
 def table(rows: list[LinkRow]) -> str:

@@ -32,11 +32,17 @@ def node_loopback_addresses(config: NodeConfig) -> list[str]:
 
 
 def ensure_loopback(config: NodeConfig) -> None:
-    """The node's own addresses, and forwarding unless it is a client
-    (clients carry no transit traffic)."""
+    """The node's own addresses, the rules that route by the mesh's table,
+    and forwarding unless it is a client (clients carry no transit traffic)."""
     netlink.ensure_addresses("lo", node_loopback_addresses(config))
+    netlink.ensure_rules(config.kernel_table, config.rule_priority)
     if not config.is_client:
         netlink.enable_forwarding()
+
+
+def remove_loopback(config: NodeConfig) -> None:
+    netlink.remove_addresses("lo", node_loopback_addresses(config))
+    netlink.remove_rules(config.kernel_table, config.rule_priority)
 
 
 def _program(name: str) -> str:
@@ -117,7 +123,7 @@ class DirectSupervisor:
         for link in links:
             self.stop_link(link.name)
         stop_daemon(self.paths.pid_file("bird"))
-        netlink.remove_addresses("lo", node_loopback_addresses(self.config))
+        remove_loopback(self.config)
 
 
 class SystemdSupervisor:

@@ -10,6 +10,8 @@ import threading
 import tomllib
 
 LINK_FAMILIES = {"4": (4,), "6": (6,), "auto": (4, 6)}
+# The kernel routing table wgmesh's bird writes to (ospf.kernel_table's default).
+MESH_TABLE = "51820"
 
 
 def loopback4(node_id: int) -> str:
@@ -119,7 +121,7 @@ def route_problems(nodes) -> list[str]:
         peers &= {other.mesh_id for other in nodes}
         if not peers:
             return []
-        script = "; ".join(f'echo "{p} $(ip -o -4 route show {loopback4(p)} | tr "\\n" " ")"' for p in sorted(peers))
+        script = "; ".join(f'echo "{p} $(ip -o -4 route show table {MESH_TABLE} {loopback4(p)} | tr "\\n" " ")"' for p in sorted(peers))
         found = []
         for line in node.run(script, check=False).stdout.splitlines():
             peer, _, route = line.partition(" ")

@@ -8,7 +8,7 @@ import time
 import pytest
 
 from tests.integration.helpers import interfaces, one_line, pings, report, wait_until
-from tests.system.meshcheck import (in_parallel, link_files, link_problems, loopback4, loopback6,
+from tests.system.meshcheck import (MESH_TABLE, in_parallel, link_files, link_problems, loopback4, loopback6,
                                     mesh_problems, reach_problems)
 
 NODE0_URL = "http://198.18.0.2:8080"
@@ -64,7 +64,7 @@ def node_state(node) -> dict:
 
 
 def routes_via(node, link_names: set[str], family: int = 4) -> list[str]:
-    out = node.run(["ip", f"-{family}", "route", "show", "proto", "bird"]).stdout
+    out = node.run(["ip", f"-{family}", "route", "show", "table", MESH_TABLE, "proto", "bird"]).stdout
     return [line for line in out.splitlines() if set(line.split()) & link_names]
 
 
@@ -105,7 +105,7 @@ def test_a_client_reaches_every_node_and_carries_no_transit(mesh_lab):
 
     # Its links cost 10000 more, and it is a stub router: even with the direct
     # link between the two nodes gone, node 0 routes nothing to node 2 through it.
-    assert "wgm200" not in node0.run(["ip", "route", "show", "10.0.2.1"]).stdout
+    assert "wgm200" not in node0.run(["ip", "route", "show", "table", MESH_TABLE, "10.0.2.1"]).stdout
     for node, other in ((node0, 2), (node2, 0)):
         node.run(["systemctl", "stop", f"wgmesh-link@wgm{other}.service"])
     assert wait_until(lambda: not pings(node0, "10.0.2.1"), 15)
@@ -163,8 +163,8 @@ def watch_script(address4: str, address6: str, gone: bool = False, timeout: int 
     container costs milliseconds, polling from the host tens of them."""
     test = "[ -z \"$x\" ]" if gone else "[ -n \"$x\" ]"
     checks = {
-        "route4": f"ip -4 route show {address4} proto bird",
-        "route6": f"ip -6 route show {address6} proto bird",
+        "route4": f"ip -4 route show table {MESH_TABLE} {address4} proto bird",
+        "route6": f"ip -6 route show table {MESH_TABLE} {address6} proto bird",
         "fdb4": f"bridge fdb show dev wgmvx4 | grep 'dst {address4} '",
         "fdb6": f"bridge fdb show dev wgmvx6 | grep 'dst {address6} '",
     }
@@ -227,7 +227,7 @@ def test_proximity_used_graph_and_clean(mesh_lab):
     time.sleep(2 * MESH_PASS + 1)
     assert "wgm0" not in link_files(node4), "a mesh pass linked a node beyond the cutoff"
     assert pings(node4, "10.0.0.1")  # through node 2
-    assert "wgm2" in node4.run(["ip", "route", "show", "10.0.0.1"]).stdout
+    assert "wgm2" in node4.run(["ip", "route", "show", "table", MESH_TABLE, "10.0.0.1"]).stdout
 
     dot = node0.run(["wgmesh", "graph"]).stdout
     assert dot.startswith("graph wgmesh {")

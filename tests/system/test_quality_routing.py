@@ -18,14 +18,12 @@ import pytest
 
 from tests.integration.helpers import report, wait_until
 from tests.system.conftest import start_mesh_lab
-from tests.system.meshcheck import link_files, route_problems
+from tests.system.qualitycheck import DIRECT, VIA_4, costs, devices_to, events, ospf_not_full, settle, wait_route
 from tests.system.test_full_mesh import NODE0_URL, connect_at_once, init_all, wait_for_mesh
 
 HOLD_DOWN = 30  # seconds; shortened from the default 120 with `wgmesh set`
 REROUTE_WITHIN = 30
 RETURN_WITHIN = 60
-DIRECT = {"wgm2", "wgm2v6"}
-VIA_4 = {"wgm4", "wgm4v6"}
 
 
 @pytest.fixture(scope="module")
@@ -44,66 +42,6 @@ def triangle(deb):
         failed = False
     finally:
         mesh.lab.close(raise_on_problems=not failed and sys.exc_info()[0] is None)
-
-
-def costs(node) -> dict[str, dict]:
-    path = node.host_path("/run/wgmesh/costs.toml")
-    if not path.exists():
-        return {}
-    import tomllib
-
-    return tomllib.loads(path.read_text()).get("links", {})
-
-
-def settled_problems(nodes) -> list[str]:
-    """Every link measured, with no penalty, and every pair routed direct."""
-    problems = []
-    for node in nodes:
-        states = costs(node)
-        for name in link_files(node):
-            state = states.get(name)
-            if state is None or "rtt" not in state:
-                problems.append(f"node {node.mesh_id}: {name} not measured yet")
-            elif any(state.get(f"{p}_until") for p in ("loss", "jitter", "down")):
-                problems.append(f"node {node.mesh_id}: {name} still penalised ({state['reason']})")
-    return problems or route_problems(nodes)
-
-
-def settle(nodes, timeout: float = 120) -> None:
-    problems = []
-
-    def done():
-        problems[:] = settled_problems(nodes)
-        return not problems
-
-    assert wait_until(done, timeout, interval=1), "\n".join(problems)
-
-
-def devices_to(node, peer: int) -> set[str]:
-    words = node.run(["ip", "-o", "-4", "route", "show", f"10.0.{peer}.1"]).stdout.split()
-    return {words[i + 1] for i, word in enumerate(words[:-1]) if word == "dev"}
-
-
-def wait_route(node, peer: int, devices: set[str], timeout: float) -> float | None:
-    """Seconds until node routes to peer's loopback over (only) devices."""
-    started = time.monotonic()
-    if wait_until(lambda: devices_to(node, peer) and devices_to(node, peer) <= devices, timeout, interval=0.25):
-        return time.monotonic() - started
-    return None
-
-
-def events(node, name: str, since: float) -> list[dict]:
-    out = node.run(["journalctl", "--no-pager", "-q", "-o", "json", f"WGMESH_EVENT={name}",
-                    f"--since=@{int(since)}"]).stdout
-    return [json.loads(line) for line in out.splitlines() if line.strip()]
-
-
-def ospf_not_full(node) -> list[str]:
-    out = node.run(["birdc", "-s", "/run/wgmesh/bird.ctl", "show", "ospf", "neighbors"], check=False).stdout
-    rows = [line.split() for line in out.splitlines() if re.match(r"^\d+\.\d+\.\d+\.\d+\s", line)]
-    states = {row[4]: row[2] for row in rows if len(row) >= 5}
-    return [f"node {node.mesh_id} {name}: {states.get(name, 'no neighbour')}" for name in link_files(node)
-            if not states.get(name, "").startswith("Full")]
 
 
 def clear(lab) -> None:
@@ -192,7 +130,7 @@ import socket, sys, time
 server = socket.create_server(("10.0.2.1", 7000))
 print("listening", flush=True)
 conn, _ = server.accept()
-expected, total, longest, last = 0, 0, 0.0, time.monotonic()
+expected, total, longest, last, at = 0, 0, 0.0, time.monotonic(), 0.0
 while True:
     try:
         data = conn.recv(65536)
@@ -201,13 +139,15 @@ while True:
     now = time.monotonic()
     if not data:
         break
-    longest, last = max(longest, now - last), now
+    if now - last > longest:
+        longest, at = now - last, time.time() - (now - last)
+    last = now
     for byte in data:
         if byte != expected:
             print(f"corrupt at {total}", flush=True); sys.exit(1)
         expected = (expected + 1) % 251
         total += 1
-print(f"received {total} longest-gap {longest:.3f}", flush=True)
+print(f"received {total} longest-gap {longest:.3f} from {at:.3f}", flush=True)
 """
 
 SENDER = r"""
@@ -223,6 +163,11 @@ while not select.select([sys.stdin], [], [], 0)[0]:  # until told to stop
 conn.shutdown(socket.SHUT_WR)
 print(f"sent {sent}", flush=True)
 """
+
+
+def tcp_retransmissions(node) -> int:
+    lines = [line.split() for line in node.run(["cat", "/proc/net/snmp"]).stdout.splitlines() if line.startswith("Tcp:")]
+    return int(lines[1][lines[0].index("RetransSegs")])
 
 
 class AdjacencyWatch(threading.Thread):
@@ -256,14 +201,17 @@ def test_a_tcp_stream_survives_ten_cost_changes_with_every_adjacency_full(triang
         started = time.time()
         watch = AdjacencyWatch(node0)
         watch.start()
-        flips = []
+        flips, moments = [], []
+        retransmitted = tcp_retransmissions(node0)
         time.sleep(2)
         for turn in range(5):
             for pin, devices in (("5000", VIA_4), ("auto", DIRECT)):
+                moments.append(time.time())
                 for name in sorted(DIRECT):
                     node0.run(["wgmesh", "cost", name, pin])
                 flips.append(wait_route(node0, 2, devices, 15))
                 time.sleep(2)
+        retransmitted = tcp_retransmissions(node0) - retransmitted
         not_full = watch.stop()
         sent_out, _ = sender.communicate("stop\n", timeout=60)
         received_out, received_err = receiver.communicate(timeout=60)
@@ -273,11 +221,14 @@ def test_a_tcp_stream_survives_ten_cost_changes_with_every_adjacency_full(triang
                 process.kill()
                 process.wait()
     changes = [e for e in events(node0, "cost-change", started) if e["WGMESH_LINK"] in DIRECT]
-    report(f"TCP stream across {len(changes) // 2} cost changes per link (pins, both families): route flips took "
-           f"{', '.join(f'{f:.1f}' if f is not None else 'never' for f in flips)} s; receiver: "
-           f"{received_out.strip()}; adjacencies polled {watch.polls} times")
+    away = [e for e in changes if e["WGMESH_NEW"] == "5000"]
+    back = [e for e in changes if e["WGMESH_OLD"] == "5000"]
+    report(f"TCP stream across {len(away) + len(back)} pinned cost changes (5 away, 5 back, on both links to "
+           f"node 2): route flips took {', '.join(f'{f:.1f}' if f is not None else 'never' for f in flips)} s "
+           f"(at {', '.join(f'{m:.1f}' for m in moments)}); receiver: {received_out.strip()}; "
+           f"{retransmitted} TCP segments retransmitted; adjacencies polled {watch.polls} times")
     assert None not in flips
-    assert len(changes) == 20  # 10 per link, both families
+    assert len(away) == len(back) == 10, [e["MESSAGE"] for e in changes]
     assert not_full == [], not_full
     sent = int(sent_out.split()[1])
     received = re.match(r"received (\d+) longest-gap ([\d.]+)", received_out.strip())

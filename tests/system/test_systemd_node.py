@@ -8,6 +8,7 @@ import time
 import pytest
 
 from tests.integration.helpers import interfaces, pings, report, wait_until
+from tests.system.meshcheck import MESH_TABLE
 
 NODE0_URL = "http://198.18.0.2:8080"
 
@@ -78,7 +79,7 @@ def test_stop_and_start_exactly_one_link_and_repair_a_killed_daemon(mesh_lab):
     node2.run(["systemctl", "start", "wgmesh-link@wgm0.service"])
     assert "wgm0" in interfaces(node2)
     assert wait_until(lambda: "dev wgm0 " in node2.run(["ip", "route", "get", "10.0.0.1"]).stdout
-                      or "wgm0" in node2.run(["ip", "route", "show", "10.0.0.1"]).stdout, 15)
+                      or "wgm0" in node2.run(["ip", "route", "show", "table", MESH_TABLE, "10.0.0.1"]).stdout, 15)
 
     pid = unit_property(node2, "wgmesh-link@wgm0.service", "MainPID")
     node2.run(["kill", "-9", pid])
@@ -116,7 +117,8 @@ def test_remove_and_purge_leave_nothing(mesh_lab):
     processes = node2.run(["ps", "-eo", "args"]).stdout
     assert "wireguard-go" not in processes and "/run/wgmesh/bird" not in processes
     assert "wgmesh-join-server" not in processes and "wgmesh-vxlan-sync" not in processes
-    assert "proto bird" not in node2.run(["ip", "route"]).stdout
+    assert "proto bird" not in node2.run(["ip", "route", "show", "table", "all"]).stdout
+    assert MESH_TABLE not in node2.run(["ip", "rule"]).stdout + node2.run(["ip", "-6", "rule"]).stdout
     assert "10.0.2.1" not in node2.run(["ip", "addr", "show", "lo"]).stdout
     units = node2.run(["systemctl", "list-units", "--all", "--plain", "--no-legend", "wgmesh*"]).stdout
     assert units.strip() == "", units

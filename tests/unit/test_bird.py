@@ -106,6 +106,12 @@ def test_routes_over_a_client_link_may_lead_only_to_the_client(plan):
     assert "wgm2\"" not in kernel4 + kernel6  # links between servers carry anything
 
 
+def test_routes_go_to_the_mesh_table_of_its_own(plan):
+    text = bird.render(plan, 0, [OspfInterface("wgm2", 100)], kernel_table=51820)
+    kernel4, kernel6 = re.findall(r"protocol kernel \S+ \{(.*?)\n\}", text, re.S)
+    assert "kernel table 51820;" in kernel4 and "kernel table 51820;" in kernel6
+
+
 @pytest.mark.parametrize("cost, clamped", [(0, 1), (-5, 1), (70000, 65535), (65535, 65535), (1, 1)])
 def test_render_clamps_costs(plan, cost, clamped):
     text = bird.render(plan, 0, [OspfInterface("wgm2", cost)])

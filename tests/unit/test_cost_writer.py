@@ -2,15 +2,18 @@
 costs.toml, bird.conf and journal events out (bird itself is not running
 here: the rendered file is what it would be told)."""
 
+import copy
 import os
 import re
 import subprocess
+import tomllib
 
 import pytest
 
 from wgmesh_common import coststate, join, linkfile, pins, probe, routing
 from wgmesh_common.quality import QualitySettings
-from unit_helpers import VENV_BIN, init_node, make_link, random_key
+from wgmesh_common.tomlio import dumps
+from unit_helpers import VENV_BIN, make_link, random_key
 
 NOW = 1_700_000_000.0
 S = QualitySettings()
@@ -81,6 +84,42 @@ def test_a_bad_probe_file_keeps_the_published_cost_with_a_warning(node, links, c
     assert len(warnings) == 1 and "keeps its published cost" in warnings[0], warnings
 
 
+def test_a_bad_cost_state_entry_starts_that_link_afresh_and_keeps_the_others(node, links, capfd):
+    fast, slow = links
+    write_window(node.paths, slow, rtt=40.0)
+    routing.recost(node.paths, node.config, now=NOW)
+    good = tomllib.loads(node.paths.costs_file.read_text())
+    for key, value in (("latency_cost", "x"), ("loss_until", float("nan")), ("rtt", float("inf")), ("cost", 0),
+                       ("cost", True), ("reason", "because"), ("surprise", 1)):
+        document = copy.deepcopy(good)
+        document["links"]["wgm2"][key] = value
+        node.paths.costs_file.write_text(dumps(document))
+        states = coststate.load(node.paths)
+        assert "wgm2" not in states and states["wgm4"].cost == 500, key
+        assert "wgm2" in capfd.readouterr().err
+    routing.recost(node.paths, node.config, now=NOW + 10)  # no crash; wgm4 keeps its cost
+    assert cost_line(node.paths, "wgm4") == 500 and coststate.load(node.paths)["wgm2"].cost == 100
+
+
+def test_a_configure_that_did_not_finish_is_retried(node, links):
+    routing.apply(node.paths, node.config)
+    assert routing.apply(node.paths, node.config) is False
+    (node.paths.run_dir / "bird.pending").write_text("")  # a run that died before bird took the file
+    assert routing.apply(node.paths, node.config) is True
+    assert not (node.paths.run_dir / "bird.pending").exists()
+
+
+def test_a_prober_that_cannot_open_its_socket_fails_and_writes_no_round(node, links):
+    env = {k: v for k, v in os.environ.items() if not k.startswith("WGMESH_")}
+    env.update(WGMESH_ROOT=str(node.paths.root), WGMESH_LOG="stderr")
+    # Without CAP_NET_RAW (capsh drops it from the bounding set and from root).
+    result = subprocess.run(["capsh", "--drop=cap_net_raw", "--", "-c", f"{VENV_BIN / 'wgmesh-prober'}"],
+                            env=env, capture_output=True, text=True, timeout=60)
+    assert result.returncode != 0
+    assert result.stderr.strip().startswith("wgmesh-prober: error: cannot send echo requests:"), result.stderr
+    assert not node.paths.probe_dir.exists() and not (node.paths.run_dir / "probe.round").exists()
+
+
 def test_a_missing_probe_file_warns_only_for_a_link_measured_before(node, links, capfd):
     fast, slow = links
     write_window(node.paths, slow, rtt=40.0)
@@ -95,7 +134,7 @@ def test_a_missing_probe_file_warns_only_for_a_link_measured_before(node, links,
 
 def test_a_pin_survives_a_rewrite_of_the_link_file_and_goes_with_the_link(node, links):
     fast, _ = links
-    pins.set_pin(node.paths, "wgm2", 777)
+    pins.set_pin(node.paths, "wgm2", 777, peer=2)
     linkfile.save(node.paths, fast, random_key(), random_key())  # as an /update does
     routing.recost(node.paths, node.config, now=NOW)
     assert cost_line(node.paths, "wgm2") == 777
@@ -107,6 +146,12 @@ def test_a_pin_survives_a_rewrite_of_the_link_file_and_goes_with_the_link(node, 
     assert cost_line(node.paths, "wgm2") == 777
     join.remove_local(node, "wgm2")
     assert "wgm2" not in pins.load(node.paths)
+
+
+def test_a_pin_set_for_another_peer_does_not_apply(node, links):
+    pins.set_pin(node.paths, "wgm2", 777, peer=6)  # left over from an older link of that name
+    routing.recost(node.paths, node.config, now=NOW)
+    assert cost_line(node.paths, "wgm2") == 100
 
 
 def run_wgmesh(root, *args):
@@ -121,7 +166,7 @@ def test_wgmesh_cost_pins_and_releases(node, links):
     result = run_wgmesh(root, "cost", "wgm4", "3000")
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip() == "wgm4: cost 3000 (pinned (wgmesh cost))"
-    assert cost_line(node.paths, "wgm4") == 3000 and pins.load(node.paths) == {"wgm4": 3000}
+    assert cost_line(node.paths, "wgm4") == 3000 and pins.load(node.paths) == {"wgm4": pins.Pin(3000, 4)}
     listing = run_wgmesh(root, "cost").stdout.splitlines()
     assert "wgm4\t3000\tpinned (wgmesh cost)" in listing
     released = run_wgmesh(root, "cost", "wgm4", "auto")
@@ -143,9 +188,17 @@ def test_wgmesh_cost_bad_input_is_one_line_and_changes_nothing(node, links, args
     assert not node.paths.pins_file.exists() and not node.paths.bird_config.exists()
 
 
+def test_a_bad_pins_file_does_not_stop_a_disconnect(node, links, capfd):
+    node.paths.pins_file.parent.mkdir(parents=True, exist_ok=True)
+    node.paths.pins_file.write_text("[pins]\nwgm2 = 3\n")
+    assert join.remove_local(node, "wgm2") is True
+    assert not linkfile.exists(node.paths, "wgm2")
+    assert "the pin of wgm2 stays" in capfd.readouterr().err
+
+
 def test_a_bad_pins_file_is_ignored_with_a_warning_not_a_crash(node, links, capfd):
     node.paths.pins_file.parent.mkdir(parents=True, exist_ok=True)
-    node.paths.pins_file.write_text("[pins]\nwgm2 = 'high'\n")
+    node.paths.pins_file.write_text("[pins.wgm2]\ncost = 'high'\npeer = 2\n")
     routing.recost(node.paths, node.config, now=NOW)
     assert "the pin of wgm2 must be a cost from 1 to 65535; ignoring the pins" in capfd.readouterr().err
     assert cost_line(node.paths, "wgm2") == 100
@@ -157,8 +210,6 @@ def test_prober_output_pipes_into_a_dry_run(node, links):
     for index in range(6):
         window = probe.add_round(window, links[1], __import__("time").time() - 50 + index * 10, [40.0] * 20, 6)
     document = {"probe": [probe.to_document(window)]}
-    from wgmesh_common.tomlio import dumps
-
     env = {k: v for k, v in os.environ.items() if not k.startswith("WGMESH_")}
     env.update(WGMESH_ROOT=str(node.paths.root), WGMESH_LOG="stderr")
     result = subprocess.run([str(VENV_BIN / "wgmesh-cost-writer"), "-i", "-", "--dry-run"], input=dumps(document),

@@ -24,7 +24,7 @@ def quiet_host(monkeypatch):
     so the outcome never depends on the host the tests run on."""
     from wgmesh_common import netlink
 
-    monkeypatch.setattr(netlink, "routes", lambda family=4: [])
+    monkeypatch.setattr(netlink, "routes", lambda family, table: [])
     monkeypatch.setattr(netlink, "underlay_addresses", lambda: {})
     # The way back to a mesh address is the link to node 8; to anything
     # else, the underlay.
@@ -315,7 +315,7 @@ def bird_routes_to(*destinations: str):
 
     from wgmesh_common.netlink import Route
 
-    def routes(family: int = 4):
+    def routes(family: int, table: int):
         return [Route(ipaddress.ip_network(d), None, "wgm6", 12) for d in destinations
                 if ipaddress.ip_network(d).version == family]
 

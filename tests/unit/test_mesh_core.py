@@ -358,6 +358,14 @@ def test_probe_windows_keep_the_last_rounds_round_trip_and_stale_ones_go(paths):
     assert sorted(p.name for p in paths.probe_dir.iterdir()) == ["wgm2.toml"]
 
 
+def test_a_round_after_the_clock_stepped_back_replaces_the_rounds_dated_later():
+    window = None
+    for when in (100.0, 110.0, 120.0):
+        window = probe.add_round(window, make_link(), when, [1.0], window_rounds=6)
+    window = probe.add_round(window, make_link(), 105.0, [2.0, -3.0], window_rounds=6)
+    assert [(r.time, r.rtts, r.sent) for r in window.rounds] == [(100.0, (1.0,), 1), (105.0, (2.0,), 2)]
+
+
 def test_a_window_of_another_peer_under_the_same_name_starts_afresh():
     old = probe.add_round(None, make_link(), 100.0, [1.0], window_rounds=6)
     new = probe.add_round(old, make_link(peer_id=6), 110.0, [2.0], window_rounds=6)
@@ -367,7 +375,9 @@ def test_a_window_of_another_peer_under_the_same_name_starts_afresh():
 @pytest.mark.parametrize("content, problem", [
     ("link = 'wgm2'\n", "missing 'peer'"),
     ("link = 'wgm2'\npeer = 2\n[[rounds]]\ntime = 1.0\nsent = 2\nrtts = [1.0, 2.0, 3.0]\n", "at most `sent`"),
-    ("link = 'wgm2'\npeer = 2\n[[rounds]]\ntime = 1.0\nsent = 2\nrtts = [-1.0]\n", "non-negative"),
+    ("link = 'wgm2'\npeer = 2\n[[rounds]]\ntime = 1.0\nsent = 2\nrtts = [-1.0]\n", "from 0 to 60000 ms"),
+    ("link = 'wgm2'\npeer = 2\n[[rounds]]\ntime = 1.0\nsent = 2\nrtts = [1e308]\n", "from 0 to 60000 ms"),
+    ("link = 'wgm2'\npeer = 2\n[[rounds]]\ntime = nan\nsent = 2\n", "finite"),
     ("link = 'wgm2'\npeer = 2\n[[rounds]]\nsent = 2\n", "missing 'time'"),
     ("link = 'wgm2'\npeer = true\n", "peer an ID"),
     ("this is not toml", "not valid TOML"),

@@ -14,12 +14,13 @@ def cost_command(link: str | None, value: str | None) -> None:
     """Pin LINK's OSPF cost to N (1-65535), or return it to measurement with
     'auto'. Without arguments: every link's cost and why.
 
-    OSPF costs are per direction: this sets this node's side only. A pin
-    survives reboots and rewrites of the link file."""
+    OSPF costs are per direction: this sets this node's side only. A link
+    to or from a client still costs 10000 more (up to 65535). A pin survives
+    reboots and rewrites of the link file; it goes when the link goes."""
     node = load_node()
     if link is None:
-        states, pinned, problems = status.cost_states(node)
         links, _ = linkfile.load_all(node.paths)
+        states, pinned, problems = status.cost_states(node, links)
         for item in links:
             state = states.get(item.name)
             cost = "-" if state is None else str(state.cost)
@@ -38,7 +39,8 @@ def cost_command(link: str | None, value: str | None) -> None:
             cost = int(value)
         except ValueError:
             raise WgmeshError(f"the cost must be a whole number from 1 to 65535 or 'auto', not {value!r}") from None
-    pins.set_pin(node.paths, link, cost)
+    peer = linkfile.load(node.paths, link).peer_id
+    pins.set_pin(node.paths, link, cost, peer)
     decisions = routing.recost(node.paths, node.config)
     published = {d.link.name: d.decision for d in decisions}.get(link)
     if published is not None:

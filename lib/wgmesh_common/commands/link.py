@@ -37,7 +37,8 @@ def up(name: str) -> None:
 
 @main.group("loopback")
 def loopback() -> None:
-    """The node's own addresses on lo (10.0.N.1/30 and its IPv6 twin)."""
+    """The node's own addresses on lo (10.0.N.1/30 and its IPv6 twin) and
+    the policy rules that look up the mesh's routing table."""
 
 
 @loopback.command("up")
@@ -48,10 +49,8 @@ def loopback_up() -> None:
 
 @loopback.command("down")
 def loopback_down() -> None:
-    """Remove the node's addresses from lo."""
-    from .. import netlink
-
-    netlink.remove_addresses("lo", supervisor.node_loopback_addresses(load_node().config))
+    """Remove the node's addresses from lo, and its routing rules."""
+    supervisor.remove_loopback(load_node().config)
 
 
 @main.command("down")
