@@ -2,6 +2,7 @@
 with apt, and wgmesh driven the way an operator drives it."""
 
 import os
+import subprocess
 import sys
 import uuid
 from pathlib import Path
@@ -54,7 +55,11 @@ class Mesh:
         target = self.lab.share_dir / deb.name
         if not target.exists():
             target.write_bytes(deb.read_bytes())
-        node.run(["apt-get", "install", "-y", "-q", f"/lab/{deb.name}"], timeout=300)
+        try:
+            node.run(["apt-get", "install", "-y", "-q", f"/lab/{deb.name}"], timeout=300)
+        except subprocess.CalledProcessError as error:
+            raise AssertionError(f"installing {deb.name} on node {node.mesh_id} failed:\n"
+                                 f"{error.stdout[-2000:]}\n{error.stderr[-2000:]}") from None
 
 
 def start_mesh_lab(ids, deb: Path, name_prefix: str = "sy"):
