@@ -26,6 +26,9 @@ class OspfInterface:
     # have (the client's own block, the link's own net), per family.
     client_only4: tuple[str, ...] = ()
     client_only6: tuple[str, ...] = ()
+    # The link's own /31 and /127: the kernel's connected routes serve them.
+    net4: str | None = None
+    net6: str | None = None
 
 
 def clamp(cost: int) -> int:
@@ -64,6 +67,15 @@ def render(
     # anywhere but to the client itself.
     stub = "\tstub router yes;\n" if stub_router else ""
 
+    def connected(family: int) -> str:
+        # The mesh's table is looked up before `main`: an OSPF route to one
+        # of this node's own link nets (through another node, when the
+        # link is dear) would win over the kernel's connected route, and a
+        # packet to the link's peer would leave by another link.
+        nets = [iface.net4 if family == 4 else iface.net6 for iface in ifaces]
+        nets = [net for net in nets if net]
+        return f"\t\t\tif net ~ [ {', '.join(nets)} ] then reject;\n" if nets else ""
+
     def client_guards(family: int) -> str:
         lines = []
         for iface in ifaces:
@@ -86,7 +98,7 @@ protocol kernel wgmesh_kernel4 {{
 \tipv4 {{
 \t\timport none;
 \t\texport filter {{
-{client_guards(4)}\t\t\tif source = RTS_OSPF then {{ krt_prefsrc = {loopback4}; accept; }}
+{connected(4)}{client_guards(4)}\t\t\tif source = RTS_OSPF then {{ krt_prefsrc = {loopback4}; accept; }}
 \t\t\treject;
 \t\t}};
 \t}};
@@ -97,7 +109,7 @@ protocol kernel wgmesh_kernel6 {{
 \tipv6 {{
 \t\timport none;
 \t\texport filter {{
-{client_guards(6)}\t\t\tif source = RTS_OSPF then {{ krt_prefsrc = {loopback6}; accept; }}
+{connected(6)}{client_guards(6)}\t\t\tif source = RTS_OSPF then {{ krt_prefsrc = {loopback6}; accept; }}
 \t\t\treject;
 \t\t}};
 \t}};

@@ -69,46 +69,77 @@ def sample_rtts(address: str, count: int, interval: float, timeout: float) -> li
     return sample_many({0: address}, count, interval, timeout)[0]
 
 
-def sample_many(targets: dict[int, str], count: int, spacing: float,
-                timeout: float) -> dict[int, list[float | None]]:
+def sample_many(targets: dict[int, str], count: int, spacing: float, timeout: float,
+                sources: dict[int, str] | None = None) -> dict[int, list[float | None]]:
     """count echoes to every target (key -> IPv4 or IPv6 address), sent
-    interleaved every `spacing` seconds on one socket per family; one RTT in
-    ms per echo, None where no answer came within `timeout`.
+    interleaved every `spacing` seconds; one RTT in ms per echo, None where
+    no answer came within `timeout`.
+
+    With sources (key -> a local address), each target's echoes leave from
+    that address on a socket of their own: a link's echoes from the link's
+    own address, so the answer comes back over the link too. From the
+    node's loopback it would come back over whatever path the peer routes
+    to this node, and the RTT would follow the costs it is meant to set.
+    Without sources, one socket per family.
 
     Every target gets its own random echo id and every round a random first
     sequence number, and a reply counts only from the address it was sent
     to: a peer cannot answer for another link's echoes without guessing 32
     bits it never sees (those echoes travel inside the other link's tunnel)."""
-    from icmplib import ICMPRequest, ICMPv4Socket, ICMPv6Socket
-    from icmplib.exceptions import ICMPError, ICMPLibError, TimeoutExceeded
+    import selectors
 
-    sources = {}
+    from icmplib import ICMPRequest, ICMPv4Socket, ICMPv6Socket
+    from icmplib.exceptions import ICMPError, ICMPLibError, SocketAddressError, TimeoutExceeded
+
+    addresses = {}
     for key, address in targets.items():
         try:
-            sources[key] = ipaddress.ip_address(address)
+            addresses[key] = ipaddress.ip_address(address)
         except ValueError:
             pass  # not an address (a peer's answer, say): simply unanswered
-    keys = list(sources)
+    keys = list(addresses)
     chance = random.SystemRandom()
     idents = dict(zip(keys, chance.sample(range(0x10000), len(keys))))
     by_ident = {ident: key for key, ident in idents.items()}
     first_sequence = chance.randrange(0x10000)
     samples: dict[int, list[float | None]] = {key: [None] * count for key in targets}
-    sockets = {}
+
+    def new_socket(version: int, source: str | None):
+        socket_class = ICMPv6Socket if version == 6 else ICMPv4Socket
+        sock = socket_class(address=source, privileged=True)
+        if source is None:
+            # Every link's replies in one buffer, in bursts: room for them
+            # all, or the kernel drops some and a clean link looks lossy.
+            # (icmplib has no setter; its socket is _sock.)
+            sock._sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, RECEIVE_BUFFER)
+        return sock
+
+    socket_of = {}
+    opened = []
     try:
-        for family, socket_class in ((4, ICMPv4Socket), (6, ICMPv6Socket)):
-            if any((":" in targets[k]) == (family == 6) for k in keys):
-                sockets[family] = socket_class(privileged=True)
-                # The replies of a few hundred links arrive in bursts: room
-                # for them all, or the kernel drops some and a clean link
-                # looks lossy. (icmplib has no setter; its socket is _sock.)
-                raw = getattr(sockets[family], "_sock", None)
-                if raw is not None:
-                    raw.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, RECEIVE_BUFFER)
+        for key in list(keys):
+            version = addresses[key].version
+            if sources is not None:
+                try:
+                    socket_of[key] = new_socket(version, sources[key])
+                except SocketAddressError:
+                    # The link's interface is not there (yet): nothing can
+                    # answer over it, and its round says so.
+                    keys.remove(key)
+                    continue
+                opened.append(socket_of[key])
+            else:
+                shared = next((s for k, s in socket_of.items() if addresses[k].version == version), None)
+                socket_of[key] = shared or new_socket(version, None)
+                if shared is None:
+                    opened.append(socket_of[key])
     except (ICMPLibError, OSError):
-        for sock in sockets.values():
+        for sock in opened:
             sock.close()
         raise
+    selector = selectors.DefaultSelector()
+    for sock in opened:
+        selector.register(sock._sock, selectors.EVENT_READ, sock)
     # (id, sequence on the wire) -> (the echo's index, when it was sent)
     sent_at: dict[tuple[int, int], tuple[int, float]] = {}
     pending = 0
@@ -117,39 +148,37 @@ def sample_many(targets: dict[int, str], count: int, spacing: float,
         nonlocal pending
         sequence = (first_sequence + index) & 0xFFFF
         for key in keys:
-            address = targets[key]
-            request = ICMPRequest(destination=address, id=idents[key], sequence=sequence, payload_size=16)
+            request = ICMPRequest(destination=targets[key], id=idents[key], sequence=sequence, payload_size=16)
             try:
-                sockets[6 if ":" in address else 4].send(request)
+                socket_of[key].send(request)
                 sent_at[(idents[key], sequence)] = (index, request.time)
                 pending += 1
             except (ICMPLibError, OSError):
                 pass  # an unroutable peer is simply unanswered
 
-    def receive_until(deadline: float) -> None:
+    def take(sock) -> None:
         nonlocal pending
+        try:
+            # Readable: the packet is there, the timeout is never waited.
+            reply = sock.receive(None, 0.05)
+        except (TimeoutExceeded, ICMPError, ICMPLibError, OSError):
+            return
+        key = by_ident.get(reply.id)
+        echo = sent_at.get((reply.id, reply.sequence))
+        if key is None or echo is None or reply.type not in (0, 129) or socket_of[key] is not sock \
+                or not _same_address(reply.source, addresses[key]):
+            return
+        index, started = echo
+        if samples[key][index] is None:
+            rtt = (reply.time - started) * 1000.0
+            if rtt <= timeout * 1000.0:
+                samples[key][index] = rtt
+                pending -= 1
+
+    def receive_until(deadline: float) -> None:
         while pending and (left := deadline - time.time()) > 0:
-            for sock in sockets.values():
-                # One socket at a time; with both families in use each gets
-                # a short turn so neither starves.
-                wait = left if len(sockets) == 1 else min(left, 0.005)
-                try:
-                    reply = sock.receive(None, max(wait, 0.0005))
-                except TimeoutExceeded:
-                    continue
-                except (ICMPError, ICMPLibError, OSError):
-                    continue
-                key = by_ident.get(reply.id)
-                echo = sent_at.get((reply.id, reply.sequence))
-                if key is None or echo is None or reply.type not in (0, 129) or not _same_address(reply.source,
-                                                                                                   sources[key]):
-                    continue
-                index, started = echo
-                if samples[key][index] is None:
-                    rtt = (reply.time - started) * 1000.0
-                    if rtt <= timeout * 1000.0:
-                        samples[key][index] = rtt
-                        pending -= 1
+            for selected, _ in selector.select(left):
+                take(selected.data)
 
     try:
         start = time.time()
@@ -164,7 +193,8 @@ def sample_many(targets: dict[int, str], count: int, spacing: float,
                 time.sleep(max(0.0, next_send - time.time()))
         receive_until(time.time() + timeout)
     finally:
-        for sock in sockets.values():
+        selector.close()
+        for sock in opened:
             sock.close()
     return samples
 
@@ -185,8 +215,9 @@ def probe_links(links: list[linkfile.Link], count: int = 20, spacing: float = 0.
 
     started = time.time()
     targets = {index: link.peer4 for index, link in enumerate(links)}
+    sources = {index: link.local4 for index, link in enumerate(links)}
     try:
-        by_index = sample_many(targets, count, spacing, timeout) if targets else {}
+        by_index = sample_many(targets, count, spacing, timeout, sources) if targets else {}
     except (ICMPLibError, OSError) as error:
         raise WgmeshError(f"cannot send echo requests: {error}") from None
     return {link.name: (started, by_index[index]) for index, link in enumerate(links)}

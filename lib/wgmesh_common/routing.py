@@ -31,9 +31,16 @@ def base_interfaces(config: NodeConfig, links: list[linkfile.Link],
             link.name,
             costs.get(link.name) or bird.link_cost(config.base_cost, is_client_link(plan, config, link), False),
             *client_destinations(plan, link),
+            *link_nets(link),
         )
         for link in links
     ]
+
+
+def link_nets(link: linkfile.Link) -> tuple[str, str]:
+    """The link's own /31 and /127."""
+    return (str(ipaddress.ip_interface(f"{link.local4}/{LINK_PREFIX4}").network),
+            str(ipaddress.ip_interface(f"{link.local6}/{LINK_PREFIX6}").network))
 
 
 def is_client_link(plan: MeshPlan, config: NodeConfig, link: linkfile.Link) -> bool:
@@ -46,10 +53,8 @@ def client_destinations(plan: MeshPlan, link: linkfile.Link) -> tuple[tuple[str,
     own net (as IPv4 and IPv6 prefixes)."""
     if not plan.is_client(link.peer_id):
         return (), ()
-    net4 = ipaddress.ip_interface(f"{link.local4}/{LINK_PREFIX4}").network
-    net6 = ipaddress.ip_interface(f"{link.local6}/{LINK_PREFIX6}").network
-    return ((str(plan.node_block(link.peer_id)), str(net4)),
-            (str(plan.node_block6(link.peer_id)), str(net6)))
+    net4, net6 = link_nets(link)
+    return ((str(plan.node_block(link.peer_id)), net4), (str(plan.node_block6(link.peer_id)), net6))
 
 
 def render_config(config: NodeConfig, interfaces: list[bird.OspfInterface]) -> str:

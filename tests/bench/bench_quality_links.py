@@ -75,10 +75,11 @@ def ip(*args: str, stdin: str | None = None) -> None:
 
 
 @contextlib.contextmanager
-def answering_peers(addresses: list[str]):
-    """Two namespaces, node and peer, one veth between them; every address
-    is on the peer's loopback and routed there from the node. Yields the
-    node namespace's name."""
+def answering_peers(addresses: list[str], locals_: list[str]):
+    """Two namespaces, node and peer, one veth between them; every peer
+    address is on the peer's loopback and every link's own address on the
+    node's (the prober sends each link's echoes from it), each routed to
+    the other side. Yields the node namespace's name."""
     node, peer = (f"{NETNS_PREFIX}{os.getpid()}-{side}" for side in ("node", "peer"))
     created = []
     try:
@@ -87,9 +88,10 @@ def answering_peers(addresses: list[str]):
             created.append(name)
         ip("-n", node, "link", "add", "bench-n", "type", "veth", "peer", "name", "bench-p", "netns", peer)
         ip("-n", node, "-batch", "-", stdin="link set lo up\nlink set bench-n up\n"
-           "address add 10.255.255.0/31 dev bench-n\nroute add 10.0.0.0/16 via 10.255.255.1\n")
+           "address add 10.255.255.0/31 dev bench-n\nroute add 10.0.0.0/16 via 10.255.255.1\n"
+           + "".join(f"address add {address}/32 dev lo\n" for address in locals_))
         ip("-n", peer, "-batch", "-", stdin="link set lo up\nlink set bench-p up\n"
-           "address add 10.255.255.1/31 dev bench-p\n"
+           "address add 10.255.255.1/31 dev bench-p\nroute add 10.0.0.0/16 via 10.255.255.0\n"
            + "".join(f"address add {address}/32 dev lo\n" for address in addresses))
         yield node
     finally:
@@ -133,7 +135,7 @@ def prober_rows(sizes: list[int], runs: int = 5, seed: int = 0) -> list[dict]:
     """One row per size: the median prober round at the default settings."""
     links = make_links(max(sizes), random.Random(seed))
     rows = []
-    with answering_peers([link.peer4 for link, _, _ in links]) as netns:
+    with answering_peers([link.peer4 for link, _, _ in links], [link.local4 for link, _, _ in links]) as netns:
         for size in sizes:
             with node_tree(links[:size]) as paths:
                 env = dict(os.environ, WGMESH_ROOT=str(paths.root), WGMESH_LOG="stderr")

@@ -111,14 +111,17 @@ def reach_problems(nodes, targets=None) -> list[str]:
     return [p for found in in_parallel(check, nodes) for p in found]
 
 
-def route_problems(nodes) -> list[str]:
+def route_problems(nodes, detours=()) -> list[str]:
     """Pairs of linked nodes whose IPv4 route to each other does not take
-    their direct link yet (OSPF has not settled: a direct link costs less
-    than any path through a third node)."""
+    their direct link yet (OSPF has not settled: a direct clean link costs
+    less than any path through a third node). Pairs in detours (an impaired
+    underlay makes their direct link dearer) are not checked."""
+    skipped = {frozenset(pair) for pair in detours}
 
     def check(node):
         peers = {int(name.removeprefix("wgm").removesuffix("v6")) for name in link_files(node)}
         peers &= {other.mesh_id for other in nodes}
+        peers = {p for p in peers if frozenset((node.mesh_id, p)) not in skipped}
         if not peers:
             return []
         script = "; ".join(f'echo "{p} $(ip -o -4 route show table {MESH_TABLE} {loopback4(p)} | tr "\\n" " ")"' for p in sorted(peers))
@@ -134,10 +137,10 @@ def route_problems(nodes) -> list[str]:
     return [p for found in in_parallel(check, nodes) for p in found]
 
 
-def mesh_problems(nodes, families=(4, 6), clients=None) -> list[str]:
+def mesh_problems(nodes, families=(4, 6), clients=None, detours=()) -> list[str]:
     """Everything that keeps nodes from being a finished mesh; [] when done."""
     problems = link_problems(nodes, families, clients)
     if problems:
         return problems
     problems = [p for found in in_parallel(state_problems, nodes) for p in found]
-    return problems or route_problems(nodes) or reach_problems(nodes)
+    return problems or route_problems(nodes, detours) or reach_problems(nodes)

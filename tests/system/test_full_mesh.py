@@ -4,6 +4,7 @@ edge, the VXLAN overlay follows the routes, bad joins leave nothing."""
 
 import ipaddress
 import time
+import tomllib
 
 import pytest
 
@@ -39,12 +40,12 @@ def connect_at_once(nodes, url: str, token: str) -> float:
     return time.monotonic()
 
 
-def wait_for_mesh(nodes, families, timeout: float, clients=None) -> float:
+def wait_for_mesh(nodes, families, timeout: float, clients=None, detours=()) -> float:
     started = time.monotonic()
     problems = []
 
     def finished():
-        problems[:] = mesh_problems(nodes, families, clients)
+        problems[:] = mesh_problems(nodes, families, clients, detours)
         return not problems
 
     assert wait_until(finished, timeout, interval=0.5), "\n".join(problems)
@@ -213,7 +214,14 @@ def test_proximity_used_graph_and_clean(mesh_lab):
     mesh_lab.lab.impair(0, 4, delay=40)  # node 4 is far from node 0 on the underlay
     token = init_all(nodes, transport="4")
     connect_at_once([node2, node4], NODE0_URL, token)
-    wait_for_mesh(nodes, (4,), timeout=30)
+    # 80 ms round trip on their direct link: quality routing sends 0<->4 through node 2.
+    wait_for_mesh(nodes, (4,), timeout=30, detours={(0, 4)})
+    assert wait_until(lambda: "wgm2" in node0.run(["ip", "route", "show", "table", MESH_TABLE, "10.0.4.1"]).stdout,
+                      40), "the 80 ms link stayed the route to node 4"
+    # Its echoes still go and come back over the link itself, not the detour.
+    time.sleep(25)
+    costs = tomllib.loads(node0.host_path("/run/wgmesh/costs.toml").read_text())["links"]
+    assert costs["wgm4"]["rtt"] >= 75 and costs["wgm2"]["rtt"] < 20, costs
 
     assert [line.split("\t")[:2] for line in node4.run(["wgmesh", "used"]).stdout.splitlines()] == \
         [["0", "node"], ["2", "node"], ["4", "node"]]

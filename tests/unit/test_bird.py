@@ -35,6 +35,10 @@ CASES = {
         OspfInterface("wgm2", 100),
         OspfInterface("wgm200", 10100, ("10.0.200.0/23", "10.0.0.6/31"), ("fd10:0:0:c8::/64", "fd10::6/127"))]),
     "slow-timers": dict(node_id=4, interfaces=[OspfInterface("wgm2", 1)], hello=10, dead=40),
+    "own-link-nets": dict(node_id=0, kernel_table=51820, interfaces=[
+        OspfInterface("wgm2", 100, net4="10.0.0.4/31", net6="fd10::4/127"),
+        OspfInterface("wgm200", 10100, ("10.0.200.0/23", "10.0.0.6/31"), ("fd10:0:0:c8::/64", "fd10::6/127"),
+                      net4="10.0.0.6/31", net6="fd10::6/127")]),
 }
 
 
@@ -104,6 +108,17 @@ def test_routes_over_a_client_link_may_lead_only_to_the_client(plan):
     assert guard4 in kernel4 and kernel4.index(guard4) < kernel4.index("accept") and guard6 not in kernel4
     assert guard6 in kernel6 and kernel6.index(guard6) < kernel6.index("accept")
     assert "wgm2\"" not in kernel4 + kernel6  # links between servers carry anything
+
+
+def test_own_link_nets_stay_with_the_kernels_connected_routes(plan):
+    text = bird.render(plan, 0, CASES["own-link-nets"]["interfaces"])
+    kernel4, kernel6 = re.findall(r"protocol kernel \S+ \{(.*?)\n\}", text, re.S)
+    own4 = "if net ~ [ 10.0.0.4/31, 10.0.0.6/31 ] then reject;"
+    own6 = "if net ~ [ fd10::4/127, fd10::6/127 ] then reject;"
+    assert own4 in kernel4 and kernel4.index(own4) < kernel4.index("accept") and own6 not in kernel4
+    assert own6 in kernel6 and kernel6.index(own6) < kernel6.index("accept")
+    assert "if net ~ [" not in "".join(re.findall(r"protocol kernel \S+ \{(.*?)\n\}",
+                                                  bird.render(plan, 0, []), re.S))
 
 
 def test_routes_go_to_the_mesh_table_of_its_own(plan):
