@@ -12,6 +12,7 @@ replies are matched by (id, sequence), so 200 links cost little more CPU
 than their packets.
 """
 
+import errno
 import ipaddress
 import math
 import random
@@ -70,16 +71,18 @@ def sample_rtts(address: str, count: int, interval: float, timeout: float) -> li
 
 
 def sample_many(targets: dict[int, str], count: int, spacing: float, timeout: float,
-                sources: dict[int, str] | None = None) -> dict[int, list[float | None]]:
+                sources: dict[int, tuple[str, str]] | None = None) -> dict[int, list[float | None]]:
     """count echoes to every target (key -> IPv4 or IPv6 address), sent
     interleaved every `spacing` seconds; one RTT in ms per echo, None where
     no answer came within `timeout`.
 
-    With sources (key -> a local address), each target's echoes leave from
-    that address on a socket of their own: a link's echoes from the link's
-    own address, so the answer comes back over the link too. From the
-    node's loopback it would come back over whatever path the peer routes
-    to this node, and the RTT would follow the costs it is meant to set.
+    With sources (key -> (local address, interface)), each target's echoes
+    leave from that address on a socket of their own, bound to the link's
+    interface: a link's echoes from the link's own address, so the answer
+    comes back over the link too (from the node's loopback it would come
+    back over whatever path the peer routes to this node, and the RTT would
+    follow the costs it is meant to set), and only what arrives over the
+    link counts (another peer can neither answer for it nor flood it).
     Without sources, one socket per family.
 
     Every target gets its own random echo id and every round a random first
@@ -104,9 +107,17 @@ def sample_many(targets: dict[int, str], count: int, spacing: float, timeout: fl
     first_sequence = chance.randrange(0x10000)
     samples: dict[int, list[float | None]] = {key: [None] * count for key in targets}
 
-    def new_socket(version: int, source: str | None):
+    def new_socket(version: int, source: str | None, device: str | None = None):
         socket_class = ICMPv6Socket if version == 6 else ICMPv4Socket
         sock = socket_class(address=source, privileged=True)
+        if device is not None:
+            try:
+                sock._sock.setsockopt(socket.SOL_SOCKET, socket.SO_BINDTODEVICE, device.encode())
+            except OSError as error:
+                sock.close()
+                if error.errno == errno.ENODEV:
+                    raise SocketAddressError(source) from None
+                raise
         if source is None:
             # Every link's replies in one buffer, in bursts: room for them
             # all, or the kernel drops some and a clean link looks lossy.
@@ -121,7 +132,7 @@ def sample_many(targets: dict[int, str], count: int, spacing: float, timeout: fl
             version = addresses[key].version
             if sources is not None:
                 try:
-                    socket_of[key] = new_socket(version, sources[key])
+                    socket_of[key] = new_socket(version, *sources[key])
                 except SocketAddressError:
                     # The link's interface is not there (yet): nothing can
                     # answer over it, and its round says so.
@@ -215,7 +226,7 @@ def probe_links(links: list[linkfile.Link], count: int = 20, spacing: float = 0.
 
     started = time.time()
     targets = {index: link.peer4 for index, link in enumerate(links)}
-    sources = {index: link.local4 for index, link in enumerate(links)}
+    sources = {index: (link.local4, link.name) for index, link in enumerate(links)}
     try:
         by_index = sample_many(targets, count, spacing, timeout, sources) if targets else {}
     except (ICMPLibError, OSError) as error:

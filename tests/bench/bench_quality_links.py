@@ -75,24 +75,24 @@ def ip(*args: str, stdin: str | None = None) -> None:
 
 
 @contextlib.contextmanager
-def answering_peers(addresses: list[str], locals_: list[str]):
-    """Two namespaces, node and peer, one veth between them; every peer
-    address is on the peer's loopback and every link's own address on the
-    node's (the prober sends each link's echoes from it), each routed to
-    the other side. Yields the node namespace's name."""
+def answering_peers(links: list[linkfile.Link]):
+    """Two namespaces, node and peer, and one veth pair per link between
+    them: the node's end is named as the link, with the link's own /31
+    address, the peer's end answers at the link's peer address (the prober
+    binds each link's echoes to its interface and address). Yields the node
+    namespace's name."""
     node, peer = (f"{NETNS_PREFIX}{os.getpid()}-{side}" for side in ("node", "peer"))
     created = []
     try:
         for name in (node, peer):
             ip("netns", "add", name)
             created.append(name)
-        ip("-n", node, "link", "add", "bench-n", "type", "veth", "peer", "name", "bench-p", "netns", peer)
-        ip("-n", node, "-batch", "-", stdin="link set lo up\nlink set bench-n up\n"
-           "address add 10.255.255.0/31 dev bench-n\nroute add 10.0.0.0/16 via 10.255.255.1\n"
-           + "".join(f"address add {address}/32 dev lo\n" for address in locals_))
-        ip("-n", peer, "-batch", "-", stdin="link set lo up\nlink set bench-p up\n"
-           "address add 10.255.255.1/31 dev bench-p\nroute add 10.0.0.0/16 via 10.255.255.0\n"
-           + "".join(f"address add {address}/32 dev lo\n" for address in addresses))
+        ip("-n", node, "-batch", "-", stdin="link set lo up\n" + "".join(
+            f"link add {link.name} type veth peer name p{index} netns {peer}\n"
+            f"address add {link.local4}/31 dev {link.name}\nlink set {link.name} up\n"
+            for index, link in enumerate(links)))
+        ip("-n", peer, "-batch", "-", stdin="link set lo up\n" + "".join(
+            f"address add {link.peer4}/31 dev p{index}\nlink set p{index} up\n" for index, link in enumerate(links)))
         yield node
     finally:
         for name in created:
@@ -135,7 +135,7 @@ def prober_rows(sizes: list[int], runs: int = 5, seed: int = 0) -> list[dict]:
     """One row per size: the median prober round at the default settings."""
     links = make_links(max(sizes), random.Random(seed))
     rows = []
-    with answering_peers([link.peer4 for link, _, _ in links], [link.local4 for link, _, _ in links]) as netns:
+    with answering_peers([link for link, _, _ in links]) as netns:
         for size in sizes:
             with node_tree(links[:size]) as paths:
                 env = dict(os.environ, WGMESH_ROOT=str(paths.root), WGMESH_LOG="stderr")
