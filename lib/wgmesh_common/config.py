@@ -66,12 +66,6 @@ def _address(version: int) -> Callable[[Any], str | None]:
     return check
 
 
-def _kernel_table(value: Any) -> str | None:
-    if not 1 <= value <= 0xFFFFFFFF or value in (253, 254, 255):
-        return "must be a routing table ID other than default (253), main (254) and local (255)"
-    return None
-
-
 # section -> key -> (type, default, check). A default of None means "unset".
 SCHEMA: dict[str, dict[str, tuple[type, Any, Callable[[Any], str | None] | None]]] = {
     "node": {
@@ -108,13 +102,6 @@ SCHEMA: dict[str, dict[str, tuple[type, Any, Callable[[Any], str | None] | None]
         "hello": (int, 1, _int_in(1, 65535)),
         "dead": (int, 4, _int_in(2, 65535)),
         "base_cost": (int, 100, _int_in(1, 65535)),
-        # The kernel routing table bird writes the mesh's routes to, and the
-        # priority of the policy rules that look it up before `main`. A table
-        # of its own: another bird on the host (Debian's bird.service, say)
-        # deletes every bird-made route in the tables it syncs that it did
-        # not make itself, once a minute.
-        "kernel_table": (int, 51820, _kernel_table),
-        "rule_priority": (int, 1000, _int_in(1, 32765)),
     },
     "system": {
         "service_manager": (str, "auto", _choice(SERVICE_MANAGERS)),
@@ -163,8 +150,6 @@ class NodeConfig:
     ospf_hello: int
     ospf_dead: int
     base_cost: int
-    kernel_table: int
-    rule_priority: int
     service_manager: str
     quality: QualitySettings = QualitySettings()
 
@@ -225,8 +210,6 @@ def parse(data: dict[str, Any], source: str = "wgmesh.toml") -> NodeConfig:
         ospf_hello=values["ospf"]["hello"],
         ospf_dead=values["ospf"]["dead"],
         base_cost=values["ospf"]["base_cost"],
-        kernel_table=values["ospf"]["kernel_table"],
-        rule_priority=values["ospf"]["rule_priority"],
         service_manager=values["system"]["service_manager"],
         quality=QualitySettings(**values["quality"]),
     )

@@ -151,8 +151,8 @@ def check_collision(node: Node, peer_id: int, source: str) -> None:
             raise RequestError(409, f"ID {peer_id} is already used by another node of this mesh (collision, "
                                     f"linked with this node from another address): pick a free ID (see 'wgmesh used')")
         return
-    reachable = meshview.reachable_nodes(netlink.routes(4, node.config.kernel_table), node.plan, node.node_id)
-    reachable |= meshview.reachable_nodes(netlink.routes(6, node.config.kernel_table), node.plan, node.node_id, family=6)
+    reachable = meshview.reachable_nodes(netlink.mesh_routes(4), node.plan, node.node_id)
+    reachable |= meshview.reachable_nodes(netlink.mesh_routes(6), node.plan, node.node_id, family=6)
     if peer_id in reachable:
         raise RequestError(409, f"ID {peer_id} is already used by another node of this mesh (collision): "
                                 f"pick a free ID (see 'wgmesh used')")

@@ -39,8 +39,8 @@ def too_far(node: Node, candidates: list[int]) -> set[int]:
 def build(node: Node) -> list[linkfile.Link]:
     """One mesh pass: connect to each candidate; returns the links made."""
     own_id = node.node_id
-    reachable = meshview.reachable_nodes(netlink.routes(4, node.config.kernel_table), node.plan, own_id)
-    reachable |= meshview.reachable_nodes(netlink.routes(6, node.config.kernel_table), node.plan, own_id, family=6)
+    reachable = meshview.reachable_nodes(netlink.mesh_routes(4), node.plan, own_id)
+    reachable |= meshview.reachable_nodes(netlink.mesh_routes(6), node.plan, own_id, family=6)
     linked, is_client = linked_peers(node), node.config.is_client
     wanted = candidates(own_id, reachable, linked, is_client, node.plan)
     # Only the candidates need a distance, so the cutoff is applied second.

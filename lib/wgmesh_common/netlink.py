@@ -179,7 +179,7 @@ class Route:
 
 
 def routes(family: int, table: int) -> list[Route]:
-    """The unicast routes of one table (the mesh's: config.kernel_table)."""
+    """The unicast routes of one table."""
     import socket
 
     result = []
@@ -202,30 +202,70 @@ def routes(family: int, table: int) -> list[Route]:
     return result
 
 
-def ensure_rules(table: int, priority: int) -> None:
-    """IPv4 and IPv6 policy rules that look up the mesh's table first;
-    lookups it has no route for fall through to the next rules."""
-    import socket
+# The mesh's routes live in a kernel table of their own, looked up before
+# `main` by a rule per family: any other bird on the host (Debian's own
+# bird.service runs wherever bird2 is installed) deletes, at every scan of
+# the tables it syncs, each bird-made route it did not make itself. Not
+# 51820, which wg-quick takes for its own table. The rule ignores a default
+# route (suppress_prefixlength 0): the mesh never carries one, and
+# whatever put one there would otherwise take all of the host's traffic.
+MESH_TABLE = 30573
+MESH_RULE_PRIORITY = 1000
+MAIN_TABLE = 254
 
-    with _ipr() as ipr:
-        for af in (socket.AF_INET, socket.AF_INET6):
-            present = [r for r in ipr.get_rules(family=af)
-                       if r.get_attr("FRA_TABLE", r["table"]) == table and r.get_attr("FRA_PRIORITY") == priority]
-            if not present:
-                ipr.rule("add", family=af, table=table, priority=priority)
+
+def _mesh_rules(ipr, af) -> list:
+    return [r for r in ipr.get_rules(family=af)
+            if r.get_attr("FRA_TABLE", r["table"]) == MESH_TABLE and r.get_attr("FRA_PRIORITY") == MESH_RULE_PRIORITY
+            and r["src_len"] == 0 and r["dst_len"] == 0]
 
 
-def remove_rules(table: int, priority: int) -> None:
+def ensure_rules() -> None:
+    """The rules that look up the mesh's table (IPv4 and IPv6); lookups it
+    has no route for fall through to the next rules."""
+    import errno
     import socket
 
     from pyroute2.netlink.exceptions import NetlinkError
 
     with _ipr() as ipr:
         for af in (socket.AF_INET, socket.AF_INET6):
+            if _mesh_rules(ipr, af):
+                continue
             try:
-                ipr.rule("del", family=af, table=table, priority=priority)
-            except NetlinkError:
-                pass  # not there: nothing to remove
+                ipr.rule("add", family=af, table=MESH_TABLE, priority=MESH_RULE_PRIORITY,
+                         suppress_prefixlength=0)
+            except NetlinkError as error:
+                if error.code != errno.EEXIST:  # a concurrent run added it
+                    raise
+
+
+def remove_rules() -> None:
+    import socket
+
+    from pyroute2.netlink.exceptions import NetlinkError
+
+    with _ipr() as ipr:
+        for af in (socket.AF_INET, socket.AF_INET6):
+            for _ in _mesh_rules(ipr, af):
+                try:
+                    ipr.rule("del", family=af, table=MESH_TABLE, priority=MESH_RULE_PRIORITY)
+                except NetlinkError:
+                    pass  # gone meanwhile
+
+
+def mesh_table() -> int:
+    """The table bird writes to and the mesh's routes are read from: the
+    mesh's own once its rules are there (an upgrade or a rule flush must
+    not leave routes where nothing looks them up), `main` until then."""
+    import socket
+
+    with _ipr() as ipr:
+        return MESH_TABLE if _mesh_rules(ipr, socket.AF_INET) else MAIN_TABLE
+
+
+def mesh_routes(family: int) -> list[Route]:
+    return routes(family, mesh_table())
 
 
 def route_interface(address: str) -> str | None:

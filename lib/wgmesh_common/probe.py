@@ -18,6 +18,7 @@ import math
 import random
 import socket
 import statistics
+import struct
 import time
 from dataclasses import asdict, dataclass
 
@@ -29,6 +30,7 @@ from .tomlio import read_toml, remove, write_atomic, write_toml
 
 
 RECEIVE_BUFFER = 4 << 20
+SOL_RAW, ICMP_FILTER, ICMP_ECHOREPLY = 255, 1, 0  # linux/icmp.h
 MAX_RTT_MS = 60_000  # far beyond any echo timeout
 
 
@@ -118,6 +120,12 @@ def sample_many(targets: dict[int, str], count: int, spacing: float, timeout: fl
                 if error.errno == errno.ENODEV:
                     raise SocketAddressError(source) from None
                 raise
+        if version == 4:
+            # Only echo replies reach the socket: the peer's own echo
+            # requests come over the same link, and icmplib, which cannot
+            # parse them, would sit on the socket until its timeout while
+            # every other link's replies wait (and read as jitter).
+            sock._sock.setsockopt(SOL_RAW, ICMP_FILTER, struct.pack("I", ~(1 << ICMP_ECHOREPLY) & 0xFFFFFFFF))
         if source is None:
             # Every link's replies in one buffer, in bursts: room for them
             # all, or the kernel drops some and a clean link looks lossy.
@@ -186,13 +194,15 @@ def sample_many(targets: dict[int, str], count: int, spacing: float, timeout: fl
                 samples[key][index] = rtt
                 pending -= 1
 
+    # Deadlines on the monotonic clock: a wall clock stepped back must not
+    # make the round wait for as long as the step.
     def receive_until(deadline: float) -> None:
-        while pending and (left := deadline - time.time()) > 0:
+        while pending and (left := deadline - time.monotonic()) > 0:
             for selected, _ in selector.select(left):
                 take(selected.data)
 
     try:
-        start = time.time()
+        start = time.monotonic()
         for sequence in range(count):
             send(sequence)
             if sequence + 1 < count:
@@ -201,8 +211,8 @@ def sample_many(targets: dict[int, str], count: int, spacing: float, timeout: fl
                 # time, not over a burst.
                 next_send = start + (sequence + 1) * spacing
                 receive_until(next_send)
-                time.sleep(max(0.0, next_send - time.time()))
-        receive_until(time.time() + timeout)
+                time.sleep(max(0.0, next_send - time.monotonic()))
+        receive_until(time.monotonic() + timeout)
     finally:
         selector.close()
         for sock in opened:

@@ -69,7 +69,7 @@ def excluded(node: Node, candidates: set[int]) -> set[int]:
 def measure(node: Node, count: int = 3, peers: set[int] | None = None) -> list[Distance]:
     """Ask each reachable node (or just peers) for its underlay address (over
     the mesh) and ping that address; nearest first."""
-    reachable = meshview.reachable_nodes(netlink.routes(4, node.config.kernel_table), node.plan, node.node_id) if peers is None else peers
+    reachable = meshview.reachable_nodes(netlink.mesh_routes(4), node.plan, node.node_id) if peers is None else peers
     results = []
     for peer_id in sorted(reachable):
         try:

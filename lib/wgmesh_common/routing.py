@@ -12,7 +12,7 @@ import ipaddress
 import time
 from dataclasses import dataclass
 
-from . import bird, coststate, linkfile, log, pins, probe, quality
+from . import bird, coststate, linkfile, log, netlink, pins, probe, quality
 from .errors import ConfigError
 from .addressing import LINK_PREFIX4, LINK_PREFIX6, MeshPlan
 from .config import NodeConfig
@@ -57,7 +57,8 @@ def client_destinations(plan: MeshPlan, link: linkfile.Link) -> tuple[tuple[str,
     return ((str(plan.node_block(link.peer_id)), net4), (str(plan.node_block6(link.peer_id)), net6))
 
 
-def render_config(config: NodeConfig, interfaces: list[bird.OspfInterface]) -> str:
+def render_config(config: NodeConfig, interfaces: list[bird.OspfInterface],
+                  kernel_table: int = netlink.MAIN_TABLE) -> str:
     return bird.render(
         MeshPlan.from_config(config),
         config.require_id(),
@@ -65,7 +66,7 @@ def render_config(config: NodeConfig, interfaces: list[bird.OspfInterface]) -> s
         hello=config.ospf_hello,
         dead=config.ospf_dead,
         stub_router=config.is_client,
-        kernel_table=config.kernel_table,
+        kernel_table=kernel_table,
     )
 
 
@@ -103,7 +104,7 @@ def known_costs(paths: Paths, config: NodeConfig, links: list[linkfile.Link]) ->
 
 
 def _write_and_configure(paths: Paths, config: NodeConfig, interfaces: list[bird.OspfInterface]) -> bool:
-    text = render_config(config, interfaces)
+    text = render_config(config, interfaces, netlink.mesh_table())
     target = paths.bird_config
     # Set while a written config may not have reached bird yet: a failed
     # or interrupted configure is retried by the next run, whose text is

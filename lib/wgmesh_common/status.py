@@ -137,7 +137,7 @@ def routes_to_nodes(plan, own_id: int, routes) -> dict[int, str]:
 
 
 def reachable(node: Node) -> dict[int, str]:
-    return routes_to_nodes(node.plan, node.node_id, netlink.routes(4, node.config.kernel_table))
+    return routes_to_nodes(node.plan, node.node_id, netlink.mesh_routes(4))
 
 
 def table(rows: list[LinkRow]) -> str:

@@ -35,14 +35,16 @@ def ensure_loopback(config: NodeConfig) -> None:
     """The node's own addresses, the rules that route by the mesh's table,
     and forwarding unless it is a client (clients carry no transit traffic)."""
     netlink.ensure_addresses("lo", node_loopback_addresses(config))
-    netlink.ensure_rules(config.kernel_table, config.rule_priority)
+    netlink.ensure_rules()
     if not config.is_client:
         netlink.enable_forwarding()
 
 
 def remove_loopback(config: NodeConfig) -> None:
-    netlink.remove_addresses("lo", node_loopback_addresses(config))
-    netlink.remove_rules(config.kernel_table, config.rule_priority)
+    try:
+        netlink.remove_addresses("lo", node_loopback_addresses(config))
+    finally:
+        netlink.remove_rules()
 
 
 def _program(name: str) -> str:

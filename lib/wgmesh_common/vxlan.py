@@ -108,7 +108,7 @@ def reconcile(config: NodeConfig) -> dict[str, tuple[set[str], set[str]]]:
     changes = {}
     for device in DEVICES:
         index = ensure_device(config, device)
-        wanted = desired_entries(plan, config.require_id(), netlink.routes(device.family, config.kernel_table), device)
+        wanted = desired_entries(plan, config.require_id(), netlink.mesh_routes(device.family), device)
         have = current_entries(index)
         add, remove = wanted - have, have - wanted
         if add or remove:

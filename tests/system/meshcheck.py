@@ -10,8 +10,8 @@ import threading
 import tomllib
 
 LINK_FAMILIES = {"4": (4,), "6": (6,), "auto": (4, 6)}
-# The kernel routing table wgmesh's bird writes to (ospf.kernel_table's default).
-MESH_TABLE = "51820"
+# The kernel routing table wgmesh's bird writes to (netlink.MESH_TABLE).
+MESH_TABLE = "30573"
 
 
 def loopback4(node_id: int) -> str:

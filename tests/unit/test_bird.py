@@ -35,7 +35,7 @@ CASES = {
         OspfInterface("wgm2", 100),
         OspfInterface("wgm200", 10100, ("10.0.200.0/23", "10.0.0.6/31"), ("fd10:0:0:c8::/64", "fd10::6/127"))]),
     "slow-timers": dict(node_id=4, interfaces=[OspfInterface("wgm2", 1)], hello=10, dead=40),
-    "own-link-nets": dict(node_id=0, kernel_table=51820, interfaces=[
+    "own-link-nets": dict(node_id=0, kernel_table=30573, interfaces=[
         OspfInterface("wgm2", 100, net4="10.0.0.4/31", net6="fd10::4/127"),
         OspfInterface("wgm200", 10100, ("10.0.200.0/23", "10.0.0.6/31"), ("fd10:0:0:c8::/64", "fd10::6/127"),
                       net4="10.0.0.6/31", net6="fd10::6/127")]),
@@ -122,9 +122,9 @@ def test_own_link_nets_stay_with_the_kernels_connected_routes(plan):
 
 
 def test_routes_go_to_the_mesh_table_of_its_own(plan):
-    text = bird.render(plan, 0, [OspfInterface("wgm2", 100)], kernel_table=51820)
+    text = bird.render(plan, 0, [OspfInterface("wgm2", 100)], kernel_table=30573)
     kernel4, kernel6 = re.findall(r"protocol kernel \S+ \{(.*?)\n\}", text, re.S)
-    assert "kernel table 51820;" in kernel4 and "kernel table 51820;" in kernel6
+    assert "kernel table 30573;" in kernel4 and "kernel table 30573;" in kernel6
 
 
 @pytest.mark.parametrize("cost, clamped", [(0, 1), (-5, 1), (70000, 65535), (65535, 65535), (1, 1)])

@@ -27,8 +27,8 @@ def used_command() -> None:
     """List the node IDs in use in the mesh (as this node sees it)."""
     node = load_node()
     ids = {node.node_id}
-    ids |= meshview.reachable_nodes(netlink.routes(4, node.config.kernel_table), node.plan, node.node_id)
-    ids |= meshview.reachable_nodes(netlink.routes(6, node.config.kernel_table), node.plan, node.node_id, family=6)
+    ids |= meshview.reachable_nodes(netlink.mesh_routes(4), node.plan, node.node_id)
+    ids |= meshview.reachable_nodes(netlink.mesh_routes(6), node.plan, node.node_id, family=6)
     ids |= mesh.linked_peers(node)
     for node_id in sorted(ids):
         kind = "client" if node.plan.is_client(node_id) else "node"

@@ -13,7 +13,7 @@ import time
 
 import click
 
-from .. import log, vxlan
+from .. import log, netlink, vxlan
 from .common import load_node
 
 RESYNC = 30.0
@@ -28,6 +28,14 @@ def _notify(state: str) -> None:
 
 
 def _apply(config) -> None:
+    # The mesh's routing rules were added when the node came up; something
+    # may have flushed them since (systemd-networkd drops the rules it does
+    # not know when it starts): put them back, or bird's next run moves the
+    # routes back to `main`.
+    try:
+        netlink.ensure_rules()
+    except Exception as error:  # noqa: BLE001 - the overlay matters more than the rules
+        log.warning(f"could not restore the mesh's routing rules: {error}")
     for device, (added, removed) in vxlan.reconcile(config).items():
         for dst in sorted(added):
             log.event("vxlan-add", f"{device}: forwarding to {dst}", device=device, vtep=dst)
