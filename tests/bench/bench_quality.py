@@ -56,11 +56,10 @@ def lab_rows(deb: Path, noise_minutes: float) -> list[tuple[str, str, str]]:
         wait_for_mesh(nodes, (4, 6), timeout=90)
         settle(nodes, timeout=180)
         node0, lab = nodes[0], mesh.lab
-        print(f"underlay seed {lab.underlay.seed}", flush=True)
-
         pairs = ((0, 2), (0, 4), (2, 4))
         for a, b in pairs:
             lab.impair(a, b, jitter=2, loss=0.01)
+        print(f"underlay seed {lab.underlay.seed}", flush=True)
         started = time.time()
         time.sleep(noise_minutes * 60)
         per_hour = 60 / noise_minutes
