@@ -122,7 +122,6 @@ class LinkState:
     rtt: float | None = None  # the figures of the last decision
     loss: float | None = None
     jitter: float | None = None
-    changed: float = 0.0  # when the published cost last changed
 
     @property
     def penalties(self) -> tuple[str, ...]:
@@ -138,11 +137,18 @@ class Event:
 
 @dataclass(frozen=True)
 class Decision:
-    cost: int
-    reason: str
     state: LinkState
     events: tuple[Event, ...] = ()
     warning: str | None = None
+
+    @property
+    def cost(self) -> int:
+        """The published cost."""
+        return self.state.cost
+
+    @property
+    def reason(self) -> str:
+        return self.state.reason
 
 
 def initial_state(base_cost: int, client: bool) -> LinkState:
@@ -163,7 +169,7 @@ def _hold(until: float, bad: bool, clean: bool, now: float, hold_down: int) -> f
 def decide(window: list[Round], previous: LinkState, pin: int | None, settings: QualitySettings,
            base_cost: int, client: bool, now: float) -> Decision:
     est = estimate(window, settings, now)
-    figures = {"rtt": _round(est.rtt), "loss": _round(est.loss), "jitter": _round(est.jitter)}
+    figures = {"rtt": round_figure(est.rtt), "loss": round_figure(est.loss), "jitter": round_figure(est.jitter)}
     warning = None
     if est.rounds == 0:
         # Nothing fresh to go on (no probe file, a bad one, or a stopped
@@ -207,13 +213,11 @@ def decide(window: list[Round], previous: LinkState, pin: int | None, settings: 
         # Noise: nothing is published; the reason stays the one the
         # published cost was set for.
         kept = replace(state, cost=previous.cost, reason=previous.reason)
-        return Decision(previous.cost, previous.reason, kept, tuple(events), warning)
-    changed = target != previous.cost
-    state = replace(state, cost=target, reason=reason, changed=now if changed else previous.changed)
-    if changed:
+        return Decision(kept, tuple(events), warning)
+    if target != previous.cost:
         events.insert(0, Event("cost-change", {"old": previous.cost, "new": target, "reason": reason,
                                                **figures}))
-    return Decision(target, reason, state, tuple(events), warning)
+    return Decision(replace(state, cost=target, reason=reason), tuple(events), warning)
 
 
 def _target(state: LinkState, pin: int | None, settings: QualitySettings, base_cost: int, client: bool,
@@ -248,5 +252,6 @@ def _moved(target: int, published: int, settings: QualitySettings) -> bool:
     return delta > settings.hysteresis_absolute and delta > published * settings.hysteresis_relative / 100.0
 
 
-def _round(value: float | None) -> float | None:
+def round_figure(value: float | None) -> float | None:
+    """A measured figure as reported: to a hundredth."""
     return None if value is None else round(value, 2)

@@ -8,7 +8,7 @@ from dataclasses import asdict, dataclass, field
 from . import bird, coststate, linkfile, linkops, meshview, netlink, pins
 from .errors import ConfigError
 from .node import Node
-from .quality import LinkState
+from .quality import LinkState, round_figure
 
 HANDSHAKE_FRESH = 180.0  # WireGuard rekeys every 120 s: older means the peer is gone
 
@@ -121,8 +121,7 @@ def gather(node: Node, now: float | None = None) -> tuple[list[LinkRow], list[st
 def quality_fields(state: LinkState | None, pinned: bool) -> dict:
     if state is None:
         return {"why": explain(None, pinned)}
-    rounded = lambda value: None if value is None else round(value, 2)
-    return {"rtt": rounded(state.rtt), "loss": rounded(state.loss), "jitter": rounded(state.jitter),
+    return {"rtt": round_figure(state.rtt), "loss": round_figure(state.loss), "jitter": round_figure(state.jitter),
             "cost": state.cost, "why": explain(state, pinned),
             "penalties": {name: getattr(state, f"{name}_until") for name in state.penalties}}
 
