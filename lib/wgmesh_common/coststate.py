@@ -76,13 +76,19 @@ def load(paths: Paths) -> dict[str, LinkState]:
     return parse(data, str(paths.costs_file))
 
 
+def read_states(paths: Paths) -> tuple[dict[str, LinkState], str | None]:
+    """Every link's state; none, and the problem, when the file cannot be
+    read (the next cost pass rewrites it)."""
+    try:
+        return load(paths), None
+    except (ConfigError, OSError) as error:
+        return {}, str(error)
+
+
 def published_costs(paths: Paths) -> dict[str, int]:
     """Link -> the cost last published; {} when unknown (a fresh boot, or a
-    file that cannot be read: the cost-writer's next run rewrites it)."""
-    try:
-        return {name: state.cost for name, state in load(paths).items()}
-    except (ConfigError, OSError):
-        return {}
+    file that cannot be read)."""
+    return {name: state.cost for name, state in read_states(paths)[0].items()}
 
 
 def save(paths: Paths, states: dict[str, LinkState]) -> None:

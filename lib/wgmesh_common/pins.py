@@ -52,6 +52,15 @@ def for_links(pins: dict[str, Pin], links) -> dict[str, int]:
             if link.name in pins and pins[link.name].peer == link.peer_id}
 
 
+def pinned_costs(paths: Paths, links) -> tuple[dict[str, int], str | None]:
+    """The pinned costs that apply to links; none, and the problem, when
+    the file cannot be read (a pin is never worth a failed run)."""
+    try:
+        return for_links(load(paths), links), None
+    except (ConfigError, OSError) as error:
+        return {}, str(error)
+
+
 def set_pin(paths: Paths, name: str, cost: int | None, peer: int | None = None) -> bool:
     """Pin a link's cost (for its peer), or (cost None) return it to
     measurement. True when that changed anything."""

@@ -92,10 +92,7 @@ def known_costs(paths: Paths, config: NodeConfig, links: list[linkfile.Link]) ->
     """The published costs; for a link with none yet (after a reboot, or a
     new link) its pin, so pinned links never start at the base cost."""
     costs = coststate.published_costs(paths)
-    try:
-        pinned = pins.for_links(pins.load(paths), links)
-    except (ConfigError, OSError):
-        pinned = {}
+    pinned, _ = pins.pinned_costs(paths, links)
     plan = MeshPlan.from_config(config)
     for link in links:
         if link.name not in costs and link.name in pinned:
@@ -148,21 +145,17 @@ def read_window(paths: Paths, link: linkfile.Link, known: bool) -> list[quality.
 
 def decide_all(paths: Paths, config: NodeConfig, links: list[linkfile.Link],
                windows: dict[str, list[quality.Round]] | None = None,
-               now: float | None = None) -> tuple[list[LinkDecision], dict[str, quality.LinkState]]:
+               now: float | None = None) -> list[LinkDecision]:
     """Every link's decision, from the probe files (or the given windows),
     the remembered states and the pins."""
     now = time.time() if now is None else now
     plan = MeshPlan.from_config(config)
-    try:
-        states = coststate.load(paths)
-    except (ConfigError, OSError) as error:
-        log.warning(f"{error}; starting every link's cost state afresh")
-        states = {}
-    try:
-        pinned = pins.for_links(pins.load(paths), links)
-    except (ConfigError, OSError) as error:
-        log.warning(f"{error}; ignoring the pins until it is fixed")
-        pinned = {}
+    states, problem = coststate.read_states(paths)
+    if problem:
+        log.warning(f"{problem}; starting every link's cost state afresh")
+    pinned, problem = pins.pinned_costs(paths, links)
+    if problem:
+        log.warning(f"{problem}; ignoring the pins until it is fixed")
     decisions = []
     for link in links:
         client = is_client_link(plan, config, link)
@@ -177,7 +170,7 @@ def decide_all(paths: Paths, config: NodeConfig, links: list[linkfile.Link],
             # Rounds there, but none fresh: the prober has stopped.
             log.warning(f"{link.name}: {decision.warning}", link=link.name)
         decisions.append(LinkDecision(link, decision))
-    return decisions, {d.link.name: d.decision.state for d in decisions}
+    return decisions
 
 
 def recost(paths: Paths, config: NodeConfig, windows: dict[str, list[quality.Round]] | None = None,
@@ -190,11 +183,11 @@ def recost(paths: Paths, config: NodeConfig, windows: dict[str, list[quality.Rou
         links, problems = linkfile.load_all(paths)
         for problem in problems:
             log.warning(f"skipping a link file: {problem}")
-        decisions, states = decide_all(paths, config, links, windows, now)
+        decisions = decide_all(paths, config, links, windows, now)
         for item in decisions:
             log_events(item.link, item.decision)
-        coststate.save(paths, states)
-        costs = {name: state.cost for name, state in states.items()}
+        coststate.save(paths, {item.link.name: item.decision.state for item in decisions})
+        costs = {item.link.name: item.decision.cost for item in decisions}
         _write_and_configure(paths, config, base_interfaces(config, links, costs))
     return decisions
 

@@ -6,7 +6,6 @@ import time
 from dataclasses import asdict, dataclass, field
 
 from . import bird, coststate, linkfile, linkops, meshview, netlink, pins
-from .errors import ConfigError
 from .node import Node
 from .quality import LinkState, round_figure
 
@@ -80,17 +79,9 @@ def explain(state: LinkState | None, pinned: bool) -> str:
 
 
 def cost_states(node: Node, links: list[linkfile.Link]) -> tuple[dict[str, LinkState], dict[str, int], list[str]]:
-    problems = []
-    try:
-        states = coststate.load(node.paths)
-    except (ConfigError, OSError) as error:
-        states, problems = {}, [str(error)]
-    try:
-        pinned = pins.for_links(pins.load(node.paths), links)
-    except (ConfigError, OSError) as error:
-        pinned = {}
-        problems.append(str(error))
-    return states, pinned, problems
+    states, state_problem = coststate.read_states(node.paths)
+    pinned, pins_problem = pins.pinned_costs(node.paths, links)
+    return states, pinned, [p for p in (state_problem, pins_problem) if p]
 
 
 def gather(node: Node, now: float | None = None) -> tuple[list[LinkRow], list[str]]:

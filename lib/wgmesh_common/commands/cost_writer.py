@@ -14,9 +14,9 @@ def windows_from(document: dict, source: str) -> dict:
         raise ConfigError(f"{source}: expected a list of probe windows under 'probe' (wgmesh-prober -o -)")
     windows = {}
     for index, entry in enumerate(entries):
-        window = probe.parse(entry, f"{source}: probe[{index}]") if isinstance(entry, dict) else None
-        if window is None:
+        if not isinstance(entry, dict):
             raise ConfigError(f"{source}: probe[{index}] is not a table")
+        window = probe.parse(entry, f"{source}: probe[{index}]")
         windows[window.link] = list(window.rounds)
     return windows
 
@@ -39,7 +39,7 @@ def main(input_file, as_json: bool, dry_run: bool) -> None:
         routing.recost(node.paths, node.config, windows)
         return
     links, _ = linkfile.load_all(node.paths)
-    decisions, _ = routing.decide_all(node.paths, node.config, links, windows)
+    decisions = routing.decide_all(node.paths, node.config, links, windows)
     tomlio.emit({"link": [{"name": d.link.name, "peer": d.link.peer_id, "cost": d.decision.cost,
                            "reason": d.decision.reason, "rtt": d.decision.state.rtt,
                            "loss": d.decision.state.loss, "jitter": d.decision.state.jitter}
