@@ -6,10 +6,10 @@ They live under /run, so a restart of any service keeps them and a reboot
 starts from fresh measurements.
 
 icmplib 2.1.1 (Debian's) reports only min/avg/max per host, so samples are
-taken one echo at a time on its ICMP sockets. A round over many links uses
-one socket and one thread: every link's echoes go out interleaved and the
-replies are matched by (id, sequence), so 200 links cost little more CPU
-than their packets.
+taken one echo at a time on its ICMP sockets. A round over many links runs
+in one thread: every link's echoes go out interleaved, each link on a
+socket of its own, and the replies are matched by (id, sequence), so 200
+links cost little more CPU than their packets.
 """
 
 import errno
