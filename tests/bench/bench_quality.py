@@ -23,7 +23,7 @@ from pathlib import Path
 
 from tests.bench.bench_quality_links import cost_writer_row, prober_rows
 from tests.system.debbuild import build_deb
-from tests.system.qualitycheck import DIRECT, VIA_4, events, settle, wait_route
+from tests.system.qualitycheck import DIRECT, PAIRS, VIA_4, build_triangle, events, settle, wait_route
 from wgmesh_common.quality import QualitySettings
 
 SETTINGS = QualitySettings()
@@ -45,19 +45,12 @@ def loss_false_positives_per_hour(one_way_loss: float, settings: QualitySettings
 
 def lab_rows(deb: Path, noise_minutes: float) -> list[tuple[str, str, str]]:
     from tests.system.conftest import start_mesh_lab
-    from tests.system.test_full_mesh import NODE0_URL, connect_at_once, init_all, wait_for_mesh
-
     mesh = start_mesh_lab((0, 2, 4), deb, name_prefix="bq")
     rows = []
     try:
-        nodes = [mesh[i] for i in (0, 2, 4)]
-        token = init_all(nodes)
-        connect_at_once(nodes[1:], NODE0_URL, token)
-        wait_for_mesh(nodes, (4, 6), timeout=90)
-        settle(nodes, timeout=180)
+        nodes = build_triangle(mesh, timeout=90)
         node0, lab = nodes[0], mesh.lab
-        pairs = ((0, 2), (0, 4), (2, 4))
-        for a, b in pairs:
+        for a, b in PAIRS:
             lab.impair(a, b, jitter=2, loss=0.01)
         print(f"underlay seed {lab.underlay.seed}", flush=True)
         started = time.time()
@@ -65,7 +58,7 @@ def lab_rows(deb: Path, noise_minutes: float) -> list[tuple[str, str, str]]:
         per_hour = 60 / noise_minutes
         changes = sum(len(events(n, "cost-change", started)) for n in nodes)
         reconfigures = sum(len(events(n, "bird-reconfigured", started)) for n in nodes)
-        for a, b in pairs:
+        for a, b in PAIRS:
             lab.impair(a, b)
         rows.append((f"steady noise, {noise_minutes:g} min, 3 nodes / 12 link ends: cost changes per hour",
                      f"{changes * per_hour:g}", "0"))

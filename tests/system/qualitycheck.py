@@ -13,6 +13,24 @@ from tests.system.meshcheck import MESH_TABLE, link_files, route_problems
 # Node 0's links to node 2, and to node 4 (the detour to node 2).
 DIRECT = {"wgm2", "wgm2v6"}
 VIA_4 = {"wgm4", "wgm4v6"}
+PAIRS = ((0, 2), (0, 4), (2, 4))
+
+
+def build_triangle(mesh, settings: dict[str, str] | None = None, timeout: float = 60) -> list:
+    """Nodes 0, 2 and 4 of a booted lab made a dual-stack mesh (with the
+    given `wgmesh set` settings), every link measured and clean, every pair
+    routed direct."""
+    from tests.system.test_full_mesh import NODE0_URL, connect_at_once, init_all, wait_for_mesh
+
+    nodes = [mesh[i] for i in (0, 2, 4)]
+    token = init_all(nodes)
+    for node in nodes:
+        for key, value in (settings or {}).items():
+            node.run(["wgmesh", "set", key, value])
+    connect_at_once(nodes[1:], NODE0_URL, token)
+    wait_for_mesh(nodes, (4, 6), timeout=timeout)
+    settle(nodes, timeout=2 * timeout)
+    return nodes
 
 
 def costs(node) -> dict[str, dict]:

@@ -18,8 +18,8 @@ import pytest
 
 from tests.integration.helpers import report, wait_until
 from tests.system.conftest import start_mesh_lab
-from tests.system.qualitycheck import DIRECT, VIA_4, costs, devices_to, events, ospf_not_full, settle, wait_route
-from tests.system.test_full_mesh import NODE0_URL, connect_at_once, init_all, wait_for_mesh
+from tests.system.qualitycheck import (DIRECT, PAIRS, VIA_4, build_triangle, costs, devices_to, events,
+                                       ospf_not_full, settle, wait_route)
 
 HOLD_DOWN = 30  # seconds; shortened from the default 120 with `wgmesh set`
 REROUTE_WITHIN = 30
@@ -31,13 +31,7 @@ def triangle(deb):
     mesh = start_mesh_lab((0, 2, 4), deb, name_prefix="qr")
     failed = True
     try:
-        nodes = [mesh[i] for i in (0, 2, 4)]
-        token = init_all(nodes)
-        for node in nodes:
-            node.run(["wgmesh", "set", "quality.hold_down", str(HOLD_DOWN)])
-        connect_at_once(nodes[1:], NODE0_URL, token)
-        wait_for_mesh(nodes, (4, 6), timeout=60)
-        settle(nodes)
+        build_triangle(mesh, {"quality.hold_down": str(HOLD_DOWN)})
         yield mesh
         failed = False
     finally:
@@ -45,7 +39,7 @@ def triangle(deb):
 
 
 def clear(lab) -> None:
-    for a, b in ((0, 2), (0, 4), (2, 4)):
+    for a, b in PAIRS:
         lab.impair(a, b)
 
 
@@ -73,7 +67,7 @@ def impaired_reroute(triangle, what: str, **impairment) -> tuple[float, dict]:
 
 def test_steady_noise_changes_no_cost_and_reconfigures_nothing(triangle):
     nodes = [triangle[i] for i in (0, 2, 4)]
-    for a, b in ((0, 2), (0, 4), (2, 4)):
+    for a, b in PAIRS:
         triangle.lab.impair(a, b, jitter=2, loss=0.01)
     started = time.time()
     time.sleep(120)
