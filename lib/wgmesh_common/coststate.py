@@ -19,7 +19,7 @@ from .quality import REASONS, LinkState
 from .tomlio import read_toml, write_toml
 
 _COSTS = ("cost", "latency_cost")
-_TIMES = ("loss_until", "jitter_until", "down_until")
+_TIMES = ("loss_until", "jitter_until", "down_until", "answered_since")
 _FIGURES = {"rtt": 60_000.0, "loss": 100.0, "jitter": 60_000.0}
 
 

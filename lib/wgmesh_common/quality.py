@@ -29,6 +29,11 @@ The rules (every number is a setting in [quality], defaults in QualitySettings):
   stays within 1..MAX_COST.
 - rounds dated in the future (a clock stepped back) are ignored, and no
   deadline lies further ahead than one hold-down.
+- a new link is judged from its first answer on: the echoes sent while its
+  peer's half did not exist yet, or while the first handshake was under way,
+  are not loss of a working link. Its rounds up to and including the first
+  answered one count for nothing but the latency, and a link that has never
+  answered is not "down" (it carries no OSPF adjacency to move traffic off).
 """
 
 import statistics
@@ -89,24 +94,42 @@ class Estimate:
     jitter: float | None  # ms
     down: bool
     rounds: int  # how many recent rounds it rests on
+    settled: int = 0  # of those, how many were sent after the link's first answer
 
 
-def estimate(window: list[Round], settings: QualitySettings, now: float) -> Estimate:
-    fresh = sorted((r for r in window
-                    if -settings.interval <= now - r.time <= settings.stale_after and r.sent > 0),
-                   key=lambda r: r.time)
+def fresh_rounds(window: list[Round], settings: QualitySettings, now: float) -> list[Round]:
+    """The rounds that still say something about the link, oldest first."""
+    return sorted((r for r in window
+                   if -settings.interval <= now - r.time <= settings.stale_after and r.sent > 0),
+                  key=lambda r: r.time)
+
+
+def first_answer(window: list[Round], settings: QualitySettings, now: float) -> float:
+    """When the oldest fresh round that got an answer was sent; 0 if none did."""
+    return next((r.time for r in fresh_rounds(window, settings, now) if r.received), 0.0)
+
+
+def estimate(window: list[Round], settings: QualitySettings, now: float, answered_since: float = 0.0) -> Estimate:
+    """The link's figures from its recent rounds. Loss, jitter and down
+    count only rounds sent after `answered_since` (the round of the link's
+    first answer), and nothing before the link ever answered."""
+    fresh = fresh_rounds(window, settings, now)
     recent = fresh[-settings.recent_rounds:]
+    settled = [r for r in recent if answered_since and r.time > answered_since]
     last_down = fresh[-settings.down_rounds:]
-    down = len(last_down) == settings.down_rounds and all(r.received == 0 for r in last_down)
+    down = bool(answered_since) and len(last_down) == settings.down_rounds \
+        and all(r.received == 0 for r in last_down)
     rtts = [rtt for r in recent for rtt in r.rtts]
-    sent = sum(r.sent for r in recent)
-    jitters = [j for r in recent if (j := r.jitter) is not None]
+    settled_rtts = sum(r.received for r in settled)
+    sent = sum(r.sent for r in settled)
+    jitters = [j for r in settled if (j := r.jitter) is not None]
     return Estimate(
         rtt=statistics.median(rtts) if rtts else None,
-        loss=100.0 * (sent - len(rtts)) / sent if sent else None,
+        loss=100.0 * (sent - settled_rtts) / sent if sent else None,
         jitter=statistics.median(jitters) if jitters else None,
         down=down,
         rounds=len(recent),
+        settled=len(settled),
     )
 
 
@@ -119,6 +142,7 @@ class LinkState:
     loss_until: float = 0.0  # a penalty is active while its until is set
     jitter_until: float = 0.0
     down_until: float = 0.0
+    answered_since: float = 0.0  # when the round of the link's first answer was sent
     rtt: float | None = None  # the figures of the last decision
     loss: float | None = None
     jitter: float | None = None
@@ -168,7 +192,13 @@ def _hold(until: float, bad: bool, clean: bool, now: float, hold_down: int) -> f
 
 def decide(window: list[Round], previous: LinkState, pin: int | None, settings: QualitySettings,
            base_cost: int, client: bool, now: float) -> Decision:
-    est = estimate(window, settings, now)
+    answered_since = previous.answered_since
+    if answered_since > now + settings.interval:
+        # A clock stepped back: the link answered before any round there is now.
+        answered_since = now - settings.stale_after - settings.interval
+    elif not answered_since:
+        answered_since = first_answer(window, settings, now)
+    est = estimate(window, settings, now, answered_since)
     figures = {"rtt": round_figure(est.rtt), "loss": round_figure(est.loss), "jitter": round_figure(est.jitter)}
     warning = None
     if est.rounds == 0:
@@ -177,7 +207,7 @@ def decide(window: list[Round], previous: LinkState, pin: int | None, settings: 
         warning = "no recent probe rounds: it keeps its published cost"
         state = previous
     else:
-        full = est.rounds >= settings.recent_rounds
+        full = est.settled >= settings.recent_rounds
         loss_bad = full and est.loss is not None and est.loss >= settings.loss_threshold
         loss_clean = est.loss is not None and est.loss < settings.loss_threshold / 2
         jitter_bad = full and est.jitter is not None and est.jitter >= settings.jitter_threshold
@@ -188,7 +218,7 @@ def decide(window: list[Round], previous: LinkState, pin: int | None, settings: 
             down_until=_hold(previous.down_until, est.down, answered, now, settings.hold_down),
             loss_until=_hold(previous.loss_until, loss_bad, loss_clean, now, settings.hold_down),
             jitter_until=_hold(previous.jitter_until, jitter_bad, jitter_clean, now, settings.hold_down),
-            rtt=est.rtt, loss=est.loss, jitter=est.jitter,
+            answered_since=answered_since, rtt=est.rtt, loss=est.loss, jitter=est.jitter,
         )
         if est.rtt is not None:
             state = replace(state, latency_cost=clamp(base_cost + round(est.rtt * settings.ms_cost)))

@@ -243,7 +243,8 @@ def test_proximity_used_graph_and_clean(mesh_lab):
         assert f'label="node {node_id}\\n10.0.{node_id}.1"' in dot
     edges = {line.split(" [")[0].strip() for line in dot.splitlines() if " -- " in line}
     assert edges == {'"10.0.0.1" -- "10.0.2.1"', '"10.0.2.1" -- "10.0.4.1"'}
-    assert 'label="100"' in dot
+    # Two clean links: the base cost both ways, no penalty left from the new link's first handshake.
+    assert '"10.0.2.1" -- "10.0.4.1" [label="100"]' in dot, dot
 
     node4.run(["wgmesh", "proximity", "0"])  # no limit: the next mesh pass links them again
     assert wait_until(lambda: "wgm0" in link_files(node4) and "wgm4" in link_files(node0), 3 * MESH_PASS)

@@ -11,6 +11,7 @@ from wgmesh_common.quality import LinkState, QualitySettings, Round, decide, est
 S = QualitySettings()  # the shipped defaults
 BASE = 100
 NOW = 1_000_000.0
+LONG_AGO = NOW - 3600  # a link that first answered an hour ago
 
 
 def rounds(*specs, end=NOW, interval=S.interval, sent=S.echoes):
@@ -50,7 +51,7 @@ def event_names(decision):
 
 def test_estimate_is_robust_and_uses_only_the_recent_fresh_rounds():
     window = rounds((500.0, 20), (500.0, 0), (2.0, 0), (2.0, 2), (3.0, 0, 4.0))
-    est = estimate(window, S, NOW)
+    est = estimate(window, S, NOW, answered_since=LONG_AGO)
     assert est.rounds == 3
     assert est.rtt == 2.0  # the median: one round of 3 ms moves it nothing
     assert est.loss == pytest.approx(100 * 2 / 60)
@@ -67,7 +68,31 @@ def test_estimate_is_robust_and_uses_only_the_recent_fresh_rounds():
     (rounds((1.0, 20), (1.0, 20), (1.0, 0)), False),
 ])
 def test_down_is_every_echo_of_the_last_two_rounds_unanswered(window, down):
-    assert estimate(window, S, NOW).down is down
+    assert estimate(window, S, NOW, answered_since=LONG_AGO).down is down
+
+
+# -------------------------------------------------------------- new links
+
+def test_echoes_lost_before_a_new_link_first_answered_are_not_loss():
+    # The peer's half appeared during the third round: silence, then part of a round.
+    birth = run(rounds((1.0, 20), (1.0, 20), (1.0, 12), end=NOW - 30))
+    assert birth.state.penalties == () and birth.state.answered_since == NOW - 30
+    clean_since = run(rounds((1.0, 20), (1.0, 20), (1.0, 12), *clean(3)), birth.state)
+    assert clean_since.state.penalties == () and clean_since.reason == "base"
+    # Lossy from birth on: caught once three rounds after the first answer are there.
+    lossy = run(rounds((1.0, 20), (1.0, 20), (1.0, 12), *[(1.0, 6)] * 3), birth.state)
+    assert lossy.reason == "loss"
+
+
+def test_a_link_that_never_answered_is_not_down_and_its_first_answer_is_remembered():
+    silent = run(rounds((1.0, 20), (1.0, 20), (1.0, 20)))
+    assert silent.state.penalties == () and silent.cost == BASE and silent.state.answered_since == 0
+    answered = run(rounds((1.0, 20), (1.0, 20), (1.0, 20), (1.0, 3), end=NOW + 10), silent.state, now=NOW + 10)
+    assert answered.state.answered_since == NOW + 10
+    # Once the first answer slid out of the window, it is still the one remembered.
+    later = NOW + 100
+    down = run(rounds(*clean(4), (1.0, 20), (1.0, 20), end=later), answered.state, now=later)
+    assert down.state.answered_since == NOW + 10 and down.reason == "down"
 
 
 # --------------------------------------------------------------- latency
