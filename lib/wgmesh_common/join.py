@@ -1,8 +1,9 @@
 """Both sides of a join, and of a disconnect.
 
 Each side allocates under its own lock, generates its own private key, and
-writes its own link file; only public keys, the preshared key (made by the
-serving side) and link parameters cross the wire. Whatever fails, each side
+writes its own link file; only public keys and link parameters cross the
+wire. Each side derives the link's preshared key from the two key pairs
+(linkkeys), so no secret is ever sent. Whatever fails, each side
 removes what it reserved or wrote before reporting the error.
 """
 
@@ -10,9 +11,9 @@ import ipaddress
 import time
 from typing import Any
 
-from . import joinclient, keys, linkfile, log, meshview, netlink, pins
+from . import established, joinclient, joinapi, keys, linkfile, linkkeys, log, meshview, netlink, pins
 from .errors import ConfigError, RemoteError, WgmeshError
-from .joinapi import ConnectRequest, RequestError, signed_body
+from .joinapi import PROTOCOL, ConnectRequest, RequestError, signed_body
 from .linkfile import Link
 from .node import Node
 
@@ -88,8 +89,10 @@ def remove_local(node: Node, name: str) -> bool:
         pins.set_pin(node.paths, name, None)
     except (ConfigError, OSError) as error:
         log.warning(f"{error}; the pin of {name} stays (it applies to no other peer)", link=name)
-    # The replay high-water mark belongs to the link; a new link starts fresh.
+    # The replay high-water mark and the proof of traffic belong to the
+    # link; a new link starts fresh.
     (node.paths.replay_dir / name).unlink(missing_ok=True)
+    established.forget(node.paths, name)
     if existed:
         try:
             node.supervisor.links_changed()
@@ -139,6 +142,18 @@ def _live_endpoints(node: Node, links: list[Link]) -> set[str]:
     return found
 
 
+def current_endpoint_hosts(node: Node, link: Link) -> set[str]:
+    """Where the link's peer is on the underlay now: the endpoint its
+    WireGuard packets come from, and the one this side dials."""
+    from . import linkops
+
+    device = linkops.device_status(node.config, link.name)
+    endpoints = [peer.endpoint for peer in (device.peers if device else []) if peer.endpoint]
+    if link.endpoint:
+        endpoints.append(link.endpoint)
+    return {str(host) for host in (_host(linkfile.parse_endpoint(e)[0]) for e in endpoints) if host is not None}
+
+
 def check_collision(node: Node, peer_id: int, source: str) -> None:
     """Refuse an ID that another node already uses in this mesh (the seed's
     "Collision"). A request from the node's own mesh address, or from where
@@ -184,12 +199,37 @@ def _reserve_serving(node: Node, peer_id: int, family: int):
             time.sleep(0.1)
 
 
-def _drop_dead_half(node: Node, peer_id: int, family: int) -> None:
+def has_carried_traffic(node: Node, link: Link) -> bool:
+    """True once the link completed a handshake: now (the device says so)
+    or ever (the prober saw an answer over it; that survives restarts)."""
+    if established.is_established(node.paths, link.name):
+        return True
+    from . import linkops
+
+    device = linkops.device_status(node.config, link.name)
+    return any(peer.last_handshake > 0 for peer in (device.peers if device else []))
+
+
+def proves_old_identity(node: Node, link: Link, raw: bytes, claimed: str | None) -> bool:
+    """True when the request is signed with the key of this very link: its
+    sender holds the private key the link was made with."""
+    if not claimed:
+        return False
+    try:
+        key = linkkeys.signing_key(linkfile.read_secret(node.paths.link_key(link.name)), link.peer_public_key)
+    except (WgmeshError, OSError):
+        return False
+    return linkkeys.signature_matches(key, "POST", "/connect", raw, claimed)
+
+
+def _drop_dead_half(node: Node, peer_id: int, family: int, raw: bytes = b"", claimed: str | None = None) -> None:
     """The peer asks for a link this node already has, so its own side is
     gone: typically this node's answer to an earlier /connect was lost or
-    late, and the peer undid its half. A half that has never carried a
-    handshake (or none for minutes) is removed so the join can be served;
-    one in use is kept, and the join is refused as a duplicate."""
+    late, and the peer undid its half. A half that never completed a
+    handshake is removed so the join can be served. One that has carried
+    traffic is replaced only when the request is signed with that link's
+    key: otherwise anybody holding a token could take over a link whose
+    peer is offline for a while, by claiming its ID with a key of its own."""
     name = linkfile.link_name(peer_id, family)
     if not linkfile.exists(node.paths, name):
         return
@@ -197,24 +237,36 @@ def _drop_dead_half(node: Node, peer_id: int, family: int) -> None:
         link = linkfile.load(node.paths, name)
     except WgmeshError:
         return
-    if link.peer_id != peer_id or _live_endpoints(node, [link]):
+    if link.peer_id != peer_id:
         return
+    if proves_old_identity(node, link, raw, claimed):
+        reason = "it proved it holds the link's key"
+    elif has_carried_traffic(node, link):
+        raise RequestError(409, f"this node's link {name} to node {peer_id} has carried traffic: a new half for it "
+                                f"must be signed with the link's key (or run 'wgmesh disconnect {name} --force' "
+                                f"on this node first)")
+    else:
+        reason = "its side never completed a handshake"
     remove_local(node, name)
-    log.event("link-replaced", f"link {name}: node {peer_id} asks for it anew, its side is gone; replacing it",
+    log.event("link-replaced", f"link {name}: node {peer_id} asks for it anew and {reason}; replacing it",
               link=name, peer=peer_id)
 
 
-def serve_connect(node: Node, request: ConnectRequest, source: str = "") -> dict[str, Any]:
+def serve_connect(node: Node, request: ConnectRequest, source: str = "", raw: bytes = b"",
+                  signature: str | None = None) -> dict[str, Any]:
     if request.family not in own_families(node):
         raise RequestError(400, f"this node has no IPv{request.family} underlay address to serve a link on")
     if node.plan.is_client(node.node_id):
         raise RequestError(403, "this node is a client: it connects to servers, nothing connects to it")
     check_collision(node, request.peer_id, source)
-    _drop_dead_half(node, request.peer_id, request.family)
+    _drop_dead_half(node, request.peer_id, request.family, raw, signature)
     reservation = _reserve_serving(node, request.peer_id, request.family)
     try:
         private_key, public_key = keys.keypair()
-        psk = keys.generate_psk()
+        try:
+            psk = linkkeys.preshared_key(private_key, request.public_key)
+        except WgmeshError as error:
+            raise RequestError(400, str(error)) from None
         link = _make_link(node, reservation, "server", request.public_key, reservation.offset, node.node_id,
                           None, public_key)
         _install(node, link, private_key, psk)
@@ -222,10 +274,10 @@ def serve_connect(node: Node, request: ConnectRequest, source: str = "") -> dict
         node.allocator.release(reservation.name)
         raise
     return {
+        joinapi.PROTOCOL_FIELD: PROTOCOL,
         "id": node.node_id,
         "name": link.name,
         "public_key": public_key,
-        "preshared_key": psk,
         "listen_port": link.listen_port,
         "offset": link.offset,
         "mtu": link.mtu,
@@ -362,12 +414,14 @@ def _connect_family(node: Node, url: str, token: str | None, peer_id: int, famil
         raise
     try:
         link = _link_from_answer(node, reservation, answer, host, public_key, peer_id)
-        _install(node, link, private_key, answer["preshared_key"])
+        _install(node, link, private_key, linkkeys.preshared_key(private_key, link.peer_public_key))
     except BaseException as error:
         node.allocator.release(reservation.name)
         # The other side made its half already: ask it to drop it again.
         try:
-            _signed(url, "/disconnect", {"id": node_id, "family": family}, answer.get("preshared_key", ""))
+            peer_key = answer.get("public_key") if isinstance(answer, dict) else None
+            signed_request(url, "/disconnect", {"id": node_id, "family": family},
+                    linkkeys.signing_key(private_key, peer_key if isinstance(peer_key, str) else ""))
         except WgmeshError as undo_error:
             log.warning(f"node {peer_id} keeps a half-made link: {undo_error}", peer=peer_id)
         if isinstance(error, (KeyError, TypeError, ValueError)):
@@ -401,7 +455,6 @@ def _link_from_answer(node: Node, reservation, answer: dict, host: str, public_k
         raise ValueError("the node ID changed between /connectivity and /connect")
     try:
         linkfile.check_key(answer["public_key"], "public_key")
-        linkfile.check_key(answer["preshared_key"], "preshared_key")
     except WgmeshError as error:
         # A bad key is the remote's fault: report it as an unusable answer.
         raise ValueError(str(error)) from None
@@ -413,8 +466,13 @@ def _link_from_answer(node: Node, reservation, answer: dict, host: str, public_k
                       endpoint, public_key)
 
 
-def _signed(url: str, path: str, fields: dict[str, Any], psk: str, method: str = "POST") -> dict[str, Any]:
-    return joinclient.request(url, method, path, signed_body(fields), psk=psk)
+def signed_request(url: str, path: str, fields: dict[str, Any], signing_key: bytes,
+                   method: str = "POST") -> dict[str, Any]:
+    return joinclient.request(url, method, path, signed_body(fields), signing_key=signing_key)
+
+
+def link_signing_key(node: Node, link: Link) -> bytes:
+    return linkkeys.signing_key(linkfile.read_secret(node.paths.link_key(link.name)), link.peer_public_key)
 
 
 # --------------------------------------------------------------- disconnect
@@ -433,11 +491,11 @@ def disconnect(node: Node, name: str, force: bool = False) -> None:
     if not linkfile.exists(node.paths, name):
         raise WgmeshError(f"there is no link named {name!r} (see 'wgmesh status')")
     link = linkfile.load(node.paths, name)
-    psk = linkfile.read_secret(node.paths.link_psk(name))
+    key = link_signing_key(node, link)
     errors = []
     for url in peer_api_urls(node, link):
         try:
-            _signed(url, "/disconnect", {"id": node.node_id, "family": link.family}, psk)
+            signed_request(url, "/disconnect", {"id": node.node_id, "family": link.family}, key)
             break
         except RemoteError as error:
             errors.append(str(error))

@@ -1,23 +1,29 @@
 """The join API's wire format: request validation, responses, signatures.
 
 Pure functions only; the HTTP server and client are thin layers over this.
-Requests are JSON objects. /update and /disconnect carry no secret: they are
-signed with HMAC-SHA256 keyed by the link's preshared key, over the method,
-the path and the exact body, which includes a timestamp; the server accepts
-each link's timestamps only in increasing order, so a captured request can
-not be replayed.
+Requests are JSON objects that say which version of the protocol they
+speak ("protocol"); a node answers one it cannot speak with a 400 naming
+both versions. No secret crosses the wire: each side derives the link's
+preshared key and its signing key from the two WireGuard keys (linkkeys).
+/update, /disconnect and a /connect that replaces a half which carried
+traffic are signed with HMAC-SHA256 under the link's signing key, over the
+method, the path and the exact body, which includes a timestamp; the server
+accepts each link's timestamps only in increasing order, so a captured
+request cannot be replayed.
 """
 
-import hashlib
-import hmac
 import json
 import time
 from dataclasses import dataclass
 from typing import Any
 
-from . import linkfile
+from . import linkfile, linkkeys
 from .addressing import MeshPlan
 
+# 1: the preshared key in the /connect answer, requests signed with it.
+# 2: derived link keys; every request and answer carries "protocol".
+PROTOCOL = 2
+PROTOCOL_FIELD = "protocol"
 MAX_BODY = 16 * 1024
 CLOCK_SKEW = 300.0
 SIGNATURE_HEADER = "X-Wgmesh-Signature"
@@ -42,6 +48,18 @@ def parse_body(raw: bytes) -> dict[str, Any]:
     if not isinstance(body, dict):
         raise RequestError(400, "request body must be a JSON object")
     return body
+
+
+def take_protocol(body: dict) -> None:
+    """Remove the body's protocol version, refusing one this node cannot
+    speak (a body without one is from before versions were sent: 1)."""
+    version = body.pop(PROTOCOL_FIELD, 1)
+    if not isinstance(version, int) or isinstance(version, bool) or not 0 < version < 1000:
+        raise RequestError(400, f"field {PROTOCOL_FIELD!r} must be a protocol version number")
+    if version != PROTOCOL:
+        older = "the requesting node" if version < PROTOCOL else "this node"
+        raise RequestError(400, f"this node speaks join protocol {PROTOCOL}, the request protocol {version}: "
+                                f"upgrade {older} (see the README, Upgrading)")
 
 
 def _field(body: dict, name: str, kind: type, required: bool = True) -> Any:
@@ -142,15 +160,10 @@ def parse_signed(body: dict, plan: MeshPlan, own_id: int, allow: set[str]) -> Si
     return SignedRequest(peer_id, family, float(timestamp), public_key)
 
 
-def signature(psk: str, method: str, path: str, body: bytes) -> str:
-    message = f"{method.upper()} {path}\n".encode() + body
-    return hmac.new(psk.encode(), message, hashlib.sha256).hexdigest()
-
-
-def verify_signature(psk: str, method: str, path: str, body: bytes, claimed: str | None) -> None:
+def verify_signature(key: bytes, method: str, path: str, body: bytes, claimed: str | None) -> None:
     if not claimed:
         raise RequestError(401, f"missing {SIGNATURE_HEADER} header")
-    if not hmac.compare_digest(signature(psk, method, path, body), claimed.strip().lower()):
+    if not linkkeys.signature_matches(key, method, path, body, claimed):
         raise RequestError(403, "signature does not match this link's key")
 
 
@@ -164,5 +177,6 @@ def check_fresh(timestamp: float, last_accepted: float | None, now: float | None
 
 def signed_body(fields: dict[str, Any], now: float | None = None) -> bytes:
     body = dict(fields)
+    body[PROTOCOL_FIELD] = PROTOCOL
     body["timestamp"] = round(time.time() if now is None else now, 6)
     return json.dumps(body, sort_keys=True).encode()

@@ -7,7 +7,8 @@ import urllib.request
 from typing import Any
 
 from .errors import RemoteError, WgmeshError
-from .joinapi import SIGNATURE_HEADER, signature
+from . import linkkeys
+from .joinapi import PROTOCOL, PROTOCOL_FIELD, SIGNATURE_HEADER
 
 TIMEOUT = 15.0
 # /connect makes the link on the other side (files, unit, bird) before it
@@ -39,12 +40,14 @@ def parse_url(url: str) -> urllib.parse.SplitResult:
 _OPENER = urllib.request.build_opener(urllib.request.ProxyHandler({}))
 
 
-def request(url: str, method: str, path: str, body: dict[str, Any] | bytes, psk: str | None = None,
+def request(url: str, method: str, path: str, body: dict[str, Any] | bytes, signing_key: bytes | None = None,
             timeout: float = TIMEOUT) -> dict[str, Any]:
-    data = body if isinstance(body, bytes) else json.dumps(body).encode()
+    """One API request. A dict body gets this node's protocol version; a
+    bytes body (signed_body) has it already."""
+    data = body if isinstance(body, bytes) else json.dumps({**body, PROTOCOL_FIELD: PROTOCOL}).encode()
     headers = {"Content-Type": "application/json"}
-    if psk is not None:
-        headers[SIGNATURE_HEADER] = signature(psk, method, path, data)
+    if signing_key is not None:
+        headers[SIGNATURE_HEADER] = linkkeys.sign(signing_key, method, path, data)
     req = urllib.request.Request(url.rstrip("/") + path, data=data, method=method, headers=headers)
     try:
         with _OPENER.open(req, timeout=timeout) as response:
@@ -54,6 +57,9 @@ def request(url: str, method: str, path: str, body: dict[str, Any] | bytes, psk:
             reason = json.loads(error.read()).get("error") or error.reason
         except (ValueError, AttributeError):
             reason = error.reason
+        if error.code == 400 and f"unknown field {PROTOCOL_FIELD!r}" in str(reason):
+            reason = (f"it runs an older wgmesh (join protocol 1) and this node speaks {PROTOCOL}: "
+                      f"upgrade it (see the README, Upgrading)")
         raise RemoteError(f"{url} refused {path} ({error.code}): {reason}", error.code) from None
     except (urllib.error.URLError, OSError) as error:
         reason = getattr(error, "reason", error)

@@ -11,10 +11,11 @@ import os
 import socket
 import threading
 import time
+from dataclasses import replace
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any, Callable
 
-from . import join, joinapi, linkfile, log, netlink
+from . import join, joinapi, linkfile, linkkeys, log, meshview, netlink
 from .errors import WgmeshError
 from .joinapi import RequestError
 from .node import Node
@@ -91,10 +92,19 @@ class JoinService:
         interface = netlink.route_interface(address)
         return interface is not None and linkfile.exists(self.node.paths, interface)
 
-    def _authorise(self, token: str | None, source: str, local: str, consume: bool) -> bool:
-        """True when a token use was consumed (so it can be refunded)."""
+    def _authorise(self, token: str | None, source: str, local: str, consume: bool, peer_id: int) -> bool:
+        """True when a token use was consumed (so it can be refunded).
+
+        Without a token, only a node of the mesh is served, and only as
+        itself: the request must come over a mesh link from the loopback of
+        the node whose ID it claims. (A member claiming another ID could
+        fill this node's link block, and a client could make itself transit.)"""
         if self.from_mesh(source, local):
-            return False
+            if meshview.node_of_address(self.node.plan, source) == peer_id:
+                return False
+            if not token:
+                raise RequestError(403, f"a request without a token from inside the mesh must claim the ID of "
+                                        f"its source address: {source} is not node {peer_id}'s loopback")
         self.limiter.check(source)
         if not token:
             self.limiter.fail(source)
@@ -105,16 +115,18 @@ class JoinService:
             raise RequestError(403, "the token is not valid (wrong, expired, used up or revoked)")
         return consume
 
-    def _link_for(self, peer_id: int, family: int) -> tuple[str, str]:
+    def _link_for(self, peer_id: int, family: int) -> tuple[linkfile.Link, bytes]:
         name = linkfile.link_name(peer_id, family)
         if not linkfile.exists(self.node.paths, name):
             raise RequestError(404, f"this node has no link to node {peer_id} over IPv{family}")
-        return name, linkfile.read_secret(self.node.paths.link_psk(name))
+        link = linkfile.load(self.node.paths, name)
+        return link, join.link_signing_key(self.node, link)
 
     def _check_signed(self, method: str, path: str, headers, raw: bytes, body: dict, allow: set[str]):
         request = joinapi.parse_signed(body, self.node.plan, self.node.node_id, allow)
-        name, psk = self._link_for(request.peer_id, request.family)
-        joinapi.verify_signature(psk, method, path, raw, headers.get(joinapi.SIGNATURE_HEADER))
+        link, key = self._link_for(request.peer_id, request.family)
+        name = link.name
+        joinapi.verify_signature(key, method, path, raw, headers.get(joinapi.SIGNATURE_HEADER))
         with self._replay_lock:
             marker = self.node.paths.replay_dir / name
             try:
@@ -142,6 +154,7 @@ class JoinService:
             return 404, {"error": f"no such endpoint {path}"}, None
         try:
             body = joinapi.parse_body(raw)
+            joinapi.take_protocol(body)
             result = handler(headers, raw, body, source, local)
         except RequestError as error:
             log.event("api-refused", f"{method} {path} from {source} refused: {error.reason}", level="notice",
@@ -150,21 +163,22 @@ class JoinService:
         except WgmeshError as error:
             log.error(f"{method} {path} from {source} failed: {error}", source=source)
             return 500, {"error": str(error)}, None
+        after = None
         if isinstance(result, tuple):
-            return 200, result[0], result[1]
-        return 200, result, None
+            result, after = result
+        return 200, {joinapi.PROTOCOL_FIELD: joinapi.PROTOCOL, **result}, after
 
     def connectivity(self, headers, raw, body, source, local):
         request = joinapi.parse_connectivity(body, self.node.plan, self.node.node_id)
-        self._authorise(request.token, source, local, consume=False)
+        self._authorise(request.token, source, local, consume=False, peer_id=request.peer_id)
         join.check_collision(self.node, request.peer_id, source)
         return join.connectivity_info(self.node)
 
     def connect(self, headers, raw, body, source, local):
         request = joinapi.parse_connect(body, self.node.plan, self.node.node_id)
-        consumed = self._authorise(request.token, source, local, consume=True)
+        consumed = self._authorise(request.token, source, local, consume=True, peer_id=request.peer_id)
         try:
-            answer = join.serve_connect(self.node, request, source)
+            answer = join.serve_connect(self.node, request, source, raw, headers.get(joinapi.SIGNATURE_HEADER))
         except BaseException:
             if consumed:
                 self.tokens.refund(request.token)
@@ -174,17 +188,32 @@ class JoinService:
 
     def update(self, headers, raw, body, source, local):
         request, name = self._check_signed("PATCH", "/update", headers, raw, body, {"public_key"})
-        if request.public_key is None:
-            return {"name": name, "changed": False}
-        from dataclasses import replace
-
         link = linkfile.load(self.node.paths, name)
+        if not self._from_link_peer(link, source, local):
+            raise RequestError(403, f"/update of {name} must come over the mesh from node {link.peer_id} "
+                                    f"or from the link's current endpoint, not from {source}")
+        if request.public_key is None or request.public_key == link.peer_public_key:
+            return {"name": name, "changed": False}
         private_key = linkfile.read_secret(self.node.paths.link_key(name))
-        psk = linkfile.read_secret(self.node.paths.link_psk(name))
+        try:
+            psk = linkkeys.preshared_key(private_key, request.public_key)
+        except WgmeshError as error:
+            raise RequestError(400, str(error)) from None
         linkfile.save(self.node.paths, replace(link, peer_public_key=request.public_key), private_key, psk)
-        self.node.supervisor.start_link(name)
         log.event("link-updated", f"link {name}: node {request.peer_id} changed its key", link=name, peer=request.peer_id)
-        return {"name": name, "changed": True}
+
+        def apply() -> None:
+            self.node.supervisor.reload_link(name)
+
+        # Answer over the link as it is; the peer switches once it has the answer.
+        return {"name": name, "changed": True}, apply
+
+    def _from_link_peer(self, link: linkfile.Link, source: str, local: str) -> bool:
+        """Over the mesh from the peer itself (its loopback or its end of
+        the link), or from where its WireGuard packets come from now."""
+        if source in (link.peer4, link.peer6) or meshview.node_of_address(self.node.plan, source) == link.peer_id:
+            return self.from_mesh(source, local) or netlink.route_interface(source) == link.name
+        return source in join.current_endpoint_hosts(self.node, link)
 
     def disconnect(self, headers, raw, body, source, local):
         request, name = self._check_signed("POST", "/disconnect", headers, raw, body, set())

@@ -192,6 +192,11 @@ def save(paths: Paths, link: Link, private_key: str, psk: str) -> None:
     write_toml(paths.link_file(link.name), link.to_dict())
 
 
+def save_settings(paths: Paths, link: Link) -> None:
+    """Rewrite a link's settings (MTU, keepalive, endpoint); its keys stay."""
+    write_toml(paths.link_file(link.name), link.to_dict())
+
+
 def delete(paths: Paths, name: str) -> bool:
     """Remove the link file and its secrets; the .toml goes first so no reader
     ever finds a link whose keys are already gone."""

@@ -112,6 +112,20 @@ def bring_up_supervised(paths: Paths, config: NodeConfig, name: str, notify) -> 
     backend.exec_foreground(name)
 
 
+def reload(paths: Paths, config: NodeConfig, name: str) -> None:
+    """Make the running interface what its link file says now (a new key
+    of either side, a new endpoint, MTU or keepalive), without restarting
+    it or any other link."""
+    if not netlink.interface_exists(name):
+        raise WgmeshError(f"link {name} is not up, so there is nothing to reload (start it: wgmesh up)")
+    link, private_key, psk = _load(paths, name)
+    backend = choose_backend(config.backend)
+    backend.update(name, device_settings(link, private_key, psk))
+    netlink.configure_interface(name, link.mtu, interface_addresses(link))
+    log.event("link-reloaded", f"link {name} to node {link.peer_id} reloaded from its file",
+              link=name, peer=link.peer_id)
+
+
 def take_down(paths: Paths, name: str) -> bool:
     """Remove the interface and stop its wireguard-go, if any."""
     existed = netlink.delete_interface(name)

@@ -66,6 +66,10 @@ class Paths:
         return self.state_dir / "replay"
 
     @property
+    def established_dir(self) -> Path:
+        return self.state_dir / "established"
+
+    @property
     def pins_file(self) -> Path:
         return self.state_dir / "pins.toml"
 

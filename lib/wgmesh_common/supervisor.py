@@ -71,6 +71,9 @@ class DirectSupervisor:
     def stop_link(self, name: str) -> None:
         linkops.take_down(self.paths, name)
 
+    def reload_link(self, name: str) -> None:
+        linkops.reload(self.paths, self.config, name)
+
     def links_changed(self) -> None:
         routing.apply(self.paths, self.config)
 
@@ -155,6 +158,10 @@ class SystemdSupervisor:
     def stop_link(self, name: str) -> None:
         self._systemctl("stop", f"wgmesh-link@{name}.service")
         self._systemctl("daemon-reload")
+
+    def reload_link(self, name: str) -> None:
+        # ExecReload= (wgmesh-link reload), or a start if the unit is down.
+        self._systemctl("reload-or-restart", f"wgmesh-link@{name}.service")
 
     def links_changed(self) -> None:
         self._systemctl("start", "--no-block", "wgmesh-cost-writer.service")

@@ -56,6 +56,27 @@ def uapi_set_request(settings: DeviceSettings) -> str:
         f"private_key={to_hex(settings.private_key)}",
         f"listen_port={settings.listen_port}",
         "replace_peers=true",
+    ]
+    return "\n".join(lines + _uapi_peer_lines(settings)) + "\n\n"
+
+
+def uapi_update_request(settings: DeviceSettings, current_peers: list[str]) -> str:
+    """The UAPI 'set' message that moves a running device to settings
+    without replace_peers: a peer that stays keeps its session, so a new
+    MTU, keepalive or endpoint does not cost a handshake."""
+    lines = [
+        "set=1",
+        f"private_key={to_hex(settings.private_key)}",
+        f"listen_port={settings.listen_port}",
+    ]
+    for key in current_peers:
+        if key != settings.peer_public_key:
+            lines += [f"public_key={to_hex(key)}", "remove=true"]
+    return "\n".join(lines + _uapi_peer_lines(settings)) + "\n\n"
+
+
+def _uapi_peer_lines(settings: DeviceSettings) -> list[str]:
+    lines = [
         f"public_key={to_hex(settings.peer_public_key)}",
         f"preshared_key={to_hex(settings.preshared_key)}",
     ]
@@ -64,7 +85,7 @@ def uapi_set_request(settings: DeviceSettings) -> str:
     lines.append(f"persistent_keepalive_interval={settings.keepalive}")
     lines.append("replace_allowed_ips=true")
     lines += [f"allowed_ip={ip}" for ip in settings.allowed_ips]
-    return "\n".join(lines) + "\n\n"
+    return lines
 
 
 def parse_uapi_get(text: str) -> DeviceStatus:
@@ -190,6 +211,10 @@ class UserspaceBackend:
     def configure(self, ifname: str, settings: DeviceSettings) -> None:
         uapi_exchange(ifname, uapi_set_request(settings), self.socket_dir)
 
+    def update(self, ifname: str, settings: DeviceSettings) -> None:
+        current = [peer.public_key for peer in self.status(ifname).peers]
+        uapi_exchange(ifname, uapi_update_request(settings, current), self.socket_dir)
+
     def status(self, ifname: str) -> DeviceStatus:
         return parse_uapi_get(uapi_exchange(ifname, "get=1\n\n", self.socket_dir))
 
@@ -244,6 +269,9 @@ class KernelBackend:
                 if peer.public_key != settings.peer_public_key:
                     wg.set(ifname, peer={"public_key": peer.public_key, "remove": True})
             wg.set(**kernel_set_arguments(ifname, settings))
+
+    # Setting a peer that exists changes it in place: its session stays.
+    update = configure
 
     def status(self, ifname: str, wg=None) -> DeviceStatus:
         from pyroute2 import WireGuard

@@ -345,7 +345,7 @@ def test_connect_with_a_refused_token_leaves_nothing(wgmesh, root, join_server):
     assert result.exit_code == 1
     assert str(result.exception) == f"{remote.url} refused /connectivity (403): the token is not valid"
     assert remote.paths_asked() == ["/connectivity"]
-    assert remote.requests[0][1] == {"id": 0, "token": "wrong"}
+    assert remote.requests[0][1] == {"id": 0, "token": "wrong", "protocol": 2}
     assert no_join_leftovers(root)
 
 
@@ -377,29 +377,41 @@ def test_connect_refused_at_connect_releases_the_reservation(wgmesh, root, join_
     assert "refused /connect (409): a link to node 0 over IPv4 already exists" in str(result.exception)
     # The request carried only a public key, never a private one.
     body = remote.requests[1][1]
-    assert set(body) == {"id", "public_key", "listen_port", "family", "type", "token"}
+    assert set(body) == {"id", "public_key", "listen_port", "family", "type", "token", "protocol"}
     assert body["listen_port"] == 51820 and body["family"] == 4
     assert no_join_leftovers(root)
 
 
 def test_an_unusable_connect_answer_is_undone_on_both_sides(wgmesh, root, join_server):
+    from wgmesh_common import keys, linkkeys
+
     initialise(wgmesh)
-    psk = random_key()
-    answer = {"id": 2, "public_key": "not-a-key", "preshared_key": psk, "listen_port": 51820, "offset": 4}
+    server_private = random_key()
+    answer = {"id": 2, "public_key": keys.public_key(server_private), "listen_port": 70000, "offset": 4}
     remote = join_server({"/connectivity": CONNECTIVITY, "/connect": (200, answer),
                           "/disconnect": (200, {"name": "wgm0", "removed": True})})
     result = wgmesh("connect", remote.url, "tok")
     assert result.exit_code == 1
     assert "sent an unusable /connect answer" in str(result.exception)
     assert no_join_leftovers(root)
-    # The other side was asked, with a request signed by the link's key, to drop its half.
+    # The other side was asked, with a request signed by the link's derived key, to drop its half.
     assert remote.paths_asked() == ["/connectivity", "/connect", "/disconnect"]
     _, body, headers = remote.requests[2]
     assert body["id"] == 0 and body["family"] == 4
-    from wgmesh_common.joinapi import signature
-
     raw = json.dumps(body, sort_keys=True).encode()
-    assert headers["X-Wgmesh-Signature"] == signature(psk, "POST", "/disconnect", raw)
+    key = linkkeys.signing_key(server_private, remote.requests[1][1]["public_key"])
+    assert headers["X-Wgmesh-Signature"] == linkkeys.sign(key, "POST", "/disconnect", raw)
+
+
+def test_a_connect_answer_without_a_usable_key_cannot_be_undone_by_signature(wgmesh, root, join_server):
+    initialise(wgmesh)
+    answer = {"id": 2, "public_key": "not-a-key", "listen_port": 51820, "offset": 4}
+    remote = join_server({"/connectivity": CONNECTIVITY, "/connect": (200, answer)})
+    result = wgmesh("connect", remote.url, "tok")
+    assert result.exit_code == 1 and "sent an unusable /connect answer" in str(result.exception)
+    assert no_join_leftovers(root)
+    # Nothing could sign it: the other side keeps a half that never saw a handshake, which it replaces freely.
+    assert remote.paths_asked() == ["/connectivity", "/connect"]
 
 
 def test_connect_with_a_taken_port_leaves_nothing(wgmesh, root, join_server):

@@ -1,10 +1,11 @@
 """The join API wire format: request validation and signatures."""
 
 import json
+import secrets
 
 import pytest
 
-from wgmesh_common import joinapi
+from wgmesh_common import joinapi, linkkeys
 from wgmesh_common.joinapi import RequestError
 from unit_helpers import random_key
 
@@ -119,28 +120,28 @@ def test_a_good_signed_request(plan):
 # --------------------------------------------------------------- signatures
 
 def test_signature_verifies():
-    psk = random_key()
+    key = secrets.token_bytes(32)
     body = joinapi.signed_body({"id": 2, "family": 4}, now=1000.5)
-    assert json.loads(body) == {"id": 2, "family": 4, "timestamp": 1000.5}
-    sig = joinapi.signature(psk, "post", "/disconnect", body)
+    assert json.loads(body) == {"id": 2, "family": 4, "protocol": joinapi.PROTOCOL, "timestamp": 1000.5}
+    sig = linkkeys.sign(key, "post", "/disconnect", body)
     assert len(sig) == 64 and int(sig, 16) >= 0
-    joinapi.verify_signature(psk, "POST", "/disconnect", body, sig)
-    joinapi.verify_signature(psk, "POST", "/disconnect", body, "  " + sig.upper() + "\n")
+    joinapi.verify_signature(key, "POST", "/disconnect", body, sig)
+    joinapi.verify_signature(key, "POST", "/disconnect", body, "  " + sig.upper() + "\n")
 
 
 @pytest.mark.parametrize("change", ["body", "key", "path", "method"])
 def test_a_signature_over_anything_else_is_refused(change):
-    psk, body = random_key(), joinapi.signed_body({"id": 2, "family": 4}, now=1000.0)
-    sig = joinapi.signature(psk, "POST", "/disconnect", body)
-    args = {"psk": psk, "method": "POST", "path": "/disconnect", "body": body}
+    key, body = secrets.token_bytes(32), joinapi.signed_body({"id": 2, "family": 4}, now=1000.0)
+    sig = linkkeys.sign(key, "POST", "/disconnect", body)
+    args = {"key": key, "method": "POST", "path": "/disconnect", "body": body}
     args.update({
         "body": {"body": body.replace(b'"id": 2', b'"id": 4')},
-        "key": {"psk": random_key()},
+        "key": {"key": secrets.token_bytes(32)},
         "path": {"path": "/update"},
         "method": {"method": "PATCH"},
     }[change])
     with pytest.raises(RequestError) as caught:
-        joinapi.verify_signature(args["psk"], args["method"], args["path"], args["body"], sig)
+        joinapi.verify_signature(args["key"], args["method"], args["path"], args["body"], sig)
     assert caught.value.status == 403
     assert caught.value.reason == "signature does not match this link's key"
 
@@ -148,7 +149,7 @@ def test_a_signature_over_anything_else_is_refused(change):
 @pytest.mark.parametrize("claimed", [None, ""])
 def test_a_missing_signature_header_is_401(claimed):
     with pytest.raises(RequestError) as caught:
-        joinapi.verify_signature(random_key(), "POST", "/disconnect", b"{}", claimed)
+        joinapi.verify_signature(secrets.token_bytes(32), "POST", "/disconnect", b"{}", claimed)
     assert caught.value.status == 401
     assert caught.value.reason == "missing X-Wgmesh-Signature header"
 

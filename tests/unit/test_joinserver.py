@@ -50,7 +50,8 @@ def token(node) -> str:
 
 
 def call(service, path, body, method="POST", source=OUTSIDE, local=PUBLIC_LOCAL, headers=None):
-    raw = body if isinstance(body, bytes) else json.dumps(body).encode()
+    """A request as this version's client sends it (a dict gets the protocol version)."""
+    raw = body if isinstance(body, bytes) else json.dumps({joinapi.PROTOCOL_FIELD: joinapi.PROTOCOL, **body}).encode()
     return service.handle(method, path, headers or {}, raw, source, local)
 
 
@@ -123,7 +124,7 @@ def test_successes_do_not_count_as_failures(service, token):
 @pytest.mark.parametrize("source, local, status", [
     (MESH_PEER, MESH_LOCAL, 200),          # over the mesh, to the mesh address
     ("fd10:0:0:2::1", "fd10::1", 200),     # the same over IPv6
-    ("10.0.3.9", MESH_LOCAL, 200),         # from a link address of the mesh
+    ("10.0.3.9", MESH_LOCAL, 403),         # a link address: not the loopback of the node it claims
     (MESH_PEER, PUBLIC_LOCAL, 401),        # a mesh source, but to the public address
     (OUTSIDE, MESH_LOCAL, 401),            # the mesh address, but from outside
     ("10.0.2.1", "10.0.2.1", 401),         # another node's mesh address is not ours
@@ -131,6 +132,27 @@ def test_successes_do_not_count_as_failures(service, token):
 ])
 def test_requests_from_the_mesh_to_the_mesh_address_need_no_token(service, source, local, status):
     assert call(service, "/connectivity", {"id": 2}, source=source, local=local)[0] == status
+
+
+@pytest.mark.parametrize("source, claimed, status", [
+    ("10.0.200.1", 200, 200),   # a client, as itself
+    ("10.0.200.1", 6, 403),     # a client claiming a server ID: it would become transit
+    ("10.0.200.1", 210, 403),   # ... or another client's
+    ("10.0.2.1", 4, 403),       # a member filling this node's link block under other IDs
+    ("fd10:0:0:2::1", 2, 200),
+    ("fd10:0:0:2::1", 4, 403),
+])
+def test_a_tokenless_request_from_the_mesh_must_claim_its_own_id(service, node, source, claimed, status):
+    local = MESH_LOCAL if ":" not in source else "fd10::1"
+    for path in ("/connectivity", "/connect"):
+        body = {"id": claimed} if path == "/connectivity" else \
+            {"id": claimed, "public_key": random_key(), "listen_port": 51820, "family": 4}
+        answer, document, _ = call(service, path, body, source=source, local=local)
+        if status == 403:
+            assert answer == 403 and f"is not node {claimed}'s loopback" in document["error"], document
+            assert not linkfile.exists(node.paths, linkfile.link_name(claimed, 4))
+        elif path == "/connectivity":
+            assert answer == status, document
 
 
 def test_a_mesh_source_whose_way_back_is_not_a_link_needs_a_token(service, monkeypatch):
@@ -187,7 +209,7 @@ def test_connect_for_a_link_in_use_is_409_and_refunds_the_token(paths, monkeypat
     one_use = store.create(uses=1)
     body = {"id": 2, "public_key": random_key(), "listen_port": 51820, "family": 4, "token": one_use.value}
     status, document, _ = call(service, "/connect", body)
-    assert status == 409 and "already exists" in document["error"]
+    assert status == 409 and "has carried traffic" in document["error"]
     # The failed join gave its token use back.
     assert store.load()[0].uses_left == 1
 
@@ -204,15 +226,23 @@ def test_connect_with_a_used_up_token_is_403(service, node):
 # ------------------------------------------------------------- /disconnect
 
 @pytest.fixture
-def link_psk(node) -> str:
-    psk = random_key()
-    linkfile.save(node.paths, make_link(), random_key(), psk)
-    return psk
+def link_psk(node) -> bytes:
+    """Node 0 has a link to node 2; the key node 2 signs its requests with."""
+    from wgmesh_common import keys, linkkeys
+
+    own_private, peer_private = random_key(), random_key()
+    peer_public = keys.public_key(peer_private)
+    linkfile.save(node.paths, make_link(peer_public_key=peer_public), own_private,
+                  linkkeys.preshared_key(own_private, peer_public))
+    return linkkeys.signing_key(peer_private, keys.public_key(own_private))
 
 
-def signed(psk: str, fields: dict, path: str = "/disconnect", method: str = "POST", now=None):
+def signed(key, fields: dict, path: str = "/disconnect", method: str = "POST", now=None):
+    from wgmesh_common import linkkeys
+
+    key = key if isinstance(key, bytes) else key.encode()
     raw = joinapi.signed_body(fields, now)
-    return raw, {joinapi.SIGNATURE_HEADER: joinapi.signature(psk, method, path, raw)}
+    return raw, {joinapi.SIGNATURE_HEADER: linkkeys.sign(key, method, path, raw)}
 
 
 def test_disconnect_of_a_link_that_does_not_exist_is_404(service):
@@ -240,7 +270,7 @@ def test_a_correct_disconnect_answers_first_and_defers_the_removal(service, node
     raw, headers = signed(link_psk, {"id": 2, "family": 4})
     status, document, after = call(service, "/disconnect", raw, headers=headers)
     assert status == 200
-    assert document == {"name": "wgm2", "removed": True}
+    assert document == {"protocol": joinapi.PROTOCOL, "name": "wgm2", "removed": True}
     assert callable(after)  # not called: it would stop the interface
     # Nothing is removed before the answer is sent.
     assert linkfile.exists(node.paths, "wgm2")
@@ -263,9 +293,101 @@ def test_a_signature_for_another_path_is_refused(service, link_psk):
 def test_update_without_a_key_change_is_signed_and_changes_nothing(service, node, link_psk):
     before = node.paths.link_file("wgm2").read_bytes()
     raw, headers = signed(link_psk, {"id": 2, "family": 4}, path="/update", method="PATCH")
-    status, document, after = call(service, "/update", raw, method="PATCH", headers=headers)
-    assert (status, document, after) == (200, {"name": "wgm2", "changed": False}, None)
+    status, document, after = call(service, "/update", raw, method="PATCH", headers=headers, source=MESH_PEER,
+                                   local=MESH_LOCAL)
+    assert (status, document, after) == (200, {"protocol": joinapi.PROTOCOL, "name": "wgm2", "changed": False}, None)
     assert node.paths.link_file("wgm2").read_bytes() == before
+
+
+def test_update_with_a_new_key_answers_first_then_reloads_with_both_secrets_derived_anew(service, node, link_psk):
+    from wgmesh_common import keys, linkkeys
+
+    new_private = random_key()
+    new_public = keys.public_key(new_private)
+    raw, headers = signed(link_psk, {"id": 2, "family": 4, "public_key": new_public}, path="/update", method="PATCH")
+    status, document, after = call(service, "/update", raw, method="PATCH", headers=headers, source=MESH_PEER,
+                                   local=MESH_LOCAL)
+    assert status == 200 and document["changed"] is True and callable(after)
+    link = linkfile.load(node.paths, "wgm2")
+    own_private = linkfile.read_secret(node.paths.link_key("wgm2"))
+    assert link.peer_public_key == new_public
+    assert linkfile.read_secret(node.paths.link_psk("wgm2")) == linkkeys.preshared_key(new_private, keys.public_key(own_private))
+
+
+@pytest.mark.parametrize("source, local", [
+    (OUTSIDE, PUBLIC_LOCAL),       # the open internet, with a valid signature (a leaked or replayed-elsewhere key)
+    ("10.0.6.1", MESH_LOCAL),      # another member of the mesh
+])
+def test_update_from_anywhere_but_the_peer_is_refused(service, node, link_psk, source, local):
+    before = node.paths.link_file("wgm2").read_bytes()
+    raw, headers = signed(link_psk, {"id": 2, "family": 4, "public_key": random_key()}, path="/update",
+                          method="PATCH")
+    status, document, after = call(service, "/update", raw, method="PATCH", headers=headers, source=source,
+                                   local=local)
+    assert status == 403 and "must come over the mesh from node 2" in document["error"] and after is None
+    assert node.paths.link_file("wgm2").read_bytes() == before
+
+
+def test_a_request_without_the_protocol_version_names_both_versions(service):
+    status, document, _ = call(service, "/connectivity", json.dumps({"id": 2}).encode())
+    assert status == 400
+    assert document["error"] == (f"this node speaks join protocol {joinapi.PROTOCOL}, the request protocol 1: "
+                                 "upgrade the requesting node (see the README, Upgrading)")
+    newer = json.dumps({"id": 2, "protocol": joinapi.PROTOCOL + 1}).encode()
+    assert "upgrade this node" in call(service, "/connectivity", newer)[1]["error"]
+
+
+# ------------------------------------------- replacing a half of a link
+
+@pytest.fixture
+def half_of_node_2(node, link_psk, monkeypatch):
+    """Node 0 (with an IPv4 underlay) has a half of a link to node 2 whose
+    peer seems gone (no device); the key node 2 signed with."""
+    from wgmesh_common import netlink
+
+    monkeypatch.setattr(netlink, "underlay_addresses", lambda: {4: PUBLIC_LOCAL})
+    return link_psk
+
+
+def connect_body(token, public_key=None):
+    return {"id": 2, "public_key": public_key or random_key(), "listen_port": 51820, "family": 4, "token": token}
+
+
+def test_a_half_that_carried_traffic_is_not_replaced_by_a_token_holder(service, node, token, half_of_node_2):
+    from wgmesh_common import established
+
+    established.mark(node.paths, "wgm2")  # the prober once had an answer over it
+    before = node.paths.link_file("wgm2").read_bytes()
+    status, document, _ = call(service, "/connect", connect_body(token))
+    assert status == 409 and "must be signed with the link's key" in document["error"]
+    assert node.paths.link_file("wgm2").read_bytes() == before
+
+
+def test_a_half_that_carried_traffic_is_replaced_with_proof_of_its_key(service, node, token, half_of_node_2,
+                                                                       monkeypatch):
+    from wgmesh_common import established, join, linkkeys
+
+    established.mark(node.paths, "wgm2")
+    replaced = []
+    monkeypatch.setattr(join, "remove_local", lambda node, name: replaced.append(name) or linkfile.delete(node.paths, name))
+    monkeypatch.setattr(join, "_install", lambda node, link, private_key, psk: None)  # the link-maker is beyond this test
+    raw = json.dumps({joinapi.PROTOCOL_FIELD: joinapi.PROTOCOL, **connect_body(token)}).encode()
+    headers = {joinapi.SIGNATURE_HEADER: linkkeys.sign(half_of_node_2, "POST", "/connect", raw)}
+    status, document, _ = call(service, "/connect", raw, headers=headers)
+    assert status == 200, document
+    assert replaced == ["wgm2"]
+
+
+def test_a_half_that_never_completed_a_handshake_is_replaced_without_proof(service, node, token, half_of_node_2,
+                                                                          monkeypatch):
+    from wgmesh_common import join
+
+    replaced = []
+    monkeypatch.setattr(join, "remove_local", lambda node, name: replaced.append(name) or linkfile.delete(node.paths, name))
+    monkeypatch.setattr(join, "_install", lambda node, link, private_key, psk: None)
+    status, document, _ = call(service, "/connect", connect_body(token))
+    assert status == 200, document
+    assert replaced == ["wgm2"]
 
 
 # ------------------------------------------------------------ the limiter
@@ -334,13 +456,13 @@ def test_an_id_already_in_the_mesh_is_a_collision(service, token, monkeypatch):
     assert call(service, "/connectivity", {"id": 6, "token": token})[0] == 200
 
 
-def test_a_node_asking_from_its_own_mesh_address_is_no_collision(service, monkeypatch):
+def test_a_node_asking_from_its_own_mesh_address_is_no_collision(service, token, monkeypatch):
     from wgmesh_common import join
 
     monkeypatch.setattr(join.netlink, "routes", bird_routes_to("10.0.2.1/32"))
     assert call(service, "/connectivity", {"id": 2}, source="10.0.2.1", local=MESH_LOCAL)[0] == 200
-    # The same ID from another mesh address is still a collision.
-    assert call(service, "/connectivity", {"id": 2}, source="10.0.6.1", local=MESH_LOCAL)[0] == 409
+    # The same ID from another mesh address, with a token, is still a collision.
+    assert call(service, "/connectivity", {"id": 2, "token": token}, source="10.0.6.1", local=MESH_LOCAL)[0] == 409
 
 
 def test_a_linked_peer_is_no_collision(service, node, token, monkeypatch):

@@ -1,11 +1,15 @@
 """wgmesh set / migrate: change the node config, upgrade on-disk state."""
 
+from dataclasses import replace
+
 import click
 
 from .. import config as node_config
-from .. import migrations
+from .. import linkfile, migrations, netlink
 from ..errors import WgmeshError
 from ..paths import default_paths
+from .cmd_status import reload_links
+from .common import load_node
 
 
 @click.command("set")
@@ -15,7 +19,9 @@ def set_command(setting: str, value: str) -> None:
     """Set one key of /etc/wgmesh/wgmesh.toml, keeping its comments.
 
     The whole file is validated before it is written; 'wgmesh up' (or a
-    reboot) applies the change."""
+    reboot) applies the change. wireguard.mtu and wireguard.keepalive are
+    also written into every link file and applied to the running links at
+    once."""
     if setting.count(".") != 1:
         raise WgmeshError(f"{setting!r} is not SECTION.KEY (like ospf.hello)")
     section, key = setting.split(".")
@@ -24,6 +30,28 @@ def set_command(setting: str, value: str) -> None:
     paths = default_paths()
     node_config.write_settings(paths.config_file, {(section, key): node_config.coerce(section, key, value)})
     click.echo(f"{setting} = {node_config.render_value(node_config.coerce(section, key, value))}")
+    if section == "wireguard" and key in LINK_SETTINGS:
+        _apply_to_links(paths)
+
+
+# Settings every link file carries a copy of, applied to running links at once.
+LINK_SETTINGS = ("mtu", "keepalive")
+
+
+def _apply_to_links(paths) -> None:
+    """Rewrite this node's link files with the new setting and reload the
+    links that run, each in place (no link restarts)."""
+    node = load_node()
+    changed = []
+    for link in linkfile.load_all(paths)[0]:
+        updated = replace(link, mtu=node.config.mtu, keepalive=node.config.keepalive)
+        if updated != link:
+            linkfile.save_settings(paths, updated)
+            changed.append(link.name)
+    running = [name for name in changed if netlink.interface_exists(name)]
+    failures = reload_links(node, running)
+    if failures:
+        raise WgmeshError("the setting is saved but some links did not take it: " + "; ".join(failures))
 
 
 @click.command("migrate")

@@ -4,7 +4,7 @@ import sys
 
 import click
 
-from .. import join, linkfile
+from .. import join, linkfile, rekey
 from ..errors import WgmeshError
 from .common import load_node
 
@@ -51,3 +51,15 @@ def disconnect_command(link: str | None, force: bool, yes: bool) -> None:
             failures.append(f"{name}: {error}")
     if failures:
         raise WgmeshError("; ".join(failures))
+
+
+@click.command("rekey")
+@click.argument("link")
+def rekey_command(link: str) -> None:
+    """Give this side of LINK a new WireGuard key, agreed with the peer.
+
+    The peer takes the new public key over the join API (signed with the
+    link's current key) and both sides apply it without restarting the
+    link; its derived preshared key changes with it."""
+    rekey.rekey(load_node(), link)
+    click.echo(f"{link}: new key in use")

@@ -35,6 +35,15 @@ def up(name: str) -> None:
         linkops.bring_up(node.paths, node.config, name)
 
 
+@main.command("reload")
+@click.argument("name")
+def reload(name: str) -> None:
+    """Apply link NAME's file to its running interface (keys, endpoint,
+    MTU, keepalive) without restarting it: ExecReload of wgmesh-link@NAME."""
+    node = load_node()
+    linkops.reload(node.paths, node.config, name)
+
+
 @main.group("loopback")
 def loopback() -> None:
     """The node's own addresses on lo (10.0.N.1/30 and its IPv6 twin) and

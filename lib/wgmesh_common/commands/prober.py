@@ -2,7 +2,7 @@
 
 import click
 
-from .. import linkfile, log, probe, tomlio
+from .. import established, linkfile, log, probe, tomlio
 from ..errors import ConfigError
 from .common import load_node
 
@@ -42,5 +42,8 @@ def main(count: int | None, spacing: float | None, timeout: float | None, output
         return
     for window in updated:
         probe.write(node.paths, window)
+    for name, (_, samples) in rounds.items():
+        if any(sample is not None for sample in samples):
+            established.mark(node.paths, name)
     probe.prune(node.paths, [l.name for l in links])
     probe.mark_round(node.paths, min((w for w, _ in rounds.values()), default=0.0))
