@@ -13,12 +13,17 @@ import sys
 def main() -> None:
     answers = []
     for spec in json.load(sys.stdin):
-        body = base64.b64decode(spec["raw"]) if "raw" in spec else json.dumps(spec.get("body", {})).encode()
+        # A body given as a document speaks this version's protocol, as wgmesh's own client does.
+        body = base64.b64decode(spec["raw"]) if "raw" in spec else \
+            json.dumps({"protocol": spec.get("protocol", 2), **spec.get("body", {})}).encode()
         headers = {"Content-Type": "application/json", **spec.get("headers", {})}
-        if "sign_with" in spec:
+        if "sign_with" in spec:  # the link's signing key, in hex
             message = f"{spec['method']} {spec['path']}\n".encode() + body
-            headers["X-Wgmesh-Signature"] = hmac.new(spec["sign_with"].encode(), message, hashlib.sha256).hexdigest()
-        connection = http.client.HTTPConnection(spec["host"], spec.get("port", 8080), timeout=20)
+            headers["X-Wgmesh-Signature"] = hmac.new(bytes.fromhex(spec["sign_with"]), message,
+                                                     hashlib.sha256).hexdigest()
+        source = (spec["source"], 0) if "source" in spec else None
+        connection = http.client.HTTPConnection(spec["host"], spec.get("port", 8080), timeout=20,
+                                                source_address=source)
         try:
             connection.request(spec["method"], spec["path"], body=body, headers=headers)
             response = connection.getresponse()

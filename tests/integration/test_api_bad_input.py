@@ -5,6 +5,7 @@ process or reservation is left behind."""
 import base64
 import json
 import time
+import tomllib
 from pathlib import Path
 
 import pytest
@@ -14,6 +15,15 @@ from .helpers import SOME_PUBLIC_KEY, init_two_nodes, pings, send_requests, wait
 NODE0 = "198.18.0.2"
 def send(node, specs: list[dict]) -> list[dict]:
     return send_requests(node, NODE0, specs)
+
+
+def signing_key_hex(node, name: str) -> str:
+    """The key node signs its requests about link name with (derived from its link files)."""
+    from wgmesh_common import linkfile, linkkeys
+
+    link = linkfile.parse(tomllib.loads((node.files_dir / "links" / f"{name}.toml").read_text()), name)
+    private = (node.files_dir / "links" / f"{name}.key").read_text().strip()
+    return linkkeys.signing_key(private, link.peer_public_key).hex()
 
 
 def snapshot(node) -> dict:
@@ -31,7 +41,8 @@ def snapshot(node) -> dict:
 
 
 def signed(path: str, fields: dict, psk: str, method: str = "POST", timestamp: float | None = None) -> dict:
-    body = dict(fields, timestamp=round(time.time() if timestamp is None else timestamp, 6))
+    """psk: the link's signing key in hex."""
+    body = dict(fields, protocol=2, timestamp=round(time.time() if timestamp is None else timestamp, 6))
     return {"method": method, "path": path, "raw": base64.b64encode(json.dumps(body).encode()).decode(),
             "sign_with": psk}
 
@@ -41,7 +52,7 @@ def test_bad_requests_are_refused_and_leave_nothing(netns_lab):
     node0, node2, token = init_two_nodes(netns_lab)
     node2.run(["wgmesh", "connect", "--transport", "4", f"http://{NODE0}:8080", token])
     assert wait_until(lambda: pings(node2, "10.0.0.1"), 20)
-    psk = (node2.files_dir / "links" / "wgm0.psk").read_text().strip()
+    psk = signing_key_hex(node2, "wgm0")
     before = snapshot(node0)
 
     connect = {"id": 4, "token": token, "public_key": SOME_PUBLIC_KEY, "listen_port": 51820, "family": 4}
@@ -61,7 +72,7 @@ def test_bad_requests_are_refused_and_leave_nothing(netns_lab):
         ("bad public key", {"method": "POST", "path": "/connect", "body": dict(connect, public_key="abc")}, 400),
         ("unknown field", {"method": "POST", "path": "/connect", "body": dict(connect, admin=True)}, 400),
         ("link exists", {"method": "POST", "path": "/connect", "body": dict(connect, id=2)}, 409),
-        ("disconnect of a link not owned", signed("/disconnect", {"id": 2, "family": 4}, "not-the-psk"), 403),
+        ("disconnect of a link not owned", signed("/disconnect", {"id": 2, "family": 4}, "00" * 32), 403),
         ("disconnect unsigned", {"method": "POST", "path": "/disconnect", "body": {"id": 2, "family": 4,
                                                                                    "timestamp": time.time()}}, 401),
         ("disconnect of no link", signed("/disconnect", {"id": 6, "family": 4}, psk), 404),

@@ -44,6 +44,7 @@ PACKAGES = [
     "python3-systemd",
     "python3-click",
     "python3-cffi-backend",
+    "python3-cryptography",
     "bird2",
     "wireguard-tools",
     "wireguard-go",
