@@ -41,6 +41,10 @@ def lab(deb):
         mesh.lab.close(raise_on_problems=not failed and sys.exc_info()[0] is None)
 
 
+def mesh_unit_failed(node) -> bool:
+    return node.run(["systemctl", "is-failed", "wgmesh-mesh.service"], check=False).stdout.strip() == "failed"
+
+
 def test_the_node_is_a_leaf_that_says_what_to_change(lab):
     node0 = lab[0]
     # The lab did boot it read-only, and forwarding is off there.
@@ -87,6 +91,8 @@ def test_its_peers_know_and_the_mesh_pass_reports_what_it_cannot_link(lab):
     lines = [line for line in result.stdout.splitlines() if line.startswith("node 2: not linked: ")]
     assert len(lines) == 1 and "node 0 (cannot forward)" in lines[0], result.stdout
     report(f"mesh pass on node 4 (exit {result.returncode}): {lines[0]}")
+    # The timer's passes fail alike: the unit shows it, and keeps being run.
+    assert wait_until(lambda: mesh_unit_failed(node4), 15)
 
 
 def test_the_others_link_directly_and_never_route_through_it(lab):
@@ -98,6 +104,7 @@ def test_the_others_link_directly_and_never_route_through_it(lab):
         link_problems(nodes, (4,)) + reach_problems(nodes)
     result = node4.run(["wgmesh", "mesh"], check=False)
     assert result.returncode == 0 and "nothing to do" in result.stdout, result
+    assert wait_until(lambda: not mesh_unit_failed(node4), 15), "the mesh timer stopped after a failed pass"
 
     # With the direct link between 2 and 4 down, OSPF's only path between
     # them is through node 0: it stays out of both kernels.
@@ -106,12 +113,13 @@ def test_the_others_link_directly_and_never_route_through_it(lab):
     assert wait_until(lambda: not pings(node4, "10.0.2.1"), 15)
     assert wait_until(lambda: "wgm0" in node4.run(BIRDC + ["show", "route", "for", "10.0.2.1"]).stdout, 15)
     for node in (node2, node4):
-        link_net = ipaddress.ip_interface(f"{link_files(node)['wgm0']['local4']}/31").network
-        allowed = (ipaddress.ip_network("10.0.0.0/23"), link_net)
-        leaked = [r for r in routes_via(node, {"wgm0"})
-                  if not any(ipaddress.ip_network(r.split()[0]).subnet_of(a) for a in allowed)]
-        assert leaked == [], f"node {node.mesh_id} routes through node 0: {leaked}"
-        assert routes_via(node, {"wgm0"}), "node 0's own routes are there"
+        link = link_files(node)["wgm0"]
+        for family, own_block, local, length in ((4, "10.0.0.0/23", "local4", 31), (6, "fd10::/64", "local6", 127)):
+            allowed = (ipaddress.ip_network(own_block), ipaddress.ip_interface(f"{link[local]}/{length}").network)
+            leaked = [r for r in routes_via(node, {"wgm0"}, family)
+                      if not any(ipaddress.ip_network(r.split()[0]).subnet_of(a) for a in allowed)]
+            assert leaked == [], f"node {node.mesh_id} routes through node 0: {leaked}"
+            assert routes_via(node, {"wgm0"}, family), "node 0's own routes are there"
     for node, other in ((node4, 2), (node2, 4)):
         node.run(["systemctl", "start", f"wgmesh-link@wgm{other}.service"])
     assert wait_until(lambda: pings(node4, "10.0.2.1"), 30)
