@@ -91,7 +91,7 @@ class ConnectRequest:
     family: int
     link_type: str
     token: str | None
-    # The joining node cannot forward (it says so only then).
+    # False when the joining node said it cannot forward (it says so only then).
     forwards: bool = True
 
 
