@@ -202,9 +202,33 @@ class BirdControl:
         except (BirdError, OSError):
             return False
 
+    def routes(self, protocol: str = "wgmesh4") -> list[tuple[str, str]]:
+        """The best routes a protocol gave bird, before any kernel filter."""
+        code, text = self.command(f"show route primary protocol {protocol}")
+        return parse_routes(text)
+
     def ospf_neighbors(self, protocol: str = "wgmesh4") -> list[dict]:
         code, text = self.command(f"show ospf neighbors {protocol}")
         return parse_ospf_neighbors(text)
+
+
+def parse_routes(text: str) -> list[tuple[str, str]]:
+    """(prefix, interface) per next hop of `show route` (bird 2): a route
+    line starts with its prefix, its next hops follow as `via X on IF` or
+    `dev IF` lines; an alternative route of the same prefix starts with
+    its type instead of a prefix, and keeps the prefix before it."""
+    found, prefix = [], None
+    for line in text.splitlines():
+        fields = line.split()
+        if not fields:
+            continue
+        if not line[0].isspace() and "/" in fields[0] and len(fields) > 1:
+            prefix = fields[0]
+        elif prefix and fields[0] == "via" and "on" in fields[2:3]:
+            found.append((prefix, fields[3]))
+        elif prefix and fields[0] == "dev" and len(fields) > 1:
+            found.append((prefix, fields[1]))
+    return found
 
 
 def parse_ospf_neighbors(text: str) -> list[dict]:

@@ -11,7 +11,7 @@ import ipaddress
 import time
 from typing import Any
 
-from . import established, joinclient, joinapi, keys, linkfile, linkkeys, log, meshview, netlink, pins
+from . import established, forwarding, joinclient, joinapi, keys, linkfile, linkkeys, log, meshview, netlink, pins
 from .errors import ConfigError, RemoteError, WgmeshError
 from .joinapi import PROTOCOL, ConnectRequest, RequestError, signed_body
 from .linkfile import Link
@@ -26,6 +26,9 @@ def connectivity_info(node: Node) -> dict[str, Any]:
         "ipv4": node.config.public_ipv4 or addresses.get(4),
         "ipv6": node.config.public_ipv6 or addresses.get(6),
         "client": node.config.is_client,
+        # False where /proc/sys is read-only: peers then route its links
+        # like a client's. Absent from older nodes: read as true.
+        "forwarding": forwarding.forwards(node.paths) and not node.config.is_client,
         "mesh": mesh_parameters(node),
     }
 
@@ -37,7 +40,7 @@ def mesh_parameters(node: Node) -> dict[str, Any]:
 
 
 def _make_link(node: Node, reservation, role: str, peer_public_key: str, offset: int, server_id: int,
-               endpoint: str | None, public_key: str) -> Link:
+               endpoint: str | None, public_key: str, peer_forwards: bool = True) -> Link:
     addresses = node.plan.link_addresses(server_id, offset)
     return Link(
         name=reservation.name,
@@ -55,6 +58,7 @@ def _make_link(node: Node, reservation, role: str, peer_public_key: str, offset:
         endpoint=endpoint,
         mtu=node.config.mtu,
         keepalive=node.config.keepalive,
+        peer_forwards=peer_forwards,
     )
 
 
@@ -268,7 +272,7 @@ def serve_connect(node: Node, request: ConnectRequest, source: str = "", raw: by
         except WgmeshError as error:
             raise RequestError(400, str(error)) from None
         link = _make_link(node, reservation, "server", request.public_key, reservation.offset, node.node_id,
-                          None, public_key)
+                          None, public_key, peer_forwards=request.forwards)
         _install(node, link, private_key, psk)
     except BaseException:
         node.allocator.release(reservation.name)
@@ -379,12 +383,16 @@ def connect(node: Node, url: str, token: str | None, family: int | None = None, 
                                underlay)
     if listen_port is not None and len(families) > 1:
         raise WgmeshError("--port needs a single transport family (add --transport 4 or 6)")
+    # Only a literal false counts: an older node says nothing, and anything
+    # else from the wire is no reason to route around a node.
+    forwards = info.get("forwarding") is not False
     made, errors = [], []
     for fam in families:
         if linkfile.exists(node.paths, linkfile.link_name(peer_id, fam)):
             continue
         try:
-            made.append(_connect_family(node, url, token, peer_id, fam, underlay[fam], link_type, listen_port))
+            made.append(_connect_family(node, url, token, peer_id, fam, underlay[fam], link_type, listen_port,
+                                        forwards))
         except WgmeshError as error:
             errors.append(f"IPv{fam}: {error}" if len(families) > 1 else str(error))
     if errors and not made:
@@ -397,7 +405,7 @@ def connect(node: Node, url: str, token: str | None, family: int | None = None, 
 
 
 def _connect_family(node: Node, url: str, token: str | None, peer_id: int, family: int, host: str,
-                    link_type: str, listen_port: int | None) -> Link:
+                    link_type: str, listen_port: int | None, peer_forwards: bool = True) -> Link:
     node_id = node.node_id
     reservation = node.allocator.reserve(peer_id, "client", family)
     if listen_port is not None:
@@ -408,12 +416,16 @@ def _connect_family(node: Node, url: str, token: str | None, peer_id: int, famil
                 "family": family, "type": link_type}
         if token:
             body["token"] = token
+        if not forwarding.forwards(node.paths) and not node.config.is_client:
+            # Sent only when false, so a forwarding node's request is one
+            # that older servers accept too.
+            body["forwarding"] = False
         answer = joinclient.request(url, "POST", "/connect", body, timeout=joinclient.CONNECT_TIMEOUT)
     except BaseException:
         node.allocator.release(reservation.name)
         raise
     try:
-        link = _link_from_answer(node, reservation, answer, host, public_key, peer_id)
+        link = _link_from_answer(node, reservation, answer, host, public_key, peer_id, peer_forwards)
         _install(node, link, private_key, linkkeys.preshared_key(private_key, link.peer_public_key))
     except BaseException as error:
         node.allocator.release(reservation.name)
@@ -450,7 +462,8 @@ def _with_port(node: Node, reservation, port: int):
     return reservation
 
 
-def _link_from_answer(node: Node, reservation, answer: dict, host: str, public_key: str, peer_id: int) -> Link:
+def _link_from_answer(node: Node, reservation, answer: dict, host: str, public_key: str, peer_id: int,
+                      peer_forwards: bool = True) -> Link:
     if answer.get("id") != peer_id:
         raise ValueError("the node ID changed between /connectivity and /connect")
     try:
@@ -463,7 +476,7 @@ def _link_from_answer(node: Node, reservation, answer: dict, host: str, public_k
         raise ValueError(f"listen_port {port!r}")
     endpoint = linkfile.format_endpoint(host, port)
     return _make_link(node, reservation, "client", answer["public_key"], int(answer["offset"]), peer_id,
-                      endpoint, public_key)
+                      endpoint, public_key, peer_forwards)
 
 
 def signed_request(url: str, path: str, fields: dict[str, Any], signing_key: bytes,

@@ -109,10 +109,12 @@ class ConnectRequest:
     family: int
     link_type: str
     token: str | None
+    # False when the joining node said it cannot forward (it says so only then).
+    forwards: bool = True
 
 
 def parse_connect(body: dict, plan: MeshPlan, own_id: int) -> ConnectRequest:
-    _check_known(body, {"id", "token", "public_key", "listen_port", "family", "type"})
+    _check_known(body, {"id", "token", "public_key", "listen_port", "family", "type", "forwarding"})
     peer_id = _field(body, "id", int)
     check_peer_id(plan, peer_id, own_id)
     public_key = _field(body, "public_key", str)
@@ -129,7 +131,9 @@ def parse_connect(body: dict, plan: MeshPlan, own_id: int) -> ConnectRequest:
     link_type = _field(body, "type", str, required=False) or "wireguard"
     if link_type not in linkfile.LINK_TYPES:
         raise RequestError(400, f"unknown link type {link_type!r} (this node knows: {', '.join(linkfile.LINK_TYPES)})")
-    return ConnectRequest(peer_id, public_key, listen_port, family, link_type, _field(body, "token", str, required=False))
+    forwards = _field(body, "forwarding", bool, required=False)
+    return ConnectRequest(peer_id, public_key, listen_port, family, link_type, _field(body, "token", str, required=False),
+                          forwards is not False)
 
 
 @dataclass(frozen=True)

@@ -67,11 +67,21 @@ class Link:
     mtu: int = 1420
     keepalive: int = 25
     extra: dict = field(default_factory=dict)
+    # False when the peer said at join time that it cannot forward (a
+    # read-only /proc/sys): its link is then routed like a client's. Here,
+    # not in a state file of its own, because it is a fact about this link's
+    # peer that lives and dies with the link, written once by the side that
+    # makes the file, and must survive reboots as the link does.
+    peer_forwards: bool = True
 
     def to_dict(self) -> dict[str, Any]:
         data = asdict(self)
         if not data["extra"]:
             del data["extra"]
+        # Only written when False: the files of ordinary links stay as
+        # older versions wrote and read them.
+        if data["peer_forwards"]:
+            del data["peer_forwards"]
         return data
 
 
@@ -93,8 +103,9 @@ _FIELDS = {
     "mtu": int,
     "keepalive": int,
     "extra": dict,
+    "peer_forwards": bool,
 }
-_OPTIONAL = {"type", "endpoint", "mtu", "keepalive", "extra"}
+_OPTIONAL = {"type", "endpoint", "mtu", "keepalive", "extra", "peer_forwards"}
 
 
 def parse(data: dict[str, Any], source: str) -> Link:

@@ -6,10 +6,13 @@ So two nodes meshing at the same moment never both start the same link;
 the serving side's per-peer reservation handles every other overlap.
 """
 
+import ipaddress
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
 
-from . import join, linkfile, log, meshview, netlink
+from . import bird, join, linkfile, log, meshview, netlink
 from .errors import WgmeshError
+from .netlink import Route
 from .node import Node
 
 
@@ -36,30 +39,111 @@ def too_far(node: Node, candidates: list[int]) -> set[int]:
     return proximity.excluded(node, set(candidates))
 
 
-def build(node: Node) -> list[linkfile.Link]:
-    """One mesh pass: connect to each candidate; returns the links made."""
+@dataclass
+class PassReport:
+    """What one mesh pass did: the links it made, and each peer it should
+    have linked with but did not, with the reason (one line each)."""
+    made: list[linkfile.Link] = field(default_factory=list)
+    failed: dict[int, str] = field(default_factory=dict)
+
+    def lines(self) -> list[str]:
+        lines = [f"linked with node {link.peer_id}: {link.name}" for link in self.made]
+        lines += [f"node {peer}: not linked: {reason}" for peer, reason in sorted(self.failed.items())]
+        return lines or ["nothing to do: linked with every node it should be"]
+
+    @property
+    def exit_status(self) -> int:
+        return 1 if self.failed else 0
+
+
+def stranded(plan, own_id: int, ospf_routes: list[tuple[str, str]], reachable: set[int],
+             leaf_peers: dict[str, int]) -> dict[int, set[int]]:
+    """Nodes OSPF routes to only over links to peers that carry no transit
+    (clients, nodes that cannot forward), so the kernel has no route to
+    them and no mesh pass can reach them: node -> those peers (pure).
+    ospf_routes: bird's best routes as (prefix, interface) per next hop;
+    leaf_peers: interface -> peer, for the links to such peers."""
+    found: dict[int, set[int]] = {}
+    for prefix, interface in ospf_routes:
+        try:
+            route = Route(ipaddress.ip_network(prefix, strict=False), None, interface, meshview.RTPROT_BIRD)
+        except ValueError:
+            continue
+        for node_id in meshview.reachable_nodes([route], plan, own_id):
+            via = leaf_peers.get(interface)
+            if node_id not in reachable and via is not None and via != node_id:
+                found.setdefault(node_id, set()).add(via)
+    return found
+
+
+def stranded_reason(plan, through: set[int]) -> str:
+    """Why a node cannot be reached to be linked with (pure)."""
+    names = ", ".join(f"node {peer} ({'a client' if plan.is_client(peer) else 'cannot forward'})"
+                      for peer in sorted(through))
+    return (f"its only route is through {names}, which carries no transit; link with it by hand: "
+            f"'wgmesh connect URL TOKEN' with its join URL and a token from it")
+
+
+def _ospf_routes(node: Node) -> list[tuple[str, str]]:
+    try:
+        return bird.BirdControl(node.paths.bird_socket, timeout=3).routes("wgmesh4")
+    except (bird.BirdError, OSError):
+        return []  # no bird: no routes, and nothing learnt of other nodes
+
+
+def build(node: Node) -> PassReport:
+    """One mesh pass: connect to each candidate, and report every node this
+    one should link with but cannot reach."""
     own_id = node.node_id
     reachable = meshview.reachable_nodes(netlink.mesh_routes(4), node.plan, own_id)
     reachable |= meshview.reachable_nodes(netlink.mesh_routes(6), node.plan, own_id, family=6)
-    linked, is_client = linked_peers(node), node.config.is_client
+    links = linkfile.load_all(node.paths)[0]
+    linked, is_client = {link.peer_id for link in links}, node.config.is_client
     wanted = candidates(own_id, reachable, linked, is_client, node.plan)
     # Only the candidates need a distance, so the cutoff is applied second.
     peers = candidates(own_id, reachable, linked, is_client, node.plan, too_far(node, wanted)) if wanted else []
+    report = link_all(node, peers)
+    leaf_peers = {link.name: link.peer_id for link in links
+                  if node.plan.is_client(link.peer_id) or not link.peer_forwards}
+    if leaf_peers:
+        unreachable = stranded(node.plan, own_id, _ospf_routes(node), reachable, leaf_peers)
+        for peer in candidates(own_id, set(unreachable), linked, is_client, node.plan):
+            reason = stranded_reason(node.plan, unreachable[peer])
+            log.warning(f"mesh: cannot link with node {peer}: {reason}", peer=peer)
+            report.failed[peer] = reason
+    return report
+
+
+def link_all(node: Node, peers: list[int], url_of=None) -> PassReport:
+    """Connect to every peer at once (url_of: peer -> its join API, over
+    the mesh by default). Whatever one peer does, the others are tried."""
+    url_of = url_of or node.api_url_of
+    report = PassReport()
     if not peers:
-        return []
+        return report
     # Every peer at once: a join waits mostly on the other node and on the
     # service manager, and a node joining a mesh of N has N-1 of them to do.
     # Joins to different peers share nothing but the allocator, which locks.
     with ThreadPoolExecutor(max_workers=min(PARALLEL_JOINS, len(peers))) as pool:
-        results = list(pool.map(lambda peer: _link_with(node, peer), peers))
-    return [link for links in results for link in links]
+        results = list(pool.map(lambda peer: _link_with(node, peer, url_of(peer)), peers))
+    for peer, (links, problem) in zip(peers, results):
+        report.made += links
+        if problem:
+            report.failed[peer] = problem
+    return report
 
 
-def _link_with(node: Node, peer_id: int) -> list[linkfile.Link]:
+def _link_with(node: Node, peer_id: int, url: str) -> tuple[list[linkfile.Link], str | None]:
     try:
-        links = join.connect(node, node.api_url_of(peer_id), None)
+        links = join.connect(node, url, None)
     except WgmeshError as error:
-        log.warning(f"mesh: could not connect to node {peer_id}: {error}", peer=peer_id)
-        return []
-    log.event("mesh-link", f"mesh: linked with node {peer_id}", peer=peer_id)
-    return links
+        problem = str(error)
+    except Exception as error:
+        # Whatever a hostile or broken peer makes the join raise, it costs
+        # that peer's link only, never the rest of the pass.
+        problem = f"unexpected {type(error).__name__}: {error}"
+    else:
+        log.event("mesh-link", f"mesh: linked with node {peer_id}", peer=peer_id)
+        return links, None
+    log.warning(f"mesh: could not connect to node {peer_id}: {problem}", peer=peer_id)
+    return [], problem

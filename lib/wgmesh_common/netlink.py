@@ -127,19 +127,32 @@ def enable_forwarding() -> None:
     Turning on IPv6 forwarding makes Linux ignore router advertisements on
     interfaces with accept_ra=1, which would silently drop a SLAAC-learned
     underlay default route; those interfaces are moved to accept_ra=2 first.
+    Each family is tried even when the other fails; the first OSError is
+    raised (forwarding.enable turns it into advice for the operator).
     """
+    errors = []
     conf = Path("/proc/sys/net/ipv6/conf")
-    if conf.is_dir() and (conf / "all/forwarding").read_text().strip() != "1":
-        for accept_ra in conf.glob("*/accept_ra"):
-            if accept_ra.parent.name in ("all", "lo"):
-                continue
-            try:
-                if accept_ra.read_text().strip() == "1":
-                    accept_ra.write_text("2\n")
-            except OSError:
-                pass
-        (conf / "all/forwarding").write_text("1\n")
-    Path("/proc/sys/net/ipv4/ip_forward").write_text("1\n")
+    try:
+        if conf.is_dir() and (conf / "all/forwarding").read_text().strip() != "1":
+            for accept_ra in conf.glob("*/accept_ra"):
+                if accept_ra.parent.name in ("all", "lo"):
+                    continue
+                try:
+                    if accept_ra.read_text().strip() == "1":
+                        accept_ra.write_text("2\n")
+                except OSError:
+                    pass
+            (conf / "all/forwarding").write_text("1\n")
+    except OSError as error:
+        errors.append(error)
+    ip_forward = Path("/proc/sys/net/ipv4/ip_forward")
+    try:
+        if ip_forward.read_text().strip() != "1":
+            ip_forward.write_text("1\n")
+    except OSError as error:
+        errors.append(error)
+    if errors:
+        raise errors[0]
 
 
 def configure_interface(ifname: str, mtu: int, cidrs: list[str]) -> None:

@@ -12,7 +12,7 @@ import ipaddress
 import time
 from dataclasses import dataclass
 
-from . import bird, coststate, linkfile, log, netlink, pins, probe, quality
+from . import bird, coststate, forwarding, linkfile, log, netlink, pins, probe, quality
 from .errors import ConfigError
 from .addressing import LINK_PREFIX4, LINK_PREFIX6, MeshPlan
 from .config import NodeConfig
@@ -21,15 +21,16 @@ from .tomlio import file_lock, remove, write_atomic
 
 
 def base_interfaces(config: NodeConfig, links: list[linkfile.Link],
-                    costs: dict[str, int] | None = None) -> list[bird.OspfInterface]:
+                    costs: dict[str, int] | None = None, forwards: bool = True) -> list[bird.OspfInterface]:
     """bird's interfaces: each link at its published cost (costs), or at
-    its base cost until one is published."""
+    its base cost until one is published. forwards: whether this node can."""
     plan = MeshPlan.from_config(config)
     costs = costs or {}
     return [
         bird.OspfInterface(
             link.name,
-            costs.get(link.name) or bird.link_cost(config.base_cost, is_client_link(plan, config, link), False),
+            costs.get(link.name) or bird.link_cost(config.base_cost, is_client_link(plan, config, link, forwards),
+                                                   False),
             *client_destinations(plan, link),
             *link_nets(link),
         )
@@ -43,29 +44,34 @@ def link_nets(link: linkfile.Link) -> tuple[str, str]:
             str(ipaddress.ip_interface(f"{link.local6}/{LINK_PREFIX6}").network))
 
 
-def is_client_link(plan: MeshPlan, config: NodeConfig, link: linkfile.Link) -> bool:
-    return plan.is_client(link.peer_id) or config.is_client
+def is_client_link(plan: MeshPlan, config: NodeConfig, link: linkfile.Link, forwards: bool = True) -> bool:
+    """A link that carries no transit, and costs a client's: one end is a
+    client or cannot forward (forwards: whether this node can)."""
+    return plan.is_client(link.peer_id) or config.is_client or not link.peer_forwards or not forwards
 
 
 def client_destinations(plan: MeshPlan, link: linkfile.Link) -> tuple[tuple[str, ...], tuple[str, ...]]:
     """What a link may be routed to: everything for a link between two
-    servers; for a link to a client, the client's own block and the link's
-    own net (as IPv4 and IPv6 prefixes)."""
-    if not plan.is_client(link.peer_id):
+    servers; for a link to a client or to a node that cannot forward, that
+    node's own block and the link's own net (as IPv4 and IPv6 prefixes)."""
+    if not plan.is_client(link.peer_id) and link.peer_forwards:
         return (), ()
     net4, net6 = link_nets(link)
     return ((str(plan.node_block(link.peer_id)), net4), (str(plan.node_block6(link.peer_id)), net6))
 
 
 def render_config(config: NodeConfig, interfaces: list[bird.OspfInterface],
-                  kernel_table: int = netlink.MAIN_TABLE) -> str:
+                  kernel_table: int = netlink.MAIN_TABLE, forwards: bool = True) -> str:
     return bird.render(
         MeshPlan.from_config(config),
         config.require_id(),
         interfaces,
         hello=config.ospf_hello,
         dead=config.ospf_dead,
-        stub_router=config.is_client,
+        # A node that cannot forward says so in OSPF too, so that even the
+        # peers that linked with it before it lost forwarding (and so do not
+        # know) route through it only as a last resort (OSPFv2) or never (v3).
+        stub_router=config.is_client or not forwards,
         kernel_table=kernel_table,
     )
 
@@ -84,7 +90,7 @@ def _apply(paths: Paths, config: NodeConfig, interfaces: list[bird.OspfInterface
         links, problems = linkfile.load_all(paths)
         for problem in problems:
             log.warning(f"skipping a link file: {problem}")
-        interfaces = base_interfaces(config, links, known_costs(paths, config, links))
+        interfaces = base_interfaces(config, links, known_costs(paths, config, links), forwarding.forwards(paths))
     return _write_and_configure(paths, config, interfaces)
 
 
@@ -94,14 +100,15 @@ def known_costs(paths: Paths, config: NodeConfig, links: list[linkfile.Link]) ->
     costs = coststate.published_costs(paths)
     pinned, _ = pins.pinned_costs(paths, links)
     plan = MeshPlan.from_config(config)
+    forwards = forwarding.forwards(paths)
     for link in links:
         if link.name not in costs and link.name in pinned:
-            costs[link.name] = quality.pinned_cost(pinned[link.name], is_client_link(plan, config, link))
+            costs[link.name] = quality.pinned_cost(pinned[link.name], is_client_link(plan, config, link, forwards))
     return costs
 
 
 def _write_and_configure(paths: Paths, config: NodeConfig, interfaces: list[bird.OspfInterface]) -> bool:
-    text = render_config(config, interfaces, netlink.mesh_table())
+    text = render_config(config, interfaces, netlink.mesh_table(), forwarding.forwards(paths))
     target = paths.bird_config
     # Set while a written config may not have reached bird yet: a failed
     # or interrupted configure is retried by the next run, whose text is
@@ -156,9 +163,10 @@ def decide_all(paths: Paths, config: NodeConfig, links: list[linkfile.Link],
     pinned, problem = pins.pinned_costs(paths, links)
     if problem:
         log.warning(f"{problem}; ignoring the pins until it is fixed")
+    forwards = forwarding.forwards(paths)
     decisions = []
     for link in links:
-        client = is_client_link(plan, config, link)
+        client = is_client_link(plan, config, link, forwards)
         previous = states.get(link.name) or quality.initial_state(config.base_cost, client)
         if windows is not None:
             window = windows.get(link.name, [])
@@ -188,7 +196,7 @@ def recost(paths: Paths, config: NodeConfig, windows: dict[str, list[quality.Rou
             log_events(item.link, item.decision)
         coststate.save(paths, {item.link.name: item.decision.state for item in decisions})
         costs = {item.link.name: item.decision.cost for item in decisions}
-        _write_and_configure(paths, config, base_interfaces(config, links, costs))
+        _write_and_configure(paths, config, base_interfaces(config, links, costs, forwarding.forwards(paths)))
     return decisions
 
 

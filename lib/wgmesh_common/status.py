@@ -28,6 +28,8 @@ class LinkRow:
     why: str = "-"
     # Active penalties (loss, jitter, down) -> until when (Unix time).
     penalties: dict[str, float] = field(default_factory=dict)
+    # False: the peer cannot forward, and this link carries no transit.
+    peer_forwards: bool = True
 
 
 def link_state(interface_up: bool, last_handshake: float, now: float) -> str:
@@ -104,6 +106,7 @@ def gather(node: Node, now: float | None = None) -> tuple[list[LinkRow], list[st
             state=link_state(up, handshake, now),
             handshake=age(now - handshake) if handshake else "never",
             ospf=neighbours.get(link.name, "-"),
+            peer_forwards=link.peer_forwards,
             **quality_fields(states.get(link.name), link.name in pinned),
         ))
     return rows, problems
@@ -141,6 +144,17 @@ def table(rows: list[LinkRow]) -> str:
     lines = ["  ".join(h.ljust(w) for h, w in zip(headers, widths)).rstrip()]
     lines += ["  ".join(c.ljust(w) for c, w in zip(cell, widths)).rstrip() for cell in cells]
     return "\n".join(lines)
+
+
+def forwarding_lines(own_problem: str | None, rows: list[LinkRow]) -> list[str]:
+    """What status says about forwarding (pure): this node's problem, and
+    the peers that carry no transit because they cannot forward."""
+    lines = [own_problem] if own_problem else []
+    peers = sorted({row.peer for row in rows if not row.peer_forwards})
+    if peers:
+        lines.append("peers that cannot forward (no transit through them): "
+                     + ", ".join(f"node {peer}" for peer in peers))
+    return lines
 
 
 def as_dicts(rows: list[LinkRow]) -> list[dict]:

@@ -12,7 +12,7 @@ import sys
 import time
 from pathlib import Path
 
-from . import bird, linkops, log, netlink, routing
+from . import bird, forwarding, linkops, log, netlink, routing
 from .addressing import MeshPlan
 from .config import NodeConfig
 from .errors import WgmeshError
@@ -31,13 +31,19 @@ def node_loopback_addresses(config: NodeConfig) -> list[str]:
     ]
 
 
-def ensure_loopback(config: NodeConfig) -> None:
+def ensure_loopback(paths: Paths, config: NodeConfig) -> str | None:
     """The node's own addresses, the rules that route by the mesh's table,
-    and forwarding unless it is a client (clients carry no transit traffic)."""
+    and forwarding unless it is a client (clients carry no transit traffic).
+    A node that cannot forward (a read-only /proc/sys) still comes up, as a
+    leaf: the problem is recorded for bird, the join API and status, logged
+    as one warning, and returned."""
     netlink.ensure_addresses("lo", node_loopback_addresses(config))
     netlink.ensure_rules()
-    if not config.is_client:
-        netlink.enable_forwarding()
+    problem = None if config.is_client else forwarding.enable()
+    forwarding.record(paths, problem)
+    if problem:
+        log.warning(problem)
+    return problem
 
 
 def remove_loopback(config: NodeConfig) -> None:
@@ -107,7 +113,7 @@ class DirectSupervisor:
     def start_node(self) -> None:
         from . import linkfile
 
-        ensure_loopback(self.config)
+        ensure_loopback(self.paths, self.config)
         links, _ = linkfile.load_all(self.paths)
         for link in links:
             try:

@@ -40,6 +40,8 @@ SHARE_MOUNTPOINT = "/lab"
 
 # nspawn puts /proc/sys read-only; this keeps /proc/sys/net writable, which a
 # mesh node needs (forwarding). --network-namespace-path alone does not.
+# A node of Lab(read_only_proc_sys=...) boots without it, as nspawn's
+# default (and unprivileged LXC) would: a node that cannot forward.
 _NSPAWN_ENV = {"SYSTEMD_NSPAWN_API_VFS_WRITABLE": "network"}
 
 # Without a systemd on the host, nspawn --keep-unit creates its "supervisor"
@@ -60,6 +62,7 @@ class Container:
         self.lab = lab
         self.name = name
         self.mesh_id = mesh_id
+        self.proc_sys_writable = mesh_id not in getattr(lab, "read_only_proc_sys", ())
         self.machine = f"{PREFIX}{lab.name}-{name}"
         self.netns = self.machine
         self.root = Path(lab.workdir) / name
@@ -156,8 +159,8 @@ class Container:
                 console.write(f"\n===== wgmesh-lab: boot {self.boots} of {self.name} at {time.ctime()} =====\n")
                 console.flush()
                 env = {
-                    **os.environ,
-                    **_NSPAWN_ENV,
+                    **{k: v for k, v in os.environ.items() if k not in _NSPAWN_ENV},
+                    **(_NSPAWN_ENV if self.proc_sys_writable else {}),
                     # The console log is read in files and CI logs: no ANSI colours.
                     "TERM": "dumb",
                     "CGROUP_PROCS": " ".join(str(cgroup / "cgroup.procs") for cgroup in self.cgroups),

@@ -41,11 +41,15 @@ class Lab:
         rootfs: Path | None = None,
         share_dir: Path | None = None,
         keep_logs: bool = False,
+        read_only_proc_sys: list[int] | tuple[int, ...] = (),
     ):
         """kind="container" boots all nodes in parallel on entry unless boot=False.
         `share_dir` (default: a fresh dir, `lab.share_dir`) appears read-only at
         /lab in every container. Console logs (`lab.logs_dir`) are kept when
-        the lab ends with an exception, or always with keep_logs=True."""
+        the lab ends with an exception, or always with keep_logs=True.
+        Containers of the ids in `read_only_proc_sys` boot with nspawn's
+        default read-only /proc/sys (/proc/sys/net included): they cannot
+        switch forwarding on."""
         if kind not in KINDS:
             raise ValueError(f"kind must be one of {sorted(KINDS)}")
         if len(set(ids)) != len(ids):
@@ -58,6 +62,7 @@ class Lab:
         self.rootfs = rootfs
         self.share_dir = share_dir
         self.keep_logs = keep_logs
+        self.read_only_proc_sys = set(read_only_proc_sys)
         self.logs_dir = logs_base() / name
         self.record: LabRecord | None = None
         self.workdir: Path | None = None

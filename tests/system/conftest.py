@@ -62,10 +62,11 @@ class Mesh:
                                  f"{error.stdout[-2000:]}\n{error.stderr[-2000:]}") from None
 
 
-def start_mesh_lab(ids, deb: Path, name_prefix: str = "sy"):
+def start_mesh_lab(ids, deb: Path, name_prefix: str = "sy", read_only_proc_sys=()):
     from tests.lab.lab import Lab
 
-    lab = Lab(f"{name_prefix}{uuid.uuid4().hex[:4]}", kind="container", ids=ids)
+    lab = Lab(f"{name_prefix}{uuid.uuid4().hex[:4]}", kind="container", ids=ids,
+              read_only_proc_sys=read_only_proc_sys)
     lab.start()
     mesh = Mesh(lab, deb)
     try:

@@ -62,7 +62,8 @@ def test_table_aligns_columns():
 def test_as_dicts_keeps_every_field():
     assert as_dicts([row()]) == [{"name": "wgm2", "peer": 2, "transport": "IPv4", "endpoint": "192.0.2.1:51820",
                                   "state": "up", "handshake": "5s ago", "ospf": "Full", "rtt": None,
-                                  "loss": None, "jitter": None, "cost": None, "why": "-", "penalties": {}}]
+                                  "loss": None, "jitter": None, "cost": None, "why": "-", "penalties": {},
+                                  "peer_forwards": True}]
 
 
 def test_routes_to_nodes_names_the_interface_of_each_node_route():

@@ -3,7 +3,7 @@
 import click
 
 from .. import config as node_config
-from .. import log, migrations
+from .. import forwarding, log, migrations
 from ..addressing import MeshPlan
 from ..errors import WgmeshError
 from ..node import Node
@@ -31,9 +31,14 @@ def init_command(node_id: int, public: bool, public_ipv4: str | None, public_ipv
             f"this node is already initialised as node {current.node_id}; "
             f"to start over, run 'wgmesh down' and remove {paths.config_file}"
         )
-    problem = MeshPlan.from_config(current).node_id_problem(node_id)
+    plan = MeshPlan.from_config(current)
+    problem = plan.node_id_problem(node_id)
     if problem:
         raise WgmeshError(f"cannot use ID {node_id}: {problem}")
+    # Up front, and not fatal: a node that cannot forward still joins, as a leaf.
+    cannot_forward = None if plan.is_client(node_id) else forwarding.foresee()
+    if cannot_forward:
+        click.echo(f"warning: {cannot_forward}", err=True)
     changes = {("node", "id"): node_id, ("api", "public"): public}
     if public_ipv4:
         changes[("node", "public_ipv4")] = public_ipv4

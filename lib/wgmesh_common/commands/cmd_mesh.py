@@ -14,12 +14,14 @@ from .common import load_node
 
 @click.command("mesh")
 def mesh_command() -> None:
-    """Connect to every node this one routes to but has no link with."""
-    made = mesh.build(load_node())
-    for link in made:
-        click.echo(f"linked with node {link.peer_id}: {link.name}")
-    if not made:
-        click.echo("nothing to do: linked with every node it should be")
+    """Connect to every node this one routes to but has no link with.
+    One line per link made and per node it could not link with (then the
+    exit status is 1)."""
+    report = mesh.build(load_node())
+    for line in report.lines():
+        click.echo(line)
+    if report.exit_status:
+        sys.exit(report.exit_status)
 
 
 @click.command("used")

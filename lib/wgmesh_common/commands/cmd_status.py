@@ -4,7 +4,7 @@ import json
 
 import click
 
-from .. import linkfile, status
+from .. import forwarding, linkfile, status
 from ..errors import WgmeshError
 from .common import load_node
 
@@ -16,8 +16,10 @@ def status_command(as_json: bool) -> None:
     node = load_node()
     rows, problems = status.gather(node)
     routed = status.reachable(node)
+    cannot_forward = forwarding.problem(node.paths)
     if as_json:
-        click.echo(json.dumps({"node": node.node_id, "links": status.as_dicts(rows),
+        click.echo(json.dumps({"node": node.node_id, "forwarding": cannot_forward is None,
+                               "forwarding_problem": cannot_forward, "links": status.as_dicts(rows),
                                "reachable": [{"id": i, "via": via} for i, via in routed.items()],
                                "problems": problems}, indent=2))
         return
@@ -28,6 +30,8 @@ def status_command(as_json: bool) -> None:
         click.echo("routes to: " + ", ".join(f"node {i} via {via}" for i, via in routed.items()))
     else:
         click.echo("routes to: no other node yet")
+    for line in status.forwarding_lines(cannot_forward, rows):
+        click.echo(line)
     for problem in problems:
         click.echo(f"warning: {problem}", err=True)
 

@@ -52,8 +52,10 @@ def loopback() -> None:
 
 @loopback.command("up")
 def loopback_up() -> None:
-    """Add the node's addresses to lo."""
-    supervisor.ensure_loopback(load_node().config)
+    """Add the node's addresses to lo and switch forwarding on (where the
+    node may: otherwise one warning, and it works as a leaf)."""
+    node = load_node()
+    supervisor.ensure_loopback(node.paths, node.config)
 
 
 @loopback.command("down")
