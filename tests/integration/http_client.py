@@ -14,8 +14,10 @@ def main() -> None:
     answers = []
     for spec in json.load(sys.stdin):
         # A body given as a document speaks this version's protocol, as wgmesh's own client does.
-        body = base64.b64decode(spec["raw"]) if "raw" in spec else \
-            json.dumps({"protocol": spec.get("protocol", 2), **spec.get("body", {})}).encode()
+        document = spec.get("body", {})
+        if isinstance(document, dict):
+            document = {"protocol": spec.get("protocol", 2), **document}
+        body = base64.b64decode(spec["raw"]) if "raw" in spec else json.dumps(document).encode()
         headers = {"Content-Type": "application/json", **spec.get("headers", {})}
         if "sign_with" in spec:  # the link's signing key, in hex
             message = f"{spec['method']} {spec['path']}\n".encode() + body
