@@ -12,7 +12,7 @@ import sys
 import time
 from pathlib import Path
 
-from . import bird, linkops, log, netlink, routing
+from . import bird, firewall, linkops, log, netlink, routing
 from .addressing import MeshPlan
 from .config import NodeConfig
 from .errors import WgmeshError
@@ -33,9 +33,12 @@ def node_loopback_addresses(config: NodeConfig) -> list[str]:
 
 def ensure_loopback(config: NodeConfig) -> None:
     """The node's own addresses, the rules that route by the mesh's table,
-    and forwarding unless it is a client (clients carry no transit traffic)."""
+    the firewall that keeps the underlay out of the mesh, and forwarding
+    unless it is a client (clients carry no transit traffic). The firewall
+    comes before forwarding: never a moment of forwarding without it."""
     netlink.ensure_addresses("lo", node_loopback_addresses(config))
     netlink.ensure_rules()
+    firewall.apply(MeshPlan.from_config(config))
     if not config.is_client:
         netlink.enable_forwarding()
 
@@ -44,7 +47,10 @@ def remove_loopback(config: NodeConfig) -> None:
     try:
         netlink.remove_addresses("lo", node_loopback_addresses(config))
     finally:
-        netlink.remove_rules()
+        try:
+            netlink.remove_rules()
+        finally:
+            firewall.remove()
 
 
 def _program(name: str) -> str:
