@@ -123,6 +123,8 @@ def test_a_hostile_neighbour_on_the_underlay_cannot_enter_the_mesh(netns_lab):
     # The mesh works, node 0 forwarding between its links.
     assert wait_until(lambda: pings(node4, "10.0.2.1") and pings(node2, "10.0.4.1"), 30)
     assert wait_until(lambda: pings(node4, "fd10:0:0:2::1"), 20)
+    # So does the overlay: VXLAN between node loopbacks, across node 0.
+    assert wait_until(lambda: pings(node4, "10.0.251.2"), 20)
     assert "wgmvx4" in node0.run(["ip", "-o", "link", "show", "wgmvx4"]).stdout
 
     # The neighbour routes the mesh's ranges to node 0.
