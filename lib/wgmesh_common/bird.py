@@ -6,11 +6,12 @@ is derived state: rendered from the node config, the link files and the
 costs, never hand-edited.
 """
 
+import ipaddress
 import socket
 from dataclasses import dataclass
 from pathlib import Path
 
-from .addressing import MeshPlan
+from .addressing import LINK_PREFIX4, LINK_PREFIX6, MeshPlan
 from .errors import WgmeshError
 
 MAX_COST = 65535
@@ -34,6 +35,53 @@ class OspfInterface:
 def clamp(cost: int) -> int:
     """A cost within OSPF's range, 1..MAX_COST."""
     return max(1, min(MAX_COST, int(cost)))
+
+
+@dataclass(frozen=True)
+class MeshFilter:
+    """The part of a kernel export filter that keeps hostile announcements
+    out: `head` goes first (which prefixes may be routes at all), `owners`
+    last (whose they may be)."""
+
+    head: str
+    owners: str
+
+
+def mesh_filter(plan: MeshPlan, family: int) -> MeshFilter:
+    """Only the mesh's own prefixes reach the kernel: node loopbacks and
+    link nets, at exactly their lengths; never a default, an aggregate, the
+    overlay or anything outside the mesh (so never a route to a node's
+    underlay endpoint, which would pull WireGuard's own packets into the
+    mesh). A node's loopback is accepted only from that node's router ID
+    (its IPv4 loopback, in OSPFv2 and OSPFv3 alike).
+
+    OSPF hands over one route per prefix: when another member announces a
+    node's exact loopback at a lower cost, the kernel gets no route to it
+    rather than one to the announcer."""
+    if family == 4:
+        subnet, overlay, link_len = plan.subnet, plan.vxlan_subnet, LINK_PREFIX4
+    else:
+        subnet, overlay, link_len = plan.subnet6, plan.vxlan6_network(), LINK_PREFIX6
+    # bird announces a loopback as a host route (/32, /128); the /30 of
+    # lo's IPv4 address is accepted too, from its owner only.
+    head = (
+        f"\t\t\tif net !~ [ {subnet}{{{link_len - 1},{subnet.max_prefixlen}}} ] then reject;\n"
+        f"\t\t\tif net ~ [ {overlay}+ ] then reject;\n"
+    )
+    lines = []
+    for node_id in plan.valid_node_ids():
+        if family == 4:
+            # No link net lies in the node's loopback /30.
+            region = plan.loopback4_network(node_id)
+            loopbacks = f"{region}, {plan.loopback4(node_id)}/32"
+        else:
+            region = ipaddress.IPv6Network((plan.node_block6(node_id).network_address, 126))
+            loopbacks = f"{plan.loopback6(node_id)}/128"
+        lines.append(f"\t\t\tif net ~ [ {region}+ ] then {{ if net ~ [ {loopbacks} ] && "
+                     f"ospf_router_id = {plan.loopback4(node_id)} then accept; reject; }}\n")
+    # Past the loopbacks only link nets remain.
+    lines.append(f"\t\t\tif net.len != {link_len} then reject;\n")
+    return MeshFilter(head, "".join(lines))
 
 
 def render(
@@ -84,6 +132,7 @@ def render(
                 prefixes = ", ".join(f"{p}+" for p in allowed)
                 lines.append(f'\t\t\tif ifname = "{iface.name}" && net !~ [ {prefixes} ] then reject;\n')
         return "".join(lines)
+    plan_filters = {family: mesh_filter(plan, family) for family in (4, 6)}
     return f"""\
 # Rendered by wgmesh; do not edit: every link change or cost change rewrites it.
 log stderr all;
@@ -98,8 +147,9 @@ protocol kernel wgmesh_kernel4 {{
 \tipv4 {{
 \t\timport none;
 \t\texport filter {{
-{connected(4)}{client_guards(4)}\t\t\tif source = RTS_OSPF then {{ krt_prefsrc = {loopback4}; accept; }}
-\t\t\treject;
+\t\t\tif source != RTS_OSPF then reject;
+{plan_filters[4].head}{connected(4)}{client_guards(4)}\t\t\tkrt_prefsrc = {loopback4};
+{plan_filters[4].owners}\t\t\taccept;
 \t\t}};
 \t}};
 }}
@@ -109,8 +159,9 @@ protocol kernel wgmesh_kernel6 {{
 \tipv6 {{
 \t\timport none;
 \t\texport filter {{
-{connected(6)}{client_guards(6)}\t\t\tif source = RTS_OSPF then {{ krt_prefsrc = {loopback6}; accept; }}
-\t\t\treject;
+\t\t\tif source != RTS_OSPF then reject;
+{plan_filters[6].head}{connected(6)}{client_guards(6)}\t\t\tkrt_prefsrc = {loopback6};
+{plan_filters[6].owners}\t\t\taccept;
 \t\t}};
 \t}};
 }}

@@ -16,8 +16,11 @@ RTPROT_BIRD = 12
 
 def reachable_nodes(routes: Iterable[Route], plan: MeshPlan, own_id: int | None = None,
                     family: int = 4, bird_only: bool = True) -> set[int]:
-    """IDs of nodes whose loopback has a route of its own (not a default or
-    an aggregate: the route must be at least as specific as a node block)."""
+    """IDs of nodes whose loopback has a route of its own: exactly the
+    host route bird makes of it (or the /30 of lo's IPv4 address). A wider
+    route that happens to cover a loopback (an aggregate, a node's block,
+    a made-up /31) names no node, so an announcement that slipped past the
+    kernel filter cannot invent nodes for a mesh pass to chase."""
     found = set()
     for route in routes:
         if bird_only and route.protocol != RTPROT_BIRD:
@@ -25,20 +28,25 @@ def reachable_nodes(routes: Iterable[Route], plan: MeshPlan, own_id: int | None 
         network = route.destination
         if network.version != family:
             continue
+        node_id = plan.owner_of(network.network_address) if family == 4 else _owner_of6(plan, network.network_address)
+        if node_id is None:
+            continue
         if family == 4:
-            if network.prefixlen < plan.node_prefix or not network.subnet_of(plan.subnet):
-                continue
-            node_id = plan.owner_of(network.network_address)
-            if node_id is not None and plan.loopback4(node_id) in network:
-                found.add(node_id)
+            loopbacks = (ipaddress.IPv4Network((plan.loopback4(node_id), 32)), plan.loopback4_network(node_id))
         else:
-            if network.prefixlen < 64 or not network.subnet_of(plan.subnet6):
-                continue
-            index = (int(network.network_address) - int(plan.subnet6.network_address)) >> 64
-            if 0 <= index <= 254 and plan.node_id_problem(index) is None and plan.loopback6(index) in network:
-                found.add(index)
+            loopbacks = (ipaddress.IPv6Network((plan.loopback6(node_id), 128)),)
+        if network in loopbacks:
+            found.add(node_id)
     found.discard(own_id)
     return found
+
+
+def _owner_of6(plan: MeshPlan, address: ipaddress.IPv6Address) -> int | None:
+    """The node whose /64 holds address, if any."""
+    if address not in plan.subnet6:
+        return None
+    index = (int(address) - int(plan.subnet6.network_address)) >> 64
+    return index if 0 <= index <= 254 and plan.node_id_problem(index) is None else None
 
 
 def node_of_address(plan: MeshPlan, address: str) -> int | None:
@@ -50,9 +58,5 @@ def node_of_address(plan: MeshPlan, address: str) -> int | None:
     if ip.version == 4:
         node_id = plan.owner_of(ip)
         return node_id if node_id is not None and plan.loopback4(node_id) == ip else None
-    if ip not in plan.subnet6:
-        return None
-    index = (int(ip) - int(plan.subnet6.network_address)) >> 64
-    if 0 <= index <= 254 and plan.node_id_problem(index) is None and plan.loopback6(index) == ip:
-        return index
-    return None
+    index = _owner_of6(plan, ip)
+    return index if index is not None and plan.loopback6(index) == ip else None

@@ -12,7 +12,7 @@ import sys
 import time
 from pathlib import Path
 
-from . import bird, forwarding, linkops, log, netlink, routing
+from . import bird, firewall, forwarding, linkops, log, netlink, routing
 from .addressing import MeshPlan
 from .config import NodeConfig
 from .errors import WgmeshError
@@ -33,12 +33,15 @@ def node_loopback_addresses(config: NodeConfig) -> list[str]:
 
 def ensure_loopback(paths: Paths, config: NodeConfig) -> str | None:
     """The node's own addresses, the rules that route by the mesh's table,
-    and forwarding unless it is a client (clients carry no transit traffic).
+    the firewall that keeps the underlay out of the mesh, and forwarding
+    unless it is a client (clients carry no transit traffic). The firewall
+    comes before forwarding: never a moment of forwarding without it.
     A node that cannot forward (a read-only /proc/sys) still comes up, as a
     leaf: the problem is recorded for bird, the join API and status, logged
     as one warning, and returned."""
     netlink.ensure_addresses("lo", node_loopback_addresses(config))
     netlink.ensure_rules()
+    firewall.apply(MeshPlan.from_config(config))
     problem = None if config.is_client else forwarding.enable()
     forwarding.record(paths, problem)
     if problem:
@@ -50,7 +53,10 @@ def remove_loopback(config: NodeConfig) -> None:
     try:
         netlink.remove_addresses("lo", node_loopback_addresses(config))
     finally:
-        netlink.remove_rules()
+        try:
+            netlink.remove_rules()
+        finally:
+            firewall.remove()
 
 
 def _program(name: str) -> str:

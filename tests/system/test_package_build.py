@@ -34,7 +34,7 @@ RELEASES = {
                "bird2": "2.17.6-1", "wireguard-tools": "1.0.20210914-1", "wireguard-go": "0.0.20231211-1"},
 }
 REQUIRED_DEPENDS = {"python3", "python3-pyroute2", "python3-icmplib", "python3-tomli-w", "python3-systemd",
-                    "python3-click", "bird2", "wireguard-tools"}
+                    "python3-click", "bird2", "wireguard-tools", "nftables"}
 
 
 def run(*args: str, **kwargs) -> subprocess.CompletedProcess:
@@ -234,7 +234,8 @@ STUB = """#!/bin/sh
 echo "$(basename "$0") $*" >> "$WGMESH_TEST_LOG"
 exit {status}
 """
-STUBBED = ("systemctl", "deb-systemd-invoke", "systemd-sysctl", "wgmesh", "wgmesh-link", "py3compile", "py3clean")
+STUBBED = ("systemctl", "deb-systemd-invoke", "systemd-sysctl", "wgmesh", "wgmesh-link", "nft", "py3compile",
+           "py3clean")
 INITIALISED = "[node]\nid = 2\n"
 UNINITIALISED = "[node]\n#id = 0\n"
 STATE = ("/etc/wgmesh", "/var/lib/wgmesh", "/run/wgmesh")
@@ -389,5 +390,6 @@ def test_remove_keeps_config_and_purge_deletes_it(scripts: Scripts) -> None:
     # Configuration, keys and durable state stay; runtime state goes.
     assert rc == 0 and exists == {"/etc/wgmesh": True, "/var/lib/wgmesh": True, "/run/wgmesh": False}, exists
     assert "systemctl --system daemon-reload" in calls
+    assert "nft -f -" in calls  # the firewall table goes too
     rc, calls, exists = scripts.run("postrm", "purge", config=INITIALISED)
     assert rc == 0 and not any(exists.values()), exists

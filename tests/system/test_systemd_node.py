@@ -44,6 +44,8 @@ def test_join_makes_one_link_unit_per_link_on_both_sides(mesh_lab):
     assert "wgmesh-link@wgm0.service" in wants
     assert "wgmesh.target" in node2.run(["systemctl", "list-dependencies", "--plain", "--no-pager",
                                          "multi-user.target"]).stdout
+    # The node unit loaded the firewall, under its own sandbox.
+    assert "table inet wgmesh" in node2.run(["nft", "list", "tables"]).stdout
     # bird of wgmesh's own beside the stock one, untouched.
     assert active(node0, "wgmesh-bird.service") and active(node0, "bird.service")
     assert "Full" in node0.run(["birdc", "-s", "/run/wgmesh/bird.ctl", "show", "ospf", "neighbors"]).stdout
@@ -120,6 +122,7 @@ def test_remove_and_purge_leave_nothing(mesh_lab):
     assert "proto bird" not in node2.run(["ip", "route", "show", "table", "all"]).stdout
     assert MESH_TABLE not in node2.run(["ip", "rule"]).stdout + node2.run(["ip", "-6", "rule"]).stdout
     assert "10.0.2.1" not in node2.run(["ip", "addr", "show", "lo"]).stdout
+    assert "wgmesh" not in node2.run(["nft", "list", "tables"]).stdout
     units = node2.run(["systemctl", "list-units", "--all", "--plain", "--no-legend", "wgmesh*"]).stdout
     assert units.strip() == "", units
     # remove keeps the configuration and the keys ...

@@ -117,8 +117,47 @@ def test_own_link_nets_stay_with_the_kernels_connected_routes(plan):
     own6 = "if net ~ [ fd10::4/127, fd10::6/127 ] then reject;"
     assert own4 in kernel4 and kernel4.index(own4) < kernel4.index("accept") and own6 not in kernel4
     assert own6 in kernel6 and kernel6.index(own6) < kernel6.index("accept")
-    assert "if net ~ [" not in "".join(re.findall(r"protocol kernel \S+ \{(.*?)\n\}",
-                                                  bird.render(plan, 0, []), re.S))
+    no_links = "".join(re.findall(r"protocol kernel \S+ \{(.*?)\n\}", bird.render(plan, 0, []), re.S))
+    assert not re.search(r"if net ~ \[ [^+\]]* \] then reject;", no_links)
+
+
+def test_the_kernel_gets_only_the_mesh_prefixes_each_from_its_owner(plan):
+    text = bird.render(plan, 0, CASES["own-link-nets"]["interfaces"])
+    kernel4, kernel6 = re.findall(r"protocol kernel \S+ \{(.*?)\n\}", text, re.S)
+    for kernel, gate, overlay, last in (
+            (kernel4, "if net !~ [ 10.0.0.0/16{30,32} ] then reject;", "if net ~ [ 10.0.251.0/24+ ] then reject;",
+             "if net.len != 31 then reject;"),
+            (kernel6, "if net !~ [ fd10::/48{126,128} ] then reject;", "if net ~ [ fd10:0:0:fb::/64+ ] then reject;",
+             "if net.len != 127 then reject;")):
+        lines = [line.strip() for line in kernel.splitlines()]
+        body = lines[lines.index("export filter {") + 1:lines.index("accept;")]
+        # Externals (a member's static routes) never; then the mesh's own
+        # ranges at bounded lengths, not the overlay; the guards; the owners.
+        assert body[:3] == ["if source != RTS_OSPF then reject;", gate, overlay]
+        owners = [line for line in body if "ospf_router_id" in line]
+        assert len(owners) == len(plan.valid_node_ids())
+        assert body[-1] == last and body.index(owners[0]) > max(body.index(line) for line in body if "ifname" in line)
+    assert ("if net ~ [ 10.0.4.0/30+ ] then { if net ~ [ 10.0.4.0/30, 10.0.4.1/32 ] && "
+            "ospf_router_id = 10.0.4.1 then accept; reject; }") in kernel4
+    assert ("if net ~ [ fd10:0:0:4::/126+ ] then { if net ~ [ fd10:0:0:4::1/128 ] && "
+            "ospf_router_id = 10.0.4.1 then accept; reject; }") in kernel6
+
+
+@needs_bird
+def test_the_kernel_filter_follows_the_mesh_layout(tmp_path):
+    import ipaddress
+
+    from wgmesh_common.addressing import MeshPlan
+
+    plan = MeshPlan(ipaddress.IPv4Network("172.20.0.0/16"), 24, ipaddress.IPv6Network("fd20:1::/48"),
+                    ipaddress.IPv4Network("172.20.250.0/24"))
+    text = bird.render(plan, 7, [OspfInterface("wgm3", 100, net4="172.20.7.4/31", net6="fd20:1:0:7::4/127")])
+    assert "if net !~ [ 172.20.0.0/16{30,32} ] then reject;" in text
+    assert "if net ~ [ 172.20.250.0/24+ ] then reject;" in text
+    assert "if net ~ [ fd20:1:0:fa::/64+ ] then reject;" in text
+    assert "ospf_router_id = 172.20.3.1 then accept;" in text
+    result = bird_accepts(tmp_path, text)
+    assert result.returncode == 0, result.stderr
 
 
 def test_routes_go_to_the_mesh_table_of_its_own(plan):

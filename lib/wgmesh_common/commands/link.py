@@ -46,21 +46,23 @@ def reload(name: str) -> None:
 
 @main.group("loopback")
 def loopback() -> None:
-    """The node's own addresses on lo (10.0.N.1/30 and its IPv6 twin) and
-    the policy rules that look up the mesh's routing table."""
+    """The node's own addresses on lo (10.0.N.1/30 and its IPv6 twin), the
+    policy rules that look up the mesh's routing table and the firewall
+    that keeps the underlay out of the mesh (nftables table inet wgmesh)."""
 
 
 @loopback.command("up")
 def loopback_up() -> None:
-    """Add the node's addresses to lo and switch forwarding on (where the
-    node may: otherwise one warning, and it works as a leaf)."""
+    """Add the node's addresses to lo, its routing rules and its firewall,
+    and switch forwarding on (where the node may: otherwise one warning,
+    and it works as a leaf)."""
     node = load_node()
     supervisor.ensure_loopback(node.paths, node.config)
 
 
 @loopback.command("down")
 def loopback_down() -> None:
-    """Remove the node's addresses from lo, and its routing rules."""
+    """Remove the node's addresses from lo, its routing rules and its firewall."""
     supervisor.remove_loopback(load_node().config)
 
 
