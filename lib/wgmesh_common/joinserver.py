@@ -389,7 +389,7 @@ class JoinHandler(BaseHTTPRequestHandler):
 
     def handle_one_request(self) -> None:
         deadline = self.server.request_deadline
-        self._reader.start(deadline, MAX_HEAD + joinapi.MAX_BODY)
+        self._reader.start(deadline, MAX_HEAD)
         try:
             super().handle_one_request()
         except DeadlinePassed:
@@ -417,12 +417,15 @@ class JoinHandler(BaseHTTPRequestHandler):
         if len(text) > 9 or int(text) > joinapi.MAX_BODY:
             raise RequestError(413, f"request body larger than {joinapi.MAX_BODY} bytes")
         length = int(text)
+        # The head's budget spent, the body gets exactly what it declared
+        # (some of it may be buffered already).
+        self._reader.budget = self._reader.received + length
         try:
             raw = self.rfile.read(length)
         except DeadlinePassed:
             raise RequestError(408, f"the request was not complete within {self.server.request_deadline:g} s") from None
         except SizeLimitExceeded:
-            raise RequestError(413, f"request larger than {MAX_HEAD + joinapi.MAX_BODY} bytes") from None
+            raise RequestError(413, f"request body larger than {joinapi.MAX_BODY} bytes") from None
         if len(raw) < length:
             raise RequestError(400, "the body ended before its Content-Length")
         return raw
@@ -458,6 +461,10 @@ class JoinHandler(BaseHTTPRequestHandler):
     def send_error(self, code: int, message: str | None = None, explain: str | None = None) -> None:
         # http.server's own refusals (request line, header count and size,
         # unknown methods): one JSON line like every other answer.
+        if code == HTTPStatus.NOT_IMPLEMENTED:
+            # An unknown method is the client's mistake, as a known one on
+            # the wrong path is (405), not a feature this server lacks.
+            code, message = HTTPStatus.METHOD_NOT_ALLOWED, f"{_shorten(self.command or '')} is not allowed here"
         self._refuse(RequestError(code, message or HTTPStatus(code).phrase))
 
     def _reply(self, status: int, document: dict) -> None:
