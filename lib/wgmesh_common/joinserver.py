@@ -355,6 +355,9 @@ REQUEST_DEADLINE = 10.0
 # Connections served at once; beyond them a connection is turned away at
 # once, on the accepting thread (the unit's TasksMax= is set above this).
 MAX_CONNECTIONS = 64
+# How long work that follows an answer (removing a link) waits for the
+# client to have read it.
+AFTER_ANSWER_WAIT = 3.0
 # A join request's line and headers take a few hundred bytes; http.server
 # alone would read 100 header lines of 64 KiB each.
 MAX_HEAD = 16 * 1024
@@ -441,10 +444,25 @@ class JoinHandler(BaseHTTPRequestHandler):
         if after:
             self.wfile.flush()
             self.close_connection = True
+            self._await_hang_up()
             try:
                 after()
             except Exception as error:
                 log.error(f"{self.command} {self.path}: {error}")
+
+    def _await_hang_up(self) -> None:
+        """Wait until the client has read the answer and hung up (at most
+        a few seconds): the work after the answer may take down the link
+        the answer travels over, and a segment still queued then is lost."""
+        deadline = time.monotonic() + AFTER_ANSWER_WAIT
+        try:
+            self.connection.shutdown(socket.SHUT_WR)
+            while (remaining := deadline - time.monotonic()) > 0:
+                self.connection.settimeout(remaining)
+                if not self.connection.recv(4096):
+                    return
+        except OSError:
+            pass
 
     def _refuse(self, error: RequestError) -> None:
         """Answer a request refused before the service saw it, and end the
