@@ -121,7 +121,7 @@ def test_a_trickling_server_is_given_up_at_the_deadline(hostile):
     (b'{"id": 2, "public_key": "\\udc80"}', "lone surrogate"),
     (b'{"id": 2, "x": "\xff"}', "not JSON"),
     (b"[1, 2]", "unexpected document"),
-])
+], ids=["1e400", "NaN", "-Infinity", "5000 digits", "5000 nested", "lone surrogate", "not UTF-8", "a list"])
 def test_every_bad_answer_is_a_remote_error(hostile, body, reason):
     server = hostile(lambda connection: connection.sendall(answer_head(len(body)) + body))
     with pytest.raises(RemoteError, match=reason):

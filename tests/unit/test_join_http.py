@@ -211,7 +211,7 @@ def signed_request(path: str, fields: dict, psk: str, method: str = "POST", raw:
     ("5000 nested brackets", b'{"id": 2, "token": ' + b"[" * 5000 + b"]" * 5000 + b"}", "nesting deeper"),
     ("NaN", b'{"id": NaN}', "NaN"),
     ("a float out of range", b'{"id": 1e400}', "out of range"),
-])
+], ids=["lone surrogate", "5000 digits", "5000 nested", "NaN", "1e400"])
 def test_a_hostile_body_is_400_with_one_line(live, name, body, reason):
     server = live()
     answer, sock = exchange(server, request_bytes("POST", "/connectivity", body))
@@ -399,3 +399,19 @@ def test_the_limiter_table_stays_bounded_under_many_live_sources():
     for i in range(5000):
         limiter.fail("198.51.100.7", now=10.0)
     assert len(limiter._failures["198.51.100.7"]) == 5
+
+
+def test_trusted_proxies_are_set_validated_and_kept_in_the_config(tmp_path):
+    from wgmesh_common import config
+    from wgmesh_common.errors import ConfigError
+
+    path = tmp_path / "wgmesh.toml"
+    path.write_text("[node]\nid = 0\n\n[api]\n#trusted_proxies = []\n")
+    value = config.coerce("api", "trusted_proxies", "127.0.0.1, ::1,10.1.0.0/24")
+    assert config.write_settings(path, {("api", "trusted_proxies"): value}).api_trusted_proxies == \
+        ("127.0.0.1", "::1", "10.1.0.0/24")
+    assert 'trusted_proxies = ["127.0.0.1", "::1", "10.1.0.0/24"]' in path.read_text()
+    with pytest.raises(ConfigError, match="api.trusted_proxies must list addresses or networks"):
+        config.parse({"api": {"trusted_proxies": ["proxy.example"]}})
+    with pytest.raises(ConfigError, match="api.trusted_proxies must be a list"):
+        config.parse({"api": {"trusted_proxies": "127.0.0.1"}})
