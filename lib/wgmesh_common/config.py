@@ -66,6 +66,17 @@ def _address(version: int) -> Callable[[Any], str | None]:
     return check
 
 
+def _address_list(value: Any) -> str | None:
+    for entry in value:
+        try:
+            if not isinstance(entry, str):
+                raise TypeError(entry)
+            ipaddress.ip_network(entry, strict=False)
+        except (TypeError, ValueError):
+            return f"must list addresses or networks (like \"127.0.0.1\" or \"10.1.0.0/24\"), not {entry!r}"
+    return None
+
+
 # section -> key -> (type, default, check). A default of None means "unset".
 SCHEMA: dict[str, dict[str, tuple[type, Any, Callable[[Any], str | None] | None]]] = {
     "node": {
@@ -88,6 +99,9 @@ SCHEMA: dict[str, dict[str, tuple[type, Any, Callable[[Any], str | None] | None]
     "api": {
         "public": (bool, False, None),
         "port": (int, 8080, _int_in(1, 65535)),
+        # Reverse proxies whose X-Forwarded-For names the client, for the
+        # failed-request limiter and the logs only (never for "inside the mesh").
+        "trusted_proxies": (list, [], _address_list),
     },
     "wireguard": {
         "backend": (str, "auto", _choice(BACKENDS)),
@@ -152,6 +166,7 @@ class NodeConfig:
     base_cost: int
     service_manager: str
     quality: QualitySettings = QualitySettings()
+    api_trusted_proxies: tuple[str, ...] = ()
 
     @property
     def initialised(self) -> bool:
@@ -212,6 +227,7 @@ def parse(data: dict[str, Any], source: str = "wgmesh.toml") -> NodeConfig:
         base_cost=values["ospf"]["base_cost"],
         service_manager=values["system"]["service_manager"],
         quality=QualitySettings(**values["quality"]),
+        api_trusted_proxies=tuple(values["api"]["trusted_proxies"]),
     )
     quality = config.quality
     if quality.recent_rounds > quality.window_rounds or quality.down_rounds > quality.window_rounds:
@@ -233,7 +249,7 @@ def parse(data: dict[str, Any], source: str = "wgmesh.toml") -> NodeConfig:
 
 
 def _type_name(kind: type) -> str:
-    return {int: "an integer", str: "a string", bool: "true or false"}[kind]
+    return {int: "an integer", str: "a string", bool: "true or false", list: "a list"}[kind]
 
 
 def load(path: Path) -> NodeConfig:
@@ -270,10 +286,15 @@ def coerce(section: str, key: str, text: str) -> Any:
             return int(text)
         except ValueError:
             raise ConfigError(f"{section}.{key} must be an integer, not {text!r}") from None
+    if kind is list:
+        # `wgmesh set api.trusted_proxies 127.0.0.1,::1`; an empty string empties it.
+        return [item.strip() for item in text.split(",") if item.strip()]
     return text
 
 
 def render_value(value: Any) -> str:
+    if isinstance(value, list):
+        return "[" + ", ".join(render_value(item) for item in value) + "]"
     if isinstance(value, bool):
         return "true" if value else "false"
     if isinstance(value, int):

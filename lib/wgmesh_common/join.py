@@ -358,7 +358,7 @@ def check_compatible(node: Node, info: dict[str, Any], url: str) -> int:
     if peer_id == node.node_id:
         raise WgmeshError(f"{url} is node {peer_id}, this node itself")
     ours = mesh_parameters(node)
-    theirs = info.get("mesh") or {}
+    theirs = info.get("mesh") if isinstance(info.get("mesh"), dict) else {}
     for key, value in ours.items():
         if theirs.get(key) != value:
             raise WgmeshError(f"mesh settings differ: {key} is {theirs.get(key)!r} on node {peer_id} but {value!r} here")
@@ -471,11 +471,13 @@ def _link_from_answer(node: Node, reservation, answer: dict, host: str, public_k
     except WgmeshError as error:
         # A bad key is the remote's fault: report it as an unusable answer.
         raise ValueError(str(error)) from None
-    port = answer["listen_port"]
-    if not isinstance(port, int) or not 1 <= port <= 65535:
+    port, offset = answer["listen_port"], answer["offset"]
+    if not isinstance(port, int) or isinstance(port, bool) or not 1 <= port <= 65535:
         raise ValueError(f"listen_port {port!r}")
+    if not isinstance(offset, int) or isinstance(offset, bool) or offset < 0:
+        raise ValueError(f"offset {offset!r}")
     endpoint = linkfile.format_endpoint(host, port)
-    return _make_link(node, reservation, "client", answer["public_key"], int(answer["offset"]), peer_id,
+    return _make_link(node, reservation, "client", answer["public_key"], offset, peer_id,
                       endpoint, public_key, peer_forwards)
 
 

@@ -13,6 +13,7 @@ request cannot be replayed.
 """
 
 import json
+import math
 import time
 from dataclasses import dataclass
 from typing import Any
@@ -25,6 +26,10 @@ from .addressing import MeshPlan
 PROTOCOL = 2
 PROTOCOL_FIELD = "protocol"
 MAX_BODY = 16 * 1024
+# No field of the API needs more: the bounds keep a hostile document from
+# costing CPU (int() of 5000 digits) or stack (5000 nested brackets).
+MAX_DIGITS = 20
+MAX_DEPTH = 16
 CLOCK_SKEW = 300.0
 SIGNATURE_HEADER = "X-Wgmesh-Signature"
 
@@ -38,12 +43,69 @@ class RequestError(Exception):
         self.reason = " ".join(reason.split())
 
 
+class UnusableJSON(ValueError):
+    """Valid JSON that no message of the API can be: the reason is a noun
+    phrase ("a number with more than 20 digits") for either side to report."""
+
+
+def _bounded_int(text: str) -> int:
+    if len(text.lstrip("-")) > MAX_DIGITS:
+        raise UnusableJSON(f"a number with more than {MAX_DIGITS} digits")
+    return int(text)
+
+
+def _finite_float(text: str) -> float:
+    value = float(text)
+    if not math.isfinite(value):
+        raise UnusableJSON(f"a number out of range ({text[:30]})")
+    return value
+
+
+def _no_constant(name: str) -> None:
+    raise UnusableJSON(f"{name}, which is not a number")
+
+
+def _check_document(document: Any) -> None:
+    """Depth and strings, walked without recursion (the depth is the question)."""
+    pending = [(document, 0)]
+    while pending:
+        value, depth = pending.pop()
+        if depth > MAX_DEPTH:
+            raise UnusableJSON(f"nesting deeper than {MAX_DEPTH} levels")
+        if isinstance(value, dict):
+            pending.extend((key, depth + 1) for key in value)
+            pending.extend((item, depth + 1) for item in value.values())
+        elif isinstance(value, list):
+            pending.extend((item, depth + 1) for item in value)
+        elif isinstance(value, str):
+            try:
+                value.encode("utf-8")
+            except UnicodeEncodeError:
+                # JSON's \ud800 escape: a string no file, log or compare can take.
+                raise UnusableJSON("a string with a lone surrogate") from None
+
+
+def decode_json(raw: bytes) -> Any:
+    """A JSON document as the join API accepts it, in requests and answers.
+    Raises json.JSONDecodeError or UnicodeDecodeError for what is not JSON,
+    UnusableJSON for JSON that no message of the API can be."""
+    try:
+        document = json.loads(raw, parse_int=_bounded_int, parse_float=_finite_float,
+                              parse_constant=_no_constant)
+    except RecursionError:
+        raise UnusableJSON(f"nesting deeper than {MAX_DEPTH} levels") from None
+    _check_document(document)
+    return document
+
+
 def parse_body(raw: bytes) -> dict[str, Any]:
     if len(raw) > MAX_BODY:
         raise RequestError(413, f"request body larger than {MAX_BODY} bytes")
     try:
-        body = json.loads(raw)
-    except (json.JSONDecodeError, UnicodeDecodeError):
+        body = decode_json(raw)
+    except UnusableJSON as error:
+        raise RequestError(400, f"request body has {error}") from None
+    except ValueError:
         raise RequestError(400, "request body is not valid JSON") from None
     if not isinstance(body, dict):
         raise RequestError(400, "request body must be a JSON object")
@@ -154,6 +216,12 @@ def parse_signed(body: dict, plan: MeshPlan, own_id: int, allow: set[str]) -> Si
     timestamp = body.get("timestamp")
     if not isinstance(timestamp, (int, float)) or isinstance(timestamp, bool):
         raise RequestError(400, "field 'timestamp' must be a number")
+    try:
+        timestamp = float(timestamp)
+    except OverflowError:
+        timestamp = math.inf
+    if not math.isfinite(timestamp):
+        raise RequestError(400, "field 'timestamp' must be a finite number of seconds")
     public_key = None
     if "public_key" in allow and "public_key" in body:
         public_key = _field(body, "public_key", str)
@@ -161,7 +229,7 @@ def parse_signed(body: dict, plan: MeshPlan, own_id: int, allow: set[str]) -> Si
             linkfile.check_key(public_key, "public_key")
         except Exception as error:
             raise RequestError(400, str(error)) from None
-    return SignedRequest(peer_id, family, float(timestamp), public_key)
+    return SignedRequest(peer_id, family, timestamp, public_key)
 
 
 def verify_signature(key: bytes, method: str, path: str, body: bytes, claimed: str | None) -> None:
@@ -173,6 +241,12 @@ def verify_signature(key: bytes, method: str, path: str, body: bytes, claimed: s
 
 def check_fresh(timestamp: float, last_accepted: float | None, now: float | None = None) -> None:
     now = time.time() if now is None else now
+    if not math.isfinite(timestamp):
+        # NaN is never "away" from the clock and never <= a marker: it
+        # would pass both checks, and as a marker disable the second.
+        raise RequestError(400, "request timestamp must be a finite number of seconds")
+    if last_accepted is not None and not math.isfinite(last_accepted):
+        last_accepted = None
     if abs(now - timestamp) > CLOCK_SKEW:
         raise RequestError(403, f"request timestamp is more than {int(CLOCK_SKEW)} s away from this node's clock")
     if last_accepted is not None and timestamp <= last_accepted:

@@ -5,17 +5,24 @@ returns (status, document), so it is tested without sockets; JoinHandler
 only moves bytes. Socket activation (LISTEN_FDS) is honoured.
 """
 
+import collections
+import io
 import ipaddress
 import json
 import os
+import secrets
 import socket
+import sys
 import threading
 import time
+import traceback
 from dataclasses import replace
+from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any, Callable
 
 from . import join, joinapi, linkfile, linkkeys, log, meshview, netlink
+from .boundedio import BoundedReader, DeadlinePassed, SizeLimitExceeded
 from .errors import WgmeshError
 from .joinapi import RequestError
 from .node import Node
@@ -23,45 +30,133 @@ from .tokens import TokenStore
 from .tomlio import write_atomic
 
 FAILURES_ALLOWED = 5
+# From every source together: a botnet of addresses gets no more tries than
+# this, however many addresses it has.
+FAILURES_ALLOWED_IN_ALL = 60
 FAILURE_WINDOW = 60.0
+# Refusals that count against the source: bad input, bad credentials. A
+# conflict (409) is asked by someone entitled to ask; a 429 is the count.
+UNCOUNTED_STATUSES = (409, 429)
+FORWARDED_FOR = "X-Forwarded-For"
+
+
+def limiter_key(source: str) -> str:
+    """What the limiter counts as one source: an address, or an IPv6 /64,
+    a single host's usual share (one attacker's 2^64 addresses count once)."""
+    try:
+        address = ipaddress.ip_address(source)
+    except ValueError:
+        return source
+    if address.version == 6:
+        if address.ipv4_mapped:
+            return str(address.ipv4_mapped)
+        return str(ipaddress.IPv6Network((int(address) >> 64 << 64, 64)))
+    return str(address)
 
 
 class FailureLimiter:
-    """Failed token attempts per source address, in a sliding window."""
-
-    def __init__(self, allowed: int = FAILURES_ALLOWED, window: float = FAILURE_WINDOW):
-        self.allowed = allowed
-        self.window = window
-        self._failures: dict[str, list[float]] = {}
-        self._lock = threading.Lock()
-
-    def _recent(self, source: str, now: float) -> list[float]:
-        recent = [t for t in self._failures.get(source, []) if now - t < self.window]
-        if recent:
-            self._failures[source] = recent
-        else:
-            self._failures.pop(source, None)
-        return recent
-
-    def check(self, source: str, now: float | None = None) -> None:
-        now = time.monotonic() if now is None else now
-        with self._lock:
-            recent = self._recent(source, now)
-            if len(recent) >= self.allowed:
-                wait = int(self.window - (now - recent[0])) + 1
-                raise RequestError(429, f"too many failed token attempts from {source}; retry in {wait} s")
+    """Refused requests per source (see limiter_key) and from all sources
+    together, in a sliding window."""
 
     MAX_SOURCES = 10000
 
+    def __init__(self, allowed: int = FAILURES_ALLOWED, window: float = FAILURE_WINDOW,
+                 allowed_in_all: int = FAILURES_ALLOWED_IN_ALL):
+        self.allowed = allowed
+        self.allowed_in_all = allowed_in_all
+        self.window = window
+        self._failures: dict[str, list[float]] = {}
+        self._all: collections.deque[float] = collections.deque()
+        self._lock = threading.Lock()
+
+    def _recent(self, key: str, now: float) -> list[float]:
+        recent = [t for t in self._failures.get(key, []) if now - t < self.window]
+        if recent:
+            self._failures[key] = recent
+        else:
+            self._failures.pop(key, None)
+        return recent
+
+    def _wait(self, oldest: float, now: float) -> int:
+        return int(self.window - (now - oldest)) + 1
+
+    def check(self, source: str, now: float | None = None) -> None:
+        now = time.monotonic() if now is None else now
+        key = limiter_key(source)
+        with self._lock:
+            recent = self._recent(key, now)
+            if len(recent) >= self.allowed:
+                raise RequestError(429, f"too many refused requests from {key}; "
+                                        f"retry in {self._wait(recent[0], now)} s")
+            while self._all and now - self._all[0] >= self.window:
+                self._all.popleft()
+            if len(self._all) >= self.allowed_in_all:
+                raise RequestError(429, "too many refused requests from all sources together; "
+                                        f"retry in {self._wait(self._all[0], now)} s")
+
     def fail(self, source: str, now: float | None = None) -> None:
         now = time.monotonic() if now is None else now
+        key = limiter_key(source)
         with self._lock:
-            if len(self._failures) >= self.MAX_SOURCES:
+            if key not in self._failures and len(self._failures) >= self.MAX_SOURCES:
                 # Failures sprayed from many addresses must not grow memory
-                # for ever: forget every source whose window has passed.
+                # for ever: forget every source whose window has passed ...
                 for stale in list(self._failures):
                     self._recent(stale, now)
-            self._failures.setdefault(source, []).append(now)
+                # ... and, were they all recent, the longest known (the cap
+                # on all sources together still holds them back).
+                while len(self._failures) >= self.MAX_SOURCES:
+                    del self._failures[next(iter(self._failures))]
+            recent = self._failures.setdefault(key, [])
+            recent.append(now)
+            # Only the newest `allowed` decide a refusal.
+            del recent[:-self.allowed]
+            self._all.append(now)
+            while len(self._all) > self.allowed_in_all:
+                self._all.popleft()
+
+
+def header_values(headers, name: str) -> list[str]:
+    """Every value of a header, from http.server's message or a plain dict."""
+    if hasattr(headers, "get_all"):
+        return headers.get_all(name) or []
+    value = headers.get(name)
+    return [value] if value is not None else []
+
+
+def parse_networks(entries) -> list[ipaddress.IPv4Network | ipaddress.IPv6Network]:
+    return [ipaddress.ip_network(entry, strict=False) for entry in entries]
+
+
+def forwarded_client(source: str, forwarded_for: list[str], trusted_proxies) -> str:
+    """The client a request is from: the socket's source, or, when that is a
+    trusted proxy, the last address in X-Forwarded-For that is not one.
+    Proxies append what they saw, so anything left of the first untrusted
+    hop from the right was written by the client and may be forged."""
+
+    def trusted(address) -> bool:
+        return any(address in network for network in trusted_proxies)
+
+    try:
+        if not trusted_proxies or not trusted(ipaddress.ip_address(source)):
+            return source
+    except ValueError:
+        return source
+    hops = [hop.strip() for value in forwarded_for for hop in value.split(",")]
+    for hop in reversed(hops):
+        try:
+            address = ipaddress.ip_address(hop)
+        except ValueError:
+            # Not an address: the proxy's own way of writing it, or garbage;
+            # count the proxy rather than guess.
+            return source
+        if not trusted(address):
+            return plain_address(str(address))
+    return source
+
+
+def _shorten(text: str, limit: int = 80) -> str:
+    return text if len(text) <= limit else text[:limit] + "..."
 
 
 class JoinService:
@@ -69,7 +164,9 @@ class JoinService:
         self.node = node
         self.tokens = TokenStore(node.paths.tokens_file)
         self.limiter = FailureLimiter()
+        self.trusted_proxies = parse_networks(node.config.api_trusted_proxies)
         self._replay_lock = threading.Lock()
+        self._decoy_key = secrets.token_bytes(32)
 
     # ------------------------------------------------------------ helpers
     def from_mesh(self, source: str, local: str) -> bool:
@@ -105,28 +202,37 @@ class JoinService:
             if not token:
                 raise RequestError(403, f"a request without a token from inside the mesh must claim the ID of "
                                         f"its source address: {source} is not node {peer_id}'s loopback")
-        self.limiter.check(source)
+        # The limiter has counted in handle(), from the client behind any proxy.
         if not token:
-            self.limiter.fail(source)
             raise RequestError(401, "a join token is required (see 'wgmesh token' on the node joined)")
         ok = self.tokens.consume(token) if consume else self.tokens.check(token)
         if not ok:
-            self.limiter.fail(source)
             raise RequestError(403, "the token is not valid (wrong, expired, used up or revoked)")
         return consume
 
-    def _link_for(self, peer_id: int, family: int) -> tuple[linkfile.Link, bytes]:
+    def _link_for(self, peer_id: int, family: int) -> tuple[str, bytes | None]:
+        """The link's name, and the key its peer signs with (None: no such link)."""
         name = linkfile.link_name(peer_id, family)
         if not linkfile.exists(self.node.paths, name):
-            raise RequestError(404, f"this node has no link to node {peer_id} over IPv{family}")
-        link = linkfile.load(self.node.paths, name)
-        return link, join.link_signing_key(self.node, link)
+            return name, None
+        return name, join.link_signing_key(self.node, linkfile.load(self.node.paths, name))
 
     def _check_signed(self, method: str, path: str, headers, raw: bytes, body: dict, allow: set[str]):
         request = joinapi.parse_signed(body, self.node.plan, self.node.node_id, allow)
-        link, key = self._link_for(request.peer_id, request.family)
-        name = link.name
-        joinapi.verify_signature(key, method, path, raw, headers.get(joinapi.SIGNATURE_HEADER))
+        name, key = self._link_for(request.peer_id, request.family)
+        # No link and a wrong key get the same answer (and the same work, a
+        # signature checked against a key nobody has): otherwise asking for
+        # every ID without a key would list this node's links.
+        try:
+            joinapi.verify_signature(key or self._decoy_key, method, path, raw,
+                                     headers.get(joinapi.SIGNATURE_HEADER))
+            if key is None:
+                raise RequestError(403, "no link")
+        except RequestError as error:
+            if error.status != 403:
+                raise
+            raise RequestError(404, f"this node has no link to node {request.peer_id} over IPv{request.family} "
+                                    "whose key signed this request") from None
         with self._replay_lock:
             marker = self.node.paths.replay_dir / name
             try:
@@ -136,6 +242,26 @@ class JoinService:
             joinapi.check_fresh(request.timestamp, last)
             write_atomic(marker, f"{request.timestamp!r}\n".encode(), 0o600)
         return request, name
+
+    def client_of(self, headers, source: str) -> str:
+        """Who the limiter and the logs hold a request against (see forwarded_client)."""
+        return forwarded_client(source, header_values(headers, FORWARDED_FOR), self.trusted_proxies)
+
+    def refused_by_http(self, error: RequestError, method: str, path: str, headers, source: str,
+                        local: str) -> None:
+        """A request the HTTP layer refused before handle() saw it."""
+        self._refused(error, method, path, self.client_of(headers, source), source,
+                      not self.from_mesh(source, local))
+
+    def _refused(self, error: RequestError, method: str, path: str, client: str, source: str,
+                 outsider: bool) -> None:
+        # Every refusal from outside counts, bad input as much as a bad
+        # token; a peer inside the mesh on a newer version never locks
+        # itself out.
+        if outsider and 400 <= error.status < 500 and error.status not in UNCOUNTED_STATUSES:
+            self.limiter.fail(client)
+        log.event("api-refused", f"{method} {_shorten(path)} from {client} refused: {error.reason}",
+                  level="notice", source=client, status=error.status, proxy=source if client != source else None)
 
     # ----------------------------------------------------------- routes
     def handle(self, method: str, path: str, headers, raw: bytes, source: str,
@@ -148,21 +274,31 @@ class JoinService:
             ("POST", "/disconnect"): self.disconnect,
         }
         handler = routes.get((method, path))
-        if handler is None:
-            if any(p == path for _, p in routes):
-                return 405, {"error": f"{method} is not allowed on {path}"}, None
-            return 404, {"error": f"no such endpoint {path}"}, None
+        client = self.client_of(headers, source)
+        # Only the socket's own source says "inside the mesh", never a header.
+        outsider = not self.from_mesh(source, local)
         try:
+            if outsider:
+                self.limiter.check(client)
+            if handler is None:
+                if any(p == path for _, p in routes):
+                    raise RequestError(405, f"{method} is not allowed on {path}")
+                raise RequestError(404, f"no such endpoint {_shorten(path)}")
             body = joinapi.parse_body(raw)
             joinapi.take_protocol(body)
             result = handler(headers, raw, body, source, local)
         except RequestError as error:
-            log.event("api-refused", f"{method} {path} from {source} refused: {error.reason}", level="notice",
-                      source=source, status=error.status)
+            self._refused(error, method, path, client, source, outsider)
             return error.status, {"error": error.reason}, None
         except WgmeshError as error:
-            log.error(f"{method} {path} from {source} failed: {error}", source=source)
+            log.error(f"{method} {path} from {client} failed: {error}", source=client)
             return 500, {"error": str(error)}, None
+        except Exception as error:
+            # A bug, not the client's fault: still an answer, never a
+            # dropped connection; the details go to the journal only.
+            log.error(f"{method} {path} from {client} failed: {type(error).__name__}: {error}", source=client,
+                      traceback=traceback.format_exc())
+            return 500, {"error": "internal error of the join-server (its journal has the details)"}, None
         after = None
         if isinstance(result, tuple):
             result, after = result
@@ -239,42 +375,159 @@ def plain_address(address: str) -> str:
     return str(parsed)
 
 
+# Every request, request line and headers and body, must be in within this
+# time: a deadline per recv would let a byte a second hold a thread forever.
+REQUEST_DEADLINE = 10.0
+# Connections served at once; beyond them a connection is turned away at
+# once, on the accepting thread (the unit's TasksMax= is set above this).
+MAX_CONNECTIONS = 64
+# How long work that follows an answer (removing a link) waits for the
+# client to have read it.
+AFTER_ANSWER_WAIT = 3.0
+# A join request's line and headers take a few hundred bytes; http.server
+# alone would read 100 header lines of 64 KiB each.
+MAX_HEAD = 16 * 1024
+
+
+def _raw_answer(status: int, document: dict) -> bytes:
+    payload = (json.dumps(document) + "\n").encode()
+    return (f"HTTP/1.1 {status} {HTTPStatus(status).phrase}\r\nContent-Type: application/json\r\n"
+            f"Content-Length: {len(payload)}\r\nConnection: close\r\n\r\n").encode() + payload
+
+
+BUSY_ANSWER = _raw_answer(503, {"error": f"the join-server is serving {MAX_CONNECTIONS} connections "
+                                         "already; retry in a few seconds"})
+
+
 class JoinHandler(BaseHTTPRequestHandler):
     server_version = "wgmesh-join-server"
     protocol_version = "HTTP/1.1"
+    # http.server answers an HTTP/0.9 request ("GET /") without a status
+    # line; every answer here has one. Also the defaults for a request
+    # refused before its request line was read.
+    default_request_version = request_version = "HTTP/1.0"
+    requestline = ""
+    command = path = "-"
     service: JoinService  # set on the server class
 
-    def _serve(self) -> None:
-        length_header = self.headers.get("Content-Length")
+    def setup(self) -> None:
+        super().setup()
+        self.rfile.close()
+        self._reader = BoundedReader(self.connection)
+        self.rfile = io.BufferedReader(self._reader)
+
+    def handle_one_request(self) -> None:
+        deadline = self.server.request_deadline
+        self._reader.start(deadline, MAX_HEAD)
         try:
-            length = int(length_header) if length_header else 0
-        except ValueError:
-            return self._reply(400, {"error": "bad Content-Length"})
-        if length > joinapi.MAX_BODY:
+            super().handle_one_request()
+        except DeadlinePassed:
             self.close_connection = True
-            return self._reply(413, {"error": f"request body larger than {joinapi.MAX_BODY} bytes"})
-        raw = self.rfile.read(length) if length else b""
-        status, document, after = self.server.service.handle(
-            self.command, self.path, self.headers, raw,
-            plain_address(self.client_address[0]), plain_address(self.connection.getsockname()[0]))
+            # An idle keep-alive connection just ends; a request begun gets a reason.
+            if self._reader.received:
+                self._refuse(RequestError(408, f"the request was not complete within {deadline:g} s"))
+        except SizeLimitExceeded:
+            self._refuse(RequestError(431, f"request line and headers larger than {MAX_HEAD} bytes"))
+
+    def _addresses(self) -> tuple[str, str]:
+        return plain_address(self.client_address[0]), plain_address(self.connection.getsockname()[0])
+
+    def _read_body(self) -> bytes:
+        if self.headers.get_all("Transfer-Encoding"):
+            raise RequestError(411, "Transfer-Encoding is not accepted: send the body with a Content-Length")
+        lengths = self.headers.get_all("Content-Length") or []
+        if not lengths:
+            return b""
+        if len(lengths) > 1:
+            raise RequestError(400, "more than one Content-Length header")
+        text = lengths[0].strip()
+        if not (text.isascii() and text.isdigit()):
+            raise RequestError(400, f"Content-Length must be a decimal number of bytes, not {_shorten(text, 20)!r}")
+        if len(text) > 9 or int(text) > joinapi.MAX_BODY:
+            raise RequestError(413, f"request body larger than {joinapi.MAX_BODY} bytes")
+        length = int(text)
+        # The head's budget spent, the body gets exactly what it declared
+        # (some of it may be buffered already).
+        self._reader.budget = self._reader.received + length
+        try:
+            raw = self.rfile.read(length)
+        except DeadlinePassed:
+            raise RequestError(408, f"the request was not complete within {self.server.request_deadline:g} s") from None
+        except SizeLimitExceeded:
+            raise RequestError(413, f"request body larger than {joinapi.MAX_BODY} bytes") from None
+        if len(raw) < length:
+            raise RequestError(400, "the body ended before its Content-Length")
+        return raw
+
+    def _serve(self) -> None:
+        source, local = self._addresses()
+        try:
+            raw = self._read_body()
+        except RequestError as error:
+            return self._refuse(error)
+        status, document, after = self.server.service.handle(self.command, self.path, self.headers, raw, source, local)
         self._reply(status, document)
         if after:
             self.wfile.flush()
             self.close_connection = True
+            self._await_hang_up()
             try:
                 after()
-            except WgmeshError as error:
+            except Exception as error:
                 log.error(f"{self.command} {self.path}: {error}")
+
+    def _await_hang_up(self) -> None:
+        """Wait until the client has read the answer and hung up (at most
+        a few seconds): the work after the answer may take down the link
+        the answer travels over, and a segment still queued then is lost."""
+        deadline = time.monotonic() + AFTER_ANSWER_WAIT
+        try:
+            self.connection.shutdown(socket.SHUT_WR)
+            while (remaining := deadline - time.monotonic()) > 0:
+                self.connection.settimeout(remaining)
+                if not self.connection.recv(4096):
+                    return
+        except OSError:
+            pass
+
+    def _refuse(self, error: RequestError) -> None:
+        """Answer a request refused before the service saw it, and end the
+        connection: what follows on it cannot be trusted to start a request."""
+        self.close_connection = True
+        source, local = self._addresses()
+        self.server.service.refused_by_http(error, self.command or "-", self.path or "-",
+                                            getattr(self, "headers", None) or {}, source, local)
+        try:
+            self._reply(error.status, {"error": error.reason})
+        except OSError:
+            pass
+
+    def send_error(self, code: int, message: str | None = None, explain: str | None = None) -> None:
+        # http.server's own refusals (request line, header count and size,
+        # unknown methods): one JSON line like every other answer.
+        if code == HTTPStatus.NOT_IMPLEMENTED:
+            # An unknown method is the client's mistake, as a known one on
+            # the wrong path is (405), not a feature this server lacks.
+            code, message = HTTPStatus.METHOD_NOT_ALLOWED, f"{_shorten(self.command or '')} is not allowed here"
+        self._refuse(RequestError(code, message or HTTPStatus(code).phrase))
 
     def _reply(self, status: int, document: dict) -> None:
         payload = (json.dumps(document) + "\n").encode()
+        # Writes get the same bound as reads: a client that never reads its
+        # answer must not hold the thread either.
+        self.connection.settimeout(self.server.request_deadline)
         self.send_response(status)
         self.send_header("Content-Type", "application/json")
         self.send_header("Content-Length", str(len(payload)))
+        if self.close_connection:
+            self.send_header("Connection", "close")
         self.end_headers()
         self.wfile.write(payload)
 
     do_POST = do_PATCH = do_GET = do_PUT = do_DELETE = _serve
+
+    def log_request(self, code="-", size="-") -> None:
+        pass
 
     def log_message(self, format: str, *args) -> None:
         # Requests are logged as events by the service; no access-log noise.
@@ -285,12 +538,46 @@ class JoinServer(ThreadingHTTPServer):
     daemon_threads = True
     allow_reuse_address = True
 
-    def __init__(self, service: JoinService, sock: socket.socket):
+    def __init__(self, service: JoinService, sock: socket.socket, slots: threading.Semaphore | None = None,
+                 request_deadline: float = REQUEST_DEADLINE):
         self.service = service
+        self.slots = slots or threading.BoundedSemaphore(MAX_CONNECTIONS)
+        self.request_deadline = request_deadline
         super().__init__(sock.getsockname()[:2], JoinHandler, bind_and_activate=False)
         self.socket.close()
         self.socket = sock
         self.address_family = sock.family
+
+    def process_request(self, request, client_address) -> None:
+        if not self.slots.acquire(blocking=False):
+            # Turned away on the accepting thread: a thread per waiting
+            # socket is what the cap is there to prevent.
+            try:
+                request.setblocking(False)
+                request.send(BUSY_ANSWER)
+            except OSError:
+                pass
+            self.shutdown_request(request)
+            return
+        try:
+            super().process_request(request, client_address)
+        except BaseException:
+            self.slots.release()
+            raise
+
+    def process_request_thread(self, request, client_address) -> None:
+        try:
+            super().process_request_thread(request, client_address)
+        finally:
+            self.slots.release()
+
+    def handle_error(self, request, client_address) -> None:
+        # One line in the journal rather than a traceback on stderr.
+        error = sys.exc_info()[1]
+        if isinstance(error, ConnectionError):
+            return
+        log.warning(f"join-server: connection from {client_address[0]} failed: {type(error).__name__}: {error}",
+                    traceback=traceback.format_exc())
 
 
 def listening_sockets(node: Node) -> list[socket.socket]:
@@ -318,7 +605,9 @@ def listening_sockets(node: Node) -> list[socket.socket]:
 
 def serve(node: Node, sockets: list[socket.socket] | None = None) -> None:
     service = JoinService(node)
-    servers = [JoinServer(service, sock) for sock in (sockets or listening_sockets(node))]
+    # One cap for every socket (IPv4 and IPv6 may be two).
+    slots = threading.BoundedSemaphore(MAX_CONNECTIONS)
+    servers = [JoinServer(service, sock, slots) for sock in (sockets or listening_sockets(node))]
     for server in servers[1:]:
         threading.Thread(target=server.serve_forever, daemon=True).start()
     log.info(f"join-server of node {node.node_id} listening on "

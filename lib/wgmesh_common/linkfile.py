@@ -23,7 +23,10 @@ ROLES = ("server", "client")
 FAMILIES = (4, 6)
 # Linux interface names are at most 15 bytes; the name doubles as a file name
 # and a systemd instance name, so keep it to characters all three accept.
-NAME_RE = re.compile(r"^[A-Za-z0-9_-]{1,15}$")
+# Matched whole (fullmatch): `$` alone would let a trailing newline through.
+NAME_RE = re.compile(r"[A-Za-z0-9_-]{1,15}")
+# HOST:PORT or [V6]:PORT, ASCII digits only (\d takes any script's digits).
+ENDPOINT_RE = re.compile(r"\[([0-9A-Fa-f:.]+)\]:([0-9]{1,5})|([0-9.]+):([0-9]{1,5})")
 
 
 def link_name(peer_id: int, family: int) -> str:
@@ -32,7 +35,7 @@ def link_name(peer_id: int, family: int) -> str:
 
 
 def valid_name(name: str) -> bool:
-    return bool(NAME_RE.match(name))
+    return isinstance(name, str) and NAME_RE.fullmatch(name) is not None
 
 
 def check_key(value: Any, what: str) -> str:
@@ -150,10 +153,13 @@ def parse(data: dict[str, Any], source: str) -> Link:
 
 def parse_endpoint(endpoint: str, what: str = "endpoint") -> tuple[str, int]:
     """Split HOST:PORT or [V6]:PORT; raise ConfigError on anything else."""
-    match = re.match(r"^\[([0-9A-Fa-f:.]+)\]:(\d+)$", endpoint) or re.match(r"^([0-9.]+):(\d+)$", endpoint)
+    # A newline here would end a UAPI set message early: the whole string
+    # must match, never a prefix of it.
+    match = ENDPOINT_RE.fullmatch(endpoint) if isinstance(endpoint, str) else None
     if not match:
         raise ConfigError(f"{what} {endpoint!r} is not ADDRESS:PORT")
-    host, port = match.group(1), int(match.group(2))
+    host = match.group(1) or match.group(3)
+    port = int(match.group(2) or match.group(4))
     try:
         ipaddress.ip_address(host)
     except ValueError:

@@ -2,6 +2,7 @@
 out of the full mesh (`wgmesh proximity`). Measurements are kept in
 /var/lib/wgmesh/proximity.toml so mesh passes need not re-measure."""
 
+import ipaddress
 import time
 from dataclasses import dataclass
 
@@ -66,6 +67,17 @@ def excluded(node: Node, candidates: set[int]) -> set[int]:
     return beyond(known, cutoff)
 
 
+def _is_address(value) -> bool:
+    """An underlay address as a peer's answer gives it (anything else is ignored)."""
+    if not isinstance(value, str):
+        return False
+    try:
+        ipaddress.ip_address(value)
+    except ValueError:
+        return False
+    return True
+
+
 def measure(node: Node, count: int = 3, peers: set[int] | None = None) -> list[Distance]:
     """Ask each reachable node (or just peers) for its underlay address (over
     the mesh) and ping that address; nearest first."""
@@ -75,7 +87,7 @@ def measure(node: Node, count: int = 3, peers: set[int] | None = None) -> list[D
         try:
             info = joinclient.request(node.api_url_of(peer_id), "POST", "/connectivity", {"id": node.node_id},
                                       timeout=5)
-            address = info.get("ipv4") or info.get("ipv6")
+            address = next((a for a in (info.get("ipv4"), info.get("ipv6")) if _is_address(a)), None)
         except WgmeshError:
             address = None
         rtt = None

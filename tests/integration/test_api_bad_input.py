@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from .helpers import SOME_PUBLIC_KEY, init_two_nodes, pings, send_requests, wait_until
+from .helpers import SOME_PUBLIC_KEY, pings, send_requests, wait_until
 
 NODE0 = "198.18.0.2"
 def send(node, specs: list[dict]) -> list[dict]:
@@ -49,7 +49,15 @@ def signed(path: str, fields: dict, psk: str, method: str = "POST", timestamp: f
 
 @pytest.mark.ids((0, 2))
 def test_bad_requests_are_refused_and_leave_nothing(netns_lab):
-    node0, node2, token = init_two_nodes(netns_lab)
+    node0, node2 = netns_lab[0], netns_lab[2]
+    # Node 2 also plays a reverse proxy in front of node 0: every refusal
+    # from outside counts against its client, so each bad request below
+    # names a client of its own (X-Forwarded-For) and is judged on its own.
+    node0.run(["wgmesh", "init", "0", "--public", "--no-start"])
+    node0.run(["wgmesh", "set", "api.trusted_proxies", "198.18.2.2"])
+    node0.run(["wgmesh", "up"])
+    node2.run(["wgmesh", "init", "2"])
+    token = node0.run(["wgmesh", "token"]).stdout.strip()
     node2.run(["wgmesh", "connect", "--transport", "4", f"http://{NODE0}:8080", token])
     assert wait_until(lambda: pings(node2, "10.0.0.1"), 20)
     psk = signing_key_hex(node2, "wgm0")
@@ -72,14 +80,22 @@ def test_bad_requests_are_refused_and_leave_nothing(netns_lab):
         ("bad public key", {"method": "POST", "path": "/connect", "body": dict(connect, public_key="abc")}, 400),
         ("unknown field", {"method": "POST", "path": "/connect", "body": dict(connect, admin=True)}, 400),
         ("link exists", {"method": "POST", "path": "/connect", "body": dict(connect, id=2)}, 409),
-        ("disconnect of a link not owned", signed("/disconnect", {"id": 2, "family": 4}, "00" * 32), 403),
+        # No link and a wrong key are answered alike: the link table cannot be read off.
+        ("disconnect of a link not owned", signed("/disconnect", {"id": 2, "family": 4}, "00" * 32), 404),
         ("disconnect unsigned", {"method": "POST", "path": "/disconnect", "body": {"id": 2, "family": 4,
                                                                                    "timestamp": time.time()}}, 401),
         ("disconnect of no link", signed("/disconnect", {"id": 6, "family": 4}, psk), 404),
         ("stale signature", signed("/disconnect", {"id": 2, "family": 4}, psk, timestamp=time.time() - 3600), 403),
         ("wrong method", {"method": "GET", "path": "/connect"}, 405),
         ("unknown path", {"method": "POST", "path": "/admin", "body": {}}, 404),
+        ("5000-digit id", {"method": "POST", "path": "/connectivity",
+                           "raw": base64.b64encode(b'{"id": ' + b"9" * 5000 + b"}").decode()}, 400),
+        ("NaN timestamp", dict(signed("/update", {"id": 2, "family": 4}, psk, method="PATCH"),
+                               raw=base64.b64encode(b'{"id": 2, "family": 4, "timestamp": NaN}').decode()), 400),
+        ("negative Content-Length", {"method": "POST", "path": "/connect", "headers": {"Content-Length": "-1"}}, 400),
     ]
+    for number, (_, spec, _) in enumerate(cases):
+        spec.setdefault("headers", {})["X-Forwarded-For"] = f"203.0.113.{number + 1}"
     answers = send(node2, [spec for _, spec, _ in cases])
     for (name, _, status), answer in zip(cases, answers):
         assert answer["status"] == status, f"{name}: {answer}"
@@ -95,11 +111,17 @@ def test_bad_requests_are_refused_and_leave_nothing(netns_lab):
     assert snapshot(node0) == before
 
     # Too many failed token attempts from one address: 429 until it cools down.
-    attempts = send(node2, [{"method": "POST", "path": "/connectivity", "body": {"id": 4, "token": "bad"}}
-                            for _ in range(6)])
+    guesser = {"X-Forwarded-For": "198.51.100.66"}
+    attempts = send(node2, [{"method": "POST", "path": "/connectivity", "body": {"id": 4, "token": "bad"},
+                             "headers": guesser} for _ in range(6)])
     assert [a["status"] for a in attempts][-1] == 429
-    good_but_limited = send(node2, [{"method": "POST", "path": "/connectivity", "body": {"id": 4, "token": token}}])
+    good_but_limited = send(node2, [{"method": "POST", "path": "/connectivity", "body": {"id": 4, "token": token},
+                                     "headers": guesser}])
     assert good_but_limited[0]["status"] == 429
+    # Another client of the same proxy is not locked out.
+    other_client = send(node2, [{"method": "POST", "path": "/connectivity", "body": {"id": 4, "token": token},
+                                 "headers": {"X-Forwarded-For": "198.51.100.67"}}])
+    assert other_client[0]["status"] == 200, other_client
     assert snapshot(node0) == before
 
     # The real owner's disconnect works once; its replay finds nothing.

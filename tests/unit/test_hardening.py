@@ -14,10 +14,10 @@ def test_failure_limiter_memory_is_bounded():
     limiter = FailureLimiter(allowed=5, window=60)
     limiter.MAX_SOURCES = 100
     for i in range(100):
-        limiter.fail(f"2001:db8::{i:x}", now=0.0)
+        limiter.fail(f"2001:db8:{i:x}::1", now=0.0)
     # Long after the window, a new failure sweeps every stale source away.
-    limiter.fail("2001:db8::ffff", now=1000.0)
-    assert list(limiter._failures) == ["2001:db8::ffff"]
+    limiter.fail("2001:db8:ffff::1", now=1000.0)
+    assert list(limiter._failures) == ["2001:db8:ffff::/64"]
 
 
 @pytest.fixture

@@ -108,6 +108,24 @@ def test_parse_endpoint_refuses(endpoint):
         linkfile.parse_endpoint(endpoint, "--endpoint")
 
 
+@pytest.mark.parametrize("endpoint", [
+    "192.0.2.1:51820\n",                  # `$` matches before a final newline
+    "[2001:db8::1]:51820\n",
+    "192.0.2.1:\uff15\uff11\uff18\uff12\uff10",  # full-width digits: \\d and int() take them
+])
+def test_an_endpoint_must_match_whole_and_in_ascii(endpoint):
+    # A newline in an endpoint would end a UAPI `set` message early.
+    with pytest.raises(ConfigError, match="is not ADDRESS:PORT"):
+        linkfile.parse_endpoint(endpoint)
+    with pytest.raises(ConfigError):
+        linkfile.parse(link_data(role="client", endpoint=endpoint), "test")
+
+
+@pytest.mark.parametrize("name", ["wgm2\n", "wgm2\nx", "", "wgm2 ", "a" * 16, "wgm\u0662"])
+def test_a_link_name_must_match_whole(name):
+    assert not linkfile.valid_name(name)
+
+
 def test_save_writes_secrets_0600_and_load_reads_it_back(paths):
     link = make_link()
     private, psk = random_key(), random_key()
