@@ -21,7 +21,7 @@ from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any, Callable
 
-from . import join, joinapi, linkfile, linkkeys, log, meshview, netlink
+from . import join, joinapi, joinhelper, linkfile, linkkeys, log, meshview, netlink
 from .boundedio import BoundedReader, DeadlinePassed, SizeLimitExceeded
 from .errors import WgmeshError
 from .joinapi import RequestError
@@ -582,9 +582,9 @@ class JoinServer(ThreadingHTTPServer):
 
 def listening_sockets(node: Node) -> list[socket.socket]:
     """Sockets passed by systemd, else new ones on the configured address."""
-    if os.environ.get("LISTEN_PID") == str(os.getpid()) and os.environ.get("LISTEN_FDS"):
-        count = int(os.environ["LISTEN_FDS"])
-        return [socket.socket(fileno=3 + i) for i in range(count)]
+    passed = joinhelper.passed_sockets()
+    if passed:
+        return passed
     port = node.config.api_port
     if node.config.api_public:
         sock = socket.socket(socket.AF_INET6, socket.SOCK_STREAM)
@@ -603,16 +603,21 @@ def listening_sockets(node: Node) -> list[socket.socket]:
     return [sock]
 
 
-def serve(node: Node, sockets: list[socket.socket] | None = None) -> None:
-    service = JoinService(node)
+def serve_node(node: Node, sockets: list[socket.socket] | None = None) -> None:
+    """The whole join API in this process (no systemd, or tests)."""
+    serve(JoinService(node), sockets or listening_sockets(node), f"join-server of node {node.node_id}")
+
+
+def serve(service, sockets: list[socket.socket], description: str) -> None:
+    """HTTP on sockets for service: a JoinService, or under systemd the
+    privileged helper's client (joinhelper.HelperClient)."""
     # One cap for every socket (IPv4 and IPv6 may be two).
     slots = threading.BoundedSemaphore(MAX_CONNECTIONS)
-    servers = [JoinServer(service, sock, slots) for sock in (sockets or listening_sockets(node))]
+    servers = [JoinServer(service, sock, slots) for sock in sockets]
     for server in servers[1:]:
         threading.Thread(target=server.serve_forever, daemon=True).start()
-    log.info(f"join-server of node {node.node_id} listening on "
-             + ", ".join(str(s.socket.getsockname()[:2]) for s in servers))
-    _notify_ready()
+    log.info(f"{description} listening on " + ", ".join(str(s.socket.getsockname()[:2]) for s in servers))
+    notify_ready()
     try:
         servers[0].serve_forever()
     finally:
@@ -620,7 +625,7 @@ def serve(node: Node, sockets: list[socket.socket] | None = None) -> None:
             server.server_close()
 
 
-def _notify_ready() -> None:
+def notify_ready() -> None:
     if not os.environ.get("NOTIFY_SOCKET"):
         return
     try:

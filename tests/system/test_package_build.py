@@ -330,7 +330,7 @@ def test_upgrade_of_an_initialised_node_keeps_the_links(scripts: Scripts) -> Non
     assert rc == 0
     assert calls.index("wgmesh migrate --quiet") < calls.index("systemctl --system daemon-reload")
     after_reload = calls[calls.index("systemctl --system daemon-reload"):]
-    assert "deb-systemd-invoke try-restart wgmesh-join-server.service" in after_reload
+    assert "deb-systemd-invoke try-restart wgmesh-join-helper.service wgmesh-join-server.service" in after_reload
     assert "deb-systemd-invoke try-reload-or-restart wgmesh-bird.service" in after_reload
     assert any("try-restart" in c and "wgmesh-prober.timer" in c and "wgmesh-cost-writer.path" in c
                for c in after_reload), calls
@@ -362,7 +362,8 @@ def test_remove_stops_everything(scripts: Scripts) -> None:
     stopped = " ".join(stops)
     for unit in ("wgmesh.target", "wgmesh-link@*.service", "wgmesh-bird.service", "wgmesh-join-server.socket",
                  "wgmesh-join-server.service", "wgmesh-prober.timer", "wgmesh-cost-writer.path",
-                 "wgmesh-vxlan-sync.service", "wgmesh-node.service", "wgmesh-mesh.timer"):
+                 "wgmesh-vxlan-sync.service", "wgmesh-node.service", "wgmesh-mesh.timer",
+                 "wgmesh-join-helper.socket", "wgmesh-join-helper.service"):
         assert unit in stopped, f"{unit} is not stopped on remove: {calls}"
     assert "wgmesh-link loopback down" in calls
 
