@@ -27,14 +27,16 @@ DIST_PACKAGES = "usr/lib/python3/dist-packages"
 RELEASES = {
     "bookworm": {"python3": "3.11.2-1+b1", "python3-pyroute2": "0.7.2-2", "python3-icmplib": "2.1.1-2",
                  "python3-click": "8.1.3-2", "python3-tomli-w": "1.0.0-2", "python3-systemd": "235-1+b2",
-                 "bird2": "2.0.12-7", "wireguard-tools": "1.0.20210914-1+b1", "wireguard-go": "0.0.20220316-1+b4"},
+                 "bird2": "2.0.12-7", "wireguard-tools": "1.0.20210914-1+b1", "wireguard-go": "0.0.20220316-1+b4",
+                 "python3-cryptography": "38.0.4-3+deb12u1", "nftables": "1.0.6-2+deb12u2", "systemd": "252.39-1~deb12u1"},
     # Upstream versions from LAB-NOTES; Debian revisions assumed.
     "trixie": {"python3": "3.13.5-1", "python3-pyroute2": "0.7.7-1", "python3-icmplib": "2.1.1-1",
                "python3-click": "8.1.8-1", "python3-tomli-w": "1.0.0-1", "python3-systemd": "235-1",
-               "bird2": "2.17.6-1", "wireguard-tools": "1.0.20210914-1", "wireguard-go": "0.0.20231211-1"},
+               "bird2": "2.17.6-1", "wireguard-tools": "1.0.20210914-1", "wireguard-go": "0.0.20231211-1",
+               "python3-cryptography": "43.0.0-3", "nftables": "1.1.3-1", "systemd": "257.9-1~deb13u1"},
 }
 REQUIRED_DEPENDS = {"python3", "python3-pyroute2", "python3-icmplib", "python3-tomli-w", "python3-systemd",
-                    "python3-click", "bird2", "wireguard-tools", "nftables"}
+                    "python3-click", "bird2", "wireguard-tools", "nftables", "python3-cryptography"}
 
 
 def run(*args: str, **kwargs) -> subprocess.CompletedProcess:
@@ -234,7 +236,7 @@ STUB = """#!/bin/sh
 echo "$(basename "$0") $*" >> "$WGMESH_TEST_LOG"
 exit {status}
 """
-STUBBED = ("systemctl", "deb-systemd-invoke", "systemd-sysctl", "wgmesh", "wgmesh-link", "nft", "py3compile",
+STUBBED = ("systemctl", "deb-systemd-invoke", "systemd-sysctl", "systemd-sysusers", "wgmesh", "wgmesh-link", "nft", "py3compile",
            "py3clean")
 INITIALISED = "[node]\nid = 2\n"
 UNINITIALISED = "[node]\n#id = 0\n"
@@ -394,3 +396,10 @@ def test_remove_keeps_config_and_purge_deletes_it(scripts: Scripts) -> None:
     assert "nft -f -" in calls  # the firewall table goes too
     rc, calls, exists = scripts.run("postrm", "purge", config=INITIALISED)
     assert rc == 0 and not any(exists.values()), exists
+
+
+def test_the_join_api_front_end_user_is_made_by_sysusers(root: Path) -> None:
+    # wgmesh-join-server.service runs as "wgmesh"; the package makes the user.
+    conf = (root / "usr/lib/sysusers.d/wgmesh.conf").read_text()
+    assert any(line.split()[:2] == ["u", "wgmesh"] for line in conf.splitlines())
+    assert "systemd-sysusers" in (root / "DEBIAN/postinst").read_text()
