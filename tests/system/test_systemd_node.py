@@ -28,6 +28,11 @@ def unit_property(node, unit: str, prop: str) -> str:
     return node.run(["systemctl", "show", "-p", prop, "--value", unit]).stdout.strip()
 
 
+def process_status(node, pid: str) -> dict[str, str]:
+    lines = node.run(["cat", f"/proc/{pid}/status"]).stdout.splitlines()
+    return {key: value.strip() for key, _, value in (line.partition(":") for line in lines)}
+
+
 def active(node, unit: str) -> bool:
     return node.run(["systemctl", "is-active", "--quiet", unit], check=False).returncode == 0
 
@@ -46,6 +51,15 @@ def test_join_makes_one_link_unit_per_link_on_both_sides(mesh_lab):
                                          "multi-user.target"]).stdout
     # The node unit loaded the firewall, under its own sandbox.
     assert "table inet wgmesh" in node2.run(["nft", "list", "tables"]).stdout
+    # The join that was just served went through the unprivileged front end to the privileged helper.
+    front = process_status(node0, unit_property(node0, "wgmesh-join-server.service", "MainPID"))
+    helper = process_status(node0, unit_property(node0, "wgmesh-join-helper.service", "MainPID"))
+    wgmesh_uid = node0.run(["id", "-u", "wgmesh"]).stdout.strip()
+    assert front["Uid"].split()[0] == wgmesh_uid != "0" and int(front["CapEff"], 16) == 0, front
+    assert int(front["CapBnd"], 16) == 0 and front["NoNewPrivs"] == "1", front
+    assert helper["Uid"].split()[0] == "0", helper
+    assert node0.run(["stat", "-c", "%U:%G %a", "/run/wgmesh/join-helper.sock"]).stdout.split() == \
+        ["root:wgmesh", "660"]
     # bird of wgmesh's own beside the stock one, untouched.
     assert active(node0, "wgmesh-bird.service") and active(node0, "bird.service")
     assert "Full" in node0.run(["birdc", "-s", "/run/wgmesh/bird.ctl", "show", "ospf", "neighbors"]).stdout
