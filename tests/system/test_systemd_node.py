@@ -67,6 +67,21 @@ def test_join_makes_one_link_unit_per_link_on_both_sides(mesh_lab):
     events = node2.run(["journalctl", "--no-pager", "-o", "cat", "WGMESH_EVENT=link-up"]).stdout
     assert "link wgm0 to node 0 is up" in events
 
+    # The reload path under systemd (ExecReload of the link units): a new key for node 2's side,
+    # taken by node 0's helper, and a new MTU; neither link unit restarts.
+    daemons = (unit_property(node0, "wgmesh-link@wgm2.service", "MainPID"),
+               unit_property(node2, "wgmesh-link@wgm0.service", "MainPID"))
+    old_key = node2.run(["wg", "show", "wgm0", "public-key"]).stdout.strip()
+    node2.run(["wgmesh", "rekey", "wgm0"])
+    new_key = node2.run(["wg", "show", "wgm0", "public-key"]).stdout.strip()
+    assert new_key != old_key and new_key in node0.run(["wg", "show", "wgm2", "peers"]).stdout
+    assert wait_until(lambda: pings(node2, "10.0.0.1"), 15), "the new key carries no traffic"
+    node2.run(["wgmesh", "set", "wireguard.mtu", "1380"])
+    assert "mtu 1380" in node2.run(["ip", "link", "show", "wgm0"]).stdout
+    assert pings(node2, "10.0.0.1")
+    assert (unit_property(node0, "wgmesh-link@wgm2.service", "MainPID"),
+            unit_property(node2, "wgmesh-link@wgm0.service", "MainPID")) == daemons
+
 
 @pytest.mark.ids((0, 2))
 def test_links_come_back_after_a_reboot(mesh_lab):
