@@ -20,6 +20,7 @@ import subprocess
 
 from .addressing import MeshPlan
 from .errors import WgmeshError
+from .vxlan import DEVICES as OVERLAY_DEVICES
 from .vxlan import VXLAN_PORT
 
 TABLE = "wgmesh"
@@ -35,6 +36,7 @@ def _elements(items) -> str:
 def render(plan: MeshPlan, vxlan_port: int = VXLAN_PORT) -> str:
     """The nft script that (re)defines the table, as one transaction."""
     nodes = plan.valid_node_ids()
+    overlay = _elements(f'"{device.name}"' for device in OVERLAY_DEVICES)
     return f"""\
 # Rendered by wgmesh (firewall.py); loaded by `wgmesh-link loopback up`.
 # The first two lines make sure the table exists so that deleting it cannot
@@ -49,6 +51,7 @@ table inet {TABLE} {{
 
 \tchain input {{
 \t\ttype filter hook input priority filter; policy accept;
+\t\tiifname "{MESH_INTERFACES}" jump mesh_sources_only
 \t\tudp dport {vxlan_port} jump vxlan
 \t\tip saddr @mesh4 jump from_mesh_links
 \t\tip daddr @mesh4 jump from_mesh_links
@@ -58,6 +61,8 @@ table inet {TABLE} {{
 
 \tchain forward {{
 \t\ttype filter hook forward priority filter; policy accept;
+\t\tiifname "{MESH_INTERFACES}" jump mesh_sources_only
+\t\toifname "{MESH_INTERFACES}" jump mesh_destinations_only
 \t\tip saddr @mesh4 jump between_mesh_links
 \t\tip daddr @mesh4 jump between_mesh_links
 \t\tip6 saddr @mesh6 jump between_mesh_links
@@ -74,6 +79,21 @@ table inet {TABLE} {{
 \tchain from_mesh_links {{
 \t\tiifname "lo" return
 \t\tiifname != "{MESH_INTERFACES}" drop
+\t}}
+
+\t# A member sends only what the mesh addresses: a packet from 1.2.3.4
+\t# over a link would otherwise leave by the underlay (spoofing, reflection).
+\t# The overlay devices carry whatever their users put on them.
+\tchain mesh_sources_only {{
+\t\tiifname {{ {overlay} }} return
+\t\tip saddr != @mesh4 drop
+\t\tip6 saddr != @mesh6 ip6 saddr != fe80::/10 drop
+\t}}
+
+\tchain mesh_destinations_only {{
+\t\toifname {{ {overlay} }} return
+\t\tip daddr != @mesh4 drop
+\t\tip6 daddr != @mesh6 drop
 \t}}
 
 \tchain between_mesh_links {{

@@ -34,6 +34,7 @@ table inet wgmesh {
 
 	chain input {
 		type filter hook input priority filter; policy accept;
+		iifname "wgm*" jump mesh_sources_only
 		udp dport 4789 jump vxlan
 		ip saddr @mesh4 jump from_mesh_links
 		ip daddr @mesh4 jump from_mesh_links
@@ -43,6 +44,8 @@ table inet wgmesh {
 
 	chain forward {
 		type filter hook forward priority filter; policy accept;
+		iifname "wgm*" jump mesh_sources_only
+		oifname "wgm*" jump mesh_destinations_only
 		ip saddr @mesh4 jump between_mesh_links
 		ip daddr @mesh4 jump between_mesh_links
 		ip6 saddr @mesh6 jump between_mesh_links
@@ -59,6 +62,21 @@ table inet wgmesh {
 	chain from_mesh_links {
 		iifname "lo" return
 		iifname != "wgm*" drop
+	}
+
+	# A member sends only what the mesh addresses: a packet from 1.2.3.4
+	# over a link would otherwise leave by the underlay (spoofing, reflection).
+	# The overlay devices carry whatever their users put on them.
+	chain mesh_sources_only {
+		iifname { "wgmvx4", "wgmvx6" } return
+		ip saddr != @mesh4 drop
+		ip6 saddr != @mesh6 ip6 saddr != fe80::/10 drop
+	}
+
+	chain mesh_destinations_only {
+		oifname { "wgmvx4", "wgmvx6" } return
+		ip daddr != @mesh4 drop
+		ip6 daddr != @mesh6 drop
 	}
 
 	chain between_mesh_links {
@@ -105,7 +123,7 @@ def test_loading_is_idempotent_and_removal_is_clean(tmp_path):
     before, after = result.stdout.split("after:")
     assert before.split() == ["table", "inet", "wgmesh"] and after.strip() == ""
     listed = (tmp_path / "listed").read_text()
-    assert listed.count("chain ") == 5 and listed.count("jump from_mesh_links") == 4
+    assert listed.count("chain ") == 7 and listed.count("jump from_mesh_links") == 4
     assert 'iifname != "wgm*" drop' in listed and 'oifname != "wgm*" drop' in listed
 
 
@@ -115,3 +133,33 @@ def test_a_rendered_table_for_the_default_mesh_loads(tmp_path, plan):
     result = in_own_netns(f"nft -f {tmp_path}/load.nft && nft list set inet wgmesh loopbacks6")
     assert result.returncode == 0, result.stderr
     assert "fd10:0:0:c8::1" in result.stdout  # node 200, a client
+
+
+@needs_root_nft
+def test_a_member_cannot_send_from_addresses_outside_the_mesh(tmp_path):
+    """A member (its own netns, behind a veth that the node sees as a mesh
+    link, wgm9) pings the node from its mesh address and from 1.2.3.4:
+    only the first gets in once the table is loaded."""
+    (tmp_path / "load.nft").write_text(firewall.render(SMALL))
+    name = f"wgfw{os.getpid()}"
+    member, node = f"{name}m", f"{name}n"
+    script = f"""
+        ip netns add {member}; ip netns add {node}
+        ip link add m0 netns {member} type veth peer name wgm9 netns {node}
+        ip -n {member} addr add 10.9.0.6/31 dev m0; ip -n {member} link set m0 up
+        ip -n {member} addr add 1.2.3.4/32 dev lo; ip -n {member} link set lo up
+        ip -n {node} addr add 10.9.0.7/31 dev wgm9; ip -n {node} link set wgm9 up
+        ip -n {node} route add 1.2.3.4/32 via 10.9.0.6
+        ping() {{ ip netns exec {member} ping -c1 -W1 "$@" 10.9.0.7 >/dev/null 2>&1 && echo yes || echo no; }}
+        echo "open: $(ping -I 10.9.0.6) $(ping -I 1.2.3.4)"
+        ip netns exec {node} nft -f {tmp_path}/load.nft
+        echo "filtered: $(ping -I 10.9.0.6) $(ping -I 1.2.3.4)"
+    """
+    try:
+        result = subprocess.run(["sh", "-ec", script], capture_output=True, text=True, timeout=60)
+    finally:
+        for namespace in (member, node):
+            subprocess.run(["ip", "netns", "del", namespace], capture_output=True)
+    assert result.returncode == 0, result.stderr
+    assert "open: yes yes" in result.stdout  # the lab is sound: without the table both get in
+    assert "filtered: yes no" in result.stdout, result.stdout
