@@ -8,6 +8,7 @@ removes what it reserved or wrote before reporting the error.
 """
 
 import ipaddress
+import threading
 import time
 from typing import Any
 
@@ -16,6 +17,7 @@ from .errors import ConfigError, RemoteError, WgmeshError
 from .joinapi import PROTOCOL, ConnectRequest, RequestError, signed_body
 from .linkfile import Link
 from .node import Node
+from .tomlio import write_atomic
 
 
 def connectivity_info(node: Node) -> dict[str, Any]:
@@ -214,46 +216,68 @@ def has_carried_traffic(node: Node, link: Link) -> bool:
     return any(peer.last_handshake > 0 for peer in (device.peers if device else []))
 
 
-def proves_old_identity(node: Node, link: Link, raw: bytes, claimed: str | None) -> bool:
-    """True when the request is signed with the key of this very link: its
-    sender holds the private key the link was made with."""
+def proving_link(node: Node, links: list[Link], raw: bytes, claimed: str | None) -> Link | None:
+    """The link whose key signed this /connect, if any: its sender holds the
+    private key of a link this node already has with it."""
     if not claimed:
-        return False
-    try:
-        key = linkkeys.signing_key(linkfile.read_secret(node.paths.link_key(link.name)), link.peer_public_key)
-    except (WgmeshError, OSError):
-        return False
-    return linkkeys.signature_matches(key, "POST", "/connect", raw, claimed)
+        return None
+    for link in links:
+        try:
+            key = link_signing_key(node, link)
+        except (WgmeshError, OSError):
+            continue
+        if linkkeys.signature_matches(key, "POST", "/connect", raw, claimed):
+            return link
+    return None
 
 
-def _drop_dead_half(node: Node, peer_id: int, family: int, raw: bytes = b"", claimed: str | None = None) -> None:
-    """The peer asks for a link this node already has, so its own side is
-    gone: typically this node's answer to an earlier /connect was lost or
-    late, and the peer undid its half. A half that never completed a
-    handshake is removed so the join can be served. One that has carried
-    traffic is replaced only when the request is signed with that link's
-    key: otherwise anybody holding a token could take over a link whose
-    peer is offline for a while, by claiming its ID with a key of its own."""
-    name = linkfile.link_name(peer_id, family)
-    if not linkfile.exists(node.paths, name):
+def check_claim(node: Node, request: ConnectRequest, raw: bytes = b"", claimed: str | None = None) -> None:
+    """Whether this /connect may have a link to request.peer_id over its
+    family, and make room for it.
+
+    Once any link with that node (either family) has carried traffic, the
+    request must be signed with the key of a link this node has with it
+    (with a fresh timestamp): otherwise a token holder could claim a node's
+    ID over the other family, or take over a link whose peer is offline for
+    a while. A half of the requested family is then replaced: with that
+    proof, or freely when it never completed a handshake (an interrupted
+    join recovers so)."""
+    links = [link for link in linkfile.load_all(node.paths)[0] if link.peer_id == request.peer_id]
+    if not links:
         return
-    try:
-        link = linkfile.load(node.paths, name)
-    except WgmeshError:
+    prover = proving_link(node, links, raw, claimed)
+    if prover is not None:
+        if request.timestamp is None:
+            raise RequestError(400, "a signed /connect needs a 'timestamp'")
+        check_replay(node, prover.name, request.timestamp)
+    elif any(has_carried_traffic(node, link) for link in links):
+        names = ", ".join(link.name for link in links)
+        raise RequestError(409, f"this node's links with node {request.peer_id} ({names}) have carried traffic: a "
+                                f"new one must be signed with one of their keys (or run 'wgmesh disconnect NAME "
+                                f"--force' on this node first)")
+    name = linkfile.link_name(request.peer_id, request.family)
+    same = next((link for link in links if link.name == name), None)
+    if same is None:
         return
-    if link.peer_id != peer_id:
-        return
-    if proves_old_identity(node, link, raw, claimed):
-        reason = "it proved it holds the link's key"
-    elif has_carried_traffic(node, link):
-        raise RequestError(409, f"this node's link {name} to node {peer_id} has carried traffic: a new half for it "
-                                f"must be signed with the link's key (or run 'wgmesh disconnect {name} --force' "
-                                f"on this node first)")
-    else:
-        reason = "its side never completed a handshake"
+    reason = "it proved it holds a link's key" if prover else "its side never completed a handshake"
     remove_local(node, name)
-    log.event("link-replaced", f"link {name}: node {peer_id} asks for it anew and {reason}; replacing it",
-              link=name, peer=peer_id)
+    log.event("link-replaced", f"link {name}: node {request.peer_id} asks for it anew and {reason}; replacing it",
+              link=name, peer=request.peer_id)
+
+
+_replay_lock = threading.Lock()
+
+
+def check_replay(node: Node, name: str, timestamp: float) -> None:
+    """Accept each link's signed timestamps only in increasing order."""
+    marker = node.paths.replay_dir / name
+    with _replay_lock:
+        try:
+            last = float(marker.read_text())
+        except (OSError, ValueError):
+            last = None
+        joinapi.check_fresh(timestamp, last)
+        write_atomic(marker, f"{timestamp!r}\n".encode(), 0o600)
 
 
 def serve_connect(node: Node, request: ConnectRequest, source: str = "", raw: bytes = b"",
@@ -263,7 +287,7 @@ def serve_connect(node: Node, request: ConnectRequest, source: str = "", raw: by
     if node.plan.is_client(node.node_id):
         raise RequestError(403, "this node is a client: it connects to servers, nothing connects to it")
     check_collision(node, request.peer_id, source)
-    _drop_dead_half(node, request.peer_id, request.family, raw, signature)
+    check_claim(node, request, raw, signature)
     reservation = _reserve_serving(node, request.peer_id, request.family)
     try:
         private_key, public_key = keys.keypair()
@@ -420,7 +444,13 @@ def _connect_family(node: Node, url: str, token: str | None, peer_id: int, famil
             # Sent only when false, so a forwarding node's request is one
             # that older servers accept too.
             body["forwarding"] = False
-        answer = joinclient.request(url, "POST", "/connect", body, timeout=joinclient.CONNECT_TIMEOUT)
+        proof = _existing_link_key(node, peer_id)
+        if proof is not None:
+            # Once a link with the other node carried traffic, it takes a new
+            # one only from who holds that link's key (see check_claim).
+            body["timestamp"] = round(time.time(), 6)
+        answer = joinclient.request(url, "POST", "/connect", body, signing_key=proof,
+                                    timeout=joinclient.CONNECT_TIMEOUT)
     except BaseException:
         node.allocator.release(reservation.name)
         raise
@@ -440,6 +470,17 @@ def _connect_family(node: Node, url: str, token: str | None, peer_id: int, famil
             raise RemoteError(f"{url} sent an unusable /connect answer ({error})") from None
         raise
     return link
+
+
+def _existing_link_key(node: Node, peer_id: int) -> bytes | None:
+    """The signing key of a link this node already has with peer_id."""
+    for link in linkfile.load_all(node.paths)[0]:
+        if link.peer_id == peer_id:
+            try:
+                return link_signing_key(node, link)
+            except (WgmeshError, OSError):
+                continue
+    return None
 
 
 def _with_port(node: Node, reservation, port: int):

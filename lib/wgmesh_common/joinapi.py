@@ -173,10 +173,13 @@ class ConnectRequest:
     token: str | None
     # False when the joining node said it cannot forward (it says so only then).
     forwards: bool = True
+    # Sent with a /connect signed by a link the joining node already has with
+    # this one (a second family, or a half replaced): refuses replays.
+    timestamp: float | None = None
 
 
 def parse_connect(body: dict, plan: MeshPlan, own_id: int) -> ConnectRequest:
-    _check_known(body, {"id", "token", "public_key", "listen_port", "family", "type", "forwarding"})
+    _check_known(body, {"id", "token", "public_key", "listen_port", "family", "type", "forwarding", "timestamp"})
     peer_id = _field(body, "id", int)
     check_peer_id(plan, peer_id, own_id)
     public_key = _field(body, "public_key", str)
@@ -194,8 +197,11 @@ def parse_connect(body: dict, plan: MeshPlan, own_id: int) -> ConnectRequest:
     if link_type not in linkfile.LINK_TYPES:
         raise RequestError(400, f"unknown link type {link_type!r} (this node knows: {', '.join(linkfile.LINK_TYPES)})")
     forwards = _field(body, "forwarding", bool, required=False)
+    timestamp = body.get("timestamp")
+    if timestamp is not None and (not isinstance(timestamp, (int, float)) or isinstance(timestamp, bool)):
+        raise RequestError(400, "field 'timestamp' must be a number")
     return ConnectRequest(peer_id, public_key, listen_port, family, link_type, _field(body, "token", str, required=False),
-                          forwards is not False)
+                          forwards is not False, None if timestamp is None else float(timestamp))
 
 
 @dataclass(frozen=True)

@@ -27,7 +27,6 @@ from .errors import WgmeshError
 from .joinapi import RequestError
 from .node import Node
 from .tokens import TokenStore
-from .tomlio import write_atomic
 
 FAILURES_ALLOWED = 5
 # From every source together: a botnet of addresses gets no more tries than
@@ -165,7 +164,6 @@ class JoinService:
         self.tokens = TokenStore(node.paths.tokens_file)
         self.limiter = FailureLimiter()
         self.trusted_proxies = parse_networks(node.config.api_trusted_proxies)
-        self._replay_lock = threading.Lock()
         self._decoy_key = secrets.token_bytes(32)
 
     # ------------------------------------------------------------ helpers
@@ -233,14 +231,7 @@ class JoinService:
                 raise
             raise RequestError(404, f"this node has no link to node {request.peer_id} over IPv{request.family} "
                                     "whose key signed this request") from None
-        with self._replay_lock:
-            marker = self.node.paths.replay_dir / name
-            try:
-                last = float(marker.read_text())
-            except (OSError, ValueError):
-                last = None
-            joinapi.check_fresh(request.timestamp, last)
-            write_atomic(marker, f"{request.timestamp!r}\n".encode(), 0o600)
+        join.check_replay(self.node, name, request.timestamp)
         return request, name
 
     def client_of(self, headers, source: str) -> str:

@@ -1,6 +1,7 @@
 """JoinService.handle(): the join-server's logic, without sockets."""
 
 import json
+import time
 from pathlib import Path
 
 import pytest
@@ -209,7 +210,7 @@ def test_connect_for_a_link_in_use_is_409_and_refunds_the_token(paths, monkeypat
     one_use = store.create(uses=1)
     body = {"id": 2, "public_key": random_key(), "listen_port": 51820, "family": 4, "token": one_use.value}
     status, document, _ = call(service, "/connect", body)
-    assert status == 409 and "has carried traffic" in document["error"]
+    assert status == 409 and "have carried traffic" in document["error"]
     # The failed join gave its token use back.
     assert store.load()[0].uses_left == 1
 
@@ -351,8 +352,8 @@ def half_of_node_2(node, link_psk, monkeypatch):
     return link_psk
 
 
-def connect_body(token, public_key=None):
-    return {"id": 2, "public_key": public_key or random_key(), "listen_port": 51820, "family": 4, "token": token}
+def connect_body(token, public_key=None, family=4):
+    return {"id": 2, "public_key": public_key or random_key(), "listen_port": 51820, "family": family, "token": token}
 
 
 def test_a_half_that_carried_traffic_is_not_replaced_by_a_token_holder(service, node, token, half_of_node_2):
@@ -361,7 +362,7 @@ def test_a_half_that_carried_traffic_is_not_replaced_by_a_token_holder(service, 
     established.mark(node.paths, "wgm2")  # the prober once had an answer over it
     before = node.paths.link_file("wgm2").read_bytes()
     status, document, _ = call(service, "/connect", connect_body(token))
-    assert status == 409 and "must be signed with the link's key" in document["error"]
+    assert status == 409 and "must be signed with one of their keys" in document["error"]
     assert node.paths.link_file("wgm2").read_bytes() == before
 
 
@@ -373,11 +374,33 @@ def test_a_half_that_carried_traffic_is_replaced_with_proof_of_its_key(service, 
     replaced = []
     monkeypatch.setattr(join, "remove_local", lambda node, name: replaced.append(name) or linkfile.delete(node.paths, name))
     monkeypatch.setattr(join, "_install", lambda node, link, private_key, psk: None)  # the link-maker is beyond this test
-    raw = json.dumps({joinapi.PROTOCOL_FIELD: joinapi.PROTOCOL, **connect_body(token)}).encode()
+    raw = json.dumps({joinapi.PROTOCOL_FIELD: joinapi.PROTOCOL, **connect_body(token), "timestamp": time.time()}).encode()
     headers = {joinapi.SIGNATURE_HEADER: linkkeys.sign(half_of_node_2, "POST", "/connect", raw)}
     status, document, _ = call(service, "/connect", raw, headers=headers)
     assert status == 200, document
     assert replaced == ["wgm2"]
+
+
+def test_a_token_holder_cannot_claim_a_linked_node_over_the_other_family(service, node, token, half_of_node_2,
+                                                                         monkeypatch):
+    from wgmesh_common import established, join, linkkeys, netlink
+
+    monkeypatch.setattr(netlink, "underlay_addresses", lambda: {4: PUBLIC_LOCAL, 6: "2001:db8::2"})
+    monkeypatch.setattr(join, "_install", lambda node, link, private_key, psk: None)
+    established.mark(node.paths, "wgm2")  # node 2's IPv4 link has carried traffic
+    status, document, _ = call(service, "/connect", connect_body(token, family=6))
+    assert status == 409 and "wgm2" in document["error"], document
+    assert not linkfile.exists(node.paths, "wgm2v6")
+    # Node 2 itself signs its second family with the key of the link it has: served.
+    raw = json.dumps({joinapi.PROTOCOL_FIELD: joinapi.PROTOCOL, **connect_body(token, family=6),
+                      "timestamp": time.time()}).encode()
+    headers = {joinapi.SIGNATURE_HEADER: linkkeys.sign(half_of_node_2, "POST", "/connect", raw)}
+    status, document, _ = call(service, "/connect", raw, headers=headers)
+    assert status == 200 and document["name"] == "wgm2v6", document
+    assert linkfile.exists(node.paths, "wgm2")  # the IPv4 link stays
+    # The same signed request once more is a replay.
+    status, document, _ = call(service, "/connect", raw, headers=headers)
+    assert status == 403 and "replay" in document["error"], document
 
 
 def test_a_half_that_never_completed_a_handshake_is_replaced_without_proof(service, node, token, half_of_node_2,
