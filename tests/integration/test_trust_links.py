@@ -86,10 +86,16 @@ def test_links_hold_against_members_token_holders_and_strangers(netns_lab):
     node2.run(["wgmesh", "down"])
     node0.run(["wgmesh-link", "down", "wgm2"])
     node0.run(["wgmesh-link", "up", "wgm2"])
-    attack = send_requests(node4, "198.18.0.2", [{
-        "method": "POST", "path": "/connect",
-        "body": {"id": 2, "token": token, "public_key": SOME_PUBLIC_KEY, "listen_port": 51902,
-                 "family": 4}}])[0]
-    status, document = answer(attack)
-    assert status == 409 and "has carried traffic" in document["error"], attack
+    for family in (4, 6):  # its link, or a second one over the other family
+        attack = send_requests(node4, "198.18.0.2", [{
+            "method": "POST", "path": "/connect",
+            "body": {"id": 2, "token": token, "public_key": SOME_PUBLIC_KEY, "listen_port": 51902,
+                     "family": family}}])[0]
+        status, document = answer(attack)
+        assert status == 409 and "have carried traffic" in document["error"], (family, attack)
     assert link(node0, "wgm2").peer_public_key == new_key
+    assert not (node0.files_dir / "links" / "wgm2v6.toml").exists()
+    # Node 2 itself, back, adds its IPv6 link: signed with the IPv4 link's key, it is served.
+    node2.run(["wgmesh", "up"])
+    node2.run(["wgmesh", "connect", "--transport", "6", NODE0_URL, token])
+    assert (node0.files_dir / "links" / "wgm2v6.toml").exists()
