@@ -10,15 +10,18 @@ there); it is the side that reads tokens and keys, writes link files and
 calls systemctl. A bug in the HTTP parsing then gives an attacker an
 unprivileged process that can ask for joins, nothing more.
 
-The helper believes the source and local addresses the front end reports
-(that is what "inside the mesh" is decided on): only the front end's user
-and root may connect (the socket's mode, and SO_PEERCRED checked again).
+Only the front end's user and root may connect (the socket's mode, and
+SO_PEERCRED checked again). The helper does not take the front end's word
+for where a request comes from ("inside the mesh" is decided on it): the
+front end passes the client's TCP connection itself (SCM_RIGHTS), and the
+helper reads both addresses from it.
 
-Wire format, both ways: a 4-byte big-endian length, then a JSON object.
+Wire format: first one byte with the client's connection attached, then,
+both ways, a 4-byte big-endian length and a JSON object.
   request  {"op": "handle", "method", "path", "headers": {name: [values]},
-            "raw": base64, "source", "local"}
+            "raw": base64}
            {"op": "refused", "status", "reason", "method", "path",
-            "headers", "source", "local"}   (a refusal of the HTTP layer)
+            "headers"}   (a refusal of the HTTP layer)
   answer   {"status", "document", "deferred": bool}
 When deferred, the front end writes {"op": "sent"} once its HTTP answer is
 out, and only then does the helper do the deferred work (a /disconnect
@@ -27,6 +30,7 @@ removes the very link the answer may travel over).
 
 import base64
 import http.client
+import ipaddress
 import json
 import os
 import pwd
@@ -112,16 +116,27 @@ class HelperClient:
         sock.connect(self.socket_path)
         return sock
 
-    def handle(self, method: str, path: str, headers, raw: bytes, source: str,
-               local: str) -> tuple[int, dict[str, Any], Callable[[], None] | None]:
+    def _connect_with(self, connection: socket.socket) -> socket.socket:
+        sock = self._connect()
         try:
-            sock = self._connect()
+            socket.send_fds(sock, [b"C"], [connection.fileno()])
+        except OSError:
+            sock.close()
+            raise
+        return sock
+
+    def handle(self, method: str, path: str, headers, raw: bytes, source: str, local: str,
+               connection: socket.socket | None = None) -> tuple[int, dict[str, Any], Callable[[], None] | None]:
+        if connection is None:
+            raise WgmeshError("the join helper needs the client's connection")
+        try:
+            sock = self._connect_with(connection)
         except OSError as error:
             log.error(f"the join helper at {self.socket_path} does not answer: {error.strerror or error}")
             return UNAVAILABLE
         try:
             send_message(sock, {"op": "handle", "method": method, "path": path, "headers": header_lists(headers),
-                                "raw": base64.b64encode(raw).decode(), "source": source, "local": local})
+                                "raw": base64.b64encode(raw).decode()})
             answer = receive_message(sock)
             status, document = int(answer["status"]), answer["document"]
             if not isinstance(document, dict):
@@ -145,19 +160,46 @@ class HelperClient:
         return status, document, sent
 
     def refused_by_http(self, error: RequestError, method: str, path: str, headers, source: str,
-                        local: str) -> None:
+                        local: str, connection: socket.socket | None = None) -> None:
         """A refusal of the HTTP layer, counted by the helper's limiter."""
+        if connection is None:
+            return
         try:
-            with self._connect() as sock:
+            with self._connect_with(connection) as sock:
                 send_message(sock, {"op": "refused", "status": error.status, "reason": error.reason,
-                                    "method": method, "path": path, "headers": header_lists(headers),
-                                    "source": source, "local": local})
+                                    "method": method, "path": path, "headers": header_lists(headers)})
                 receive_message(sock)
         except (OSError, ValueError) as failure:
             log.warning(f"the join helper did not count a refused request: {failure}")
 
 
 # ---------------------------------------------------------------- helper
+
+def plain_address(address: str) -> str:
+    """198.18.0.2 rather than ::ffff:198.18.0.2 from a dual-stack socket, so
+    logs and the per-source limiter see one address per client."""
+    try:
+        parsed = ipaddress.ip_address(address)
+    except ValueError:
+        return address
+    if parsed.version == 6 and parsed.ipv4_mapped:
+        return str(parsed.ipv4_mapped)
+    return str(parsed)
+
+
+def client_addresses(connection: socket.socket) -> tuple[str, str]:
+    """(source, local) of the client connection the front end passed along
+    with its first byte."""
+    _, fds, _, _ = socket.recv_fds(connection, 1, 1)
+    if len(fds) != 1:
+        for fd in fds:
+            os.close(fd)
+        raise ValueError("a request came without its client connection")
+    with socket.socket(fileno=fds[0]) as client:
+        if client.type != socket.SOCK_STREAM or client.family not in (socket.AF_INET, socket.AF_INET6):
+            raise ValueError("the connection passed is not a TCP connection")
+        return plain_address(client.getpeername()[0]), plain_address(client.getsockname()[0])
+
 
 def allowed_peer_uids() -> set[int]:
     uids = {0}
@@ -206,12 +248,12 @@ class HelperServer:
             self.slots.release()
 
     def answer(self, connection: socket.socket) -> None:
+        source, local = client_addresses(connection)
         message = receive_message(connection)
         op = message.get("op")
         try:
             headers = headers_from(message.get("headers", {}))
             method, path = str(message["method"]), str(message["path"])
-            source, local = str(message["source"]), str(message["local"])
         except (KeyError, ValueError) as error:
             raise ValueError(f"a malformed request: {error}") from None
         if op == "refused":

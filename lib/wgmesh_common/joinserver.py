@@ -22,6 +22,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any, Callable
 
 from . import join, joinapi, joinhelper, linkfile, linkkeys, log, meshview, netlink
+from .joinhelper import plain_address
 from .boundedio import BoundedReader, DeadlinePassed, SizeLimitExceeded
 from .errors import WgmeshError
 from .joinapi import RequestError
@@ -239,7 +240,7 @@ class JoinService:
         return forwarded_client(source, header_values(headers, FORWARDED_FOR), self.trusted_proxies)
 
     def refused_by_http(self, error: RequestError, method: str, path: str, headers, source: str,
-                        local: str) -> None:
+                        local: str, connection=None) -> None:
         """A request the HTTP layer refused before handle() saw it."""
         self._refused(error, method, path, self.client_of(headers, source), source,
                       not self.from_mesh(source, local))
@@ -255,9 +256,11 @@ class JoinService:
                   level="notice", source=client, status=error.status, proxy=source if client != source else None)
 
     # ----------------------------------------------------------- routes
-    def handle(self, method: str, path: str, headers, raw: bytes, source: str,
-               local: str) -> tuple[int, dict[str, Any], Callable[[], None] | None]:
-        """(status, document, work to do once the reply is sent)."""
+    def handle(self, method: str, path: str, headers, raw: bytes, source: str, local: str,
+               connection=None) -> tuple[int, dict[str, Any], Callable[[], None] | None]:
+        """(status, document, work to do once the reply is sent). The
+        connection is for a helper across a process boundary (joinhelper),
+        which reads the addresses from it itself."""
         routes = {
             ("POST", "/connectivity"): self.connectivity,
             ("POST", "/connect"): self.connect,
@@ -354,18 +357,6 @@ class JoinService:
         return {"name": name, "removed": True}, remove
 
 
-def plain_address(address: str) -> str:
-    """198.18.0.2 rather than ::ffff:198.18.0.2 from a dual-stack socket, so
-    logs and the per-source limiter see one address per client."""
-    try:
-        parsed = ipaddress.ip_address(address)
-    except ValueError:
-        return address
-    if parsed.version == 6 and parsed.ipv4_mapped:
-        return str(parsed.ipv4_mapped)
-    return str(parsed)
-
-
 # Every request, request line and headers and body, must be in within this
 # time: a deadline per recv would let a byte a second hold a thread forever.
 REQUEST_DEADLINE = 10.0
@@ -456,7 +447,8 @@ class JoinHandler(BaseHTTPRequestHandler):
             raw = self._read_body()
         except RequestError as error:
             return self._refuse(error)
-        status, document, after = self.server.service.handle(self.command, self.path, self.headers, raw, source, local)
+        status, document, after = self.server.service.handle(self.command, self.path, self.headers, raw, source, local,
+                                                             connection=self.connection)
         self._reply(status, document)
         if after:
             self.wfile.flush()
@@ -487,7 +479,8 @@ class JoinHandler(BaseHTTPRequestHandler):
         self.close_connection = True
         source, local = self._addresses()
         self.server.service.refused_by_http(error, self.command or "-", self.path or "-",
-                                            getattr(self, "headers", None) or {}, source, local)
+                                            getattr(self, "headers", None) or {}, source, local,
+                                            connection=self.connection)
         try:
             self._reply(error.status, {"error": error.reason})
         except OSError:
