@@ -21,6 +21,7 @@ preshared key is ever stored anywhere but on the two ends.
 import base64
 import hashlib
 import hmac
+import re
 
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey, X25519PublicKey
@@ -30,6 +31,7 @@ from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 from .errors import WgmeshError
 
 _LABEL = b"wgmesh link v2 "
+SIGNATURE_RE = re.compile(r"[0-9a-f]{64}")
 
 
 def _raw(key: str, what: str) -> bytes:
@@ -76,4 +78,8 @@ def sign(key: bytes, method: str, path: str, body: bytes) -> str:
 
 
 def signature_matches(key: bytes, method: str, path: str, body: bytes, claimed: str) -> bool:
-    return hmac.compare_digest(sign(key, method, path, body), claimed.strip().lower())
+    claimed = claimed.strip().lower()
+    # compare_digest takes ASCII only: anything but 64 hex digits simply does not match.
+    if not SIGNATURE_RE.fullmatch(claimed):
+        return False
+    return hmac.compare_digest(sign(key, method, path, body), claimed)

@@ -422,3 +422,14 @@ def test_trusted_proxies_are_set_validated_and_kept_in_the_config(tmp_path):
         config.parse({"api": {"trusted_proxies": ["proxy.example"]}})
     with pytest.raises(ConfigError, match="api.trusted_proxies must be a list"):
         config.parse({"api": {"trusted_proxies": "127.0.0.1"}})
+
+
+@pytest.mark.parametrize("claimed", ["é" * 64, "zz" * 32, "0" * 63, "0" * 65])
+def test_a_signature_that_is_not_64_hex_digits_is_refused_not_a_crash(live, node, link_psk, claimed):
+    server = live()
+    raw = json.dumps({"id": 2, "family": 4, "protocol": 2, "timestamp": time.time()}).encode()
+    answer, sock = exchange(server, request_bytes("POST", "/disconnect", raw,
+                                                  {joinapi.SIGNATURE_HEADER: claimed}))
+    sock.close()
+    assert answer is not None and answer.status == 404, answer  # as any wrong key, counted by the limiter
+    assert linkfile.exists(node.paths, "wgm2")
