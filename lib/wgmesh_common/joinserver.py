@@ -79,7 +79,9 @@ class FailureLimiter:
     def _wait(self, oldest: float, now: float) -> int:
         return int(self.window - (now - oldest)) + 1
 
-    def check(self, source: str, now: float | None = None) -> None:
+    def check(self, source: str, now: float | None = None, all_sources: bool = True) -> None:
+        """429 when the source, or (with all_sources) every source together,
+        was refused too often lately."""
         now = time.monotonic() if now is None else now
         key = limiter_key(source)
         with self._lock:
@@ -89,7 +91,7 @@ class FailureLimiter:
                                         f"retry in {self._wait(recent[0], now)} s")
             while self._all and now - self._all[0] >= self.window:
                 self._all.popleft()
-            if len(self._all) >= self.allowed_in_all:
+            if all_sources and len(self._all) >= self.allowed_in_all:
                 raise RequestError(429, "too many refused requests from all sources together; "
                                         f"retry in {self._wait(self._all[0], now)} s")
 
@@ -240,6 +242,13 @@ class JoinService:
         join.check_replay(self.node, name, request.timestamp)
         return request, name
 
+    def _carries_a_valid_token(self, raw: bytes) -> bool:
+        try:
+            token = joinapi.parse_body(raw).get("token")
+        except RequestError:
+            return False
+        return isinstance(token, str) and self.tokens.check(token)
+
     def client_of(self, headers, source: str) -> str:
         """Who the limiter and the logs hold a request against (see forwarded_client)."""
         return forwarded_client(source, header_values(headers, FORWARDED_FOR), self.trusted_proxies)
@@ -278,7 +287,9 @@ class JoinService:
         outsider = not self.from_mesh(source, local)
         try:
             if outsider:
-                self.limiter.check(client)
+                # A valid token passes the cap on all sources together: it
+                # cannot be guessed, so the cap only has to stop the guessing.
+                self.limiter.check(client, all_sources=not self._carries_a_valid_token(raw))
             if handler is None:
                 if any(p == path for _, p in routes):
                     raise RequestError(405, f"{method} is not allowed on {path}")
@@ -368,6 +379,37 @@ REQUEST_DEADLINE = 10.0
 # Connections served at once; beyond them a connection is turned away at
 # once, on the accepting thread (the unit's TasksMax= is set above this).
 MAX_CONNECTIONS = 64
+# ... and from one source (an address, or an IPv6 /64) at once: one host
+# must not hold every slot with connections that never send a byte.
+MAX_CONNECTIONS_PER_SOURCE = 8
+
+
+class ConnectionSlots:
+    """Connections being served: at most `total` at once, and at most
+    `per_source` from one source (limiter_key)."""
+
+    def __init__(self, total: int = MAX_CONNECTIONS, per_source: int = MAX_CONNECTIONS_PER_SOURCE):
+        self.total = total
+        self.per_source = per_source
+        self._by_source: dict[str, int] = {}
+        self._lock = threading.Lock()
+
+    def acquire(self, source: str) -> bool:
+        key = limiter_key(source)
+        with self._lock:
+            if sum(self._by_source.values()) >= self.total or self._by_source.get(key, 0) >= self.per_source:
+                return False
+            self._by_source[key] = self._by_source.get(key, 0) + 1
+            return True
+
+    def release(self, source: str) -> None:
+        key = limiter_key(source)
+        with self._lock:
+            left = self._by_source.get(key, 0) - 1
+            if left > 0:
+                self._by_source[key] = left
+            else:
+                self._by_source.pop(key, None)
 # How long work that follows an answer (removing a link) waits for the
 # client to have read it.
 AFTER_ANSWER_WAIT = 3.0
@@ -382,8 +424,8 @@ def _raw_answer(status: int, document: dict) -> bytes:
             f"Content-Length: {len(payload)}\r\nConnection: close\r\n\r\n").encode() + payload
 
 
-BUSY_ANSWER = _raw_answer(503, {"error": f"the join-server is serving {MAX_CONNECTIONS} connections "
-                                         "already; retry in a few seconds"})
+BUSY_ANSWER = _raw_answer(503, {"error": "the join-server is serving as many connections as it takes "
+                                         "(from this source, or in all); retry in a few seconds"})
 
 
 class JoinHandler(BaseHTTPRequestHandler):
@@ -527,10 +569,10 @@ class JoinServer(ThreadingHTTPServer):
     daemon_threads = True
     allow_reuse_address = True
 
-    def __init__(self, service: JoinService, sock: socket.socket, slots: threading.Semaphore | None = None,
+    def __init__(self, service: JoinService, sock: socket.socket, slots: ConnectionSlots | None = None,
                  request_deadline: float = REQUEST_DEADLINE):
         self.service = service
-        self.slots = slots or threading.BoundedSemaphore(MAX_CONNECTIONS)
+        self.slots = slots or ConnectionSlots()
         self.request_deadline = request_deadline
         super().__init__(sock.getsockname()[:2], JoinHandler, bind_and_activate=False)
         self.socket.close()
@@ -538,7 +580,7 @@ class JoinServer(ThreadingHTTPServer):
         self.address_family = sock.family
 
     def process_request(self, request, client_address) -> None:
-        if not self.slots.acquire(blocking=False):
+        if not self.slots.acquire(plain_address(client_address[0])):
             # Turned away on the accepting thread: a thread per waiting
             # socket is what the cap is there to prevent.
             try:
@@ -551,14 +593,14 @@ class JoinServer(ThreadingHTTPServer):
         try:
             super().process_request(request, client_address)
         except BaseException:
-            self.slots.release()
+            self.slots.release(plain_address(client_address[0]))
             raise
 
     def process_request_thread(self, request, client_address) -> None:
         try:
             super().process_request_thread(request, client_address)
         finally:
-            self.slots.release()
+            self.slots.release(plain_address(client_address[0]))
 
     def handle_error(self, request, client_address) -> None:
         # One line in the journal rather than a traceback on stderr.
@@ -601,7 +643,7 @@ def serve(service, sockets: list[socket.socket], description: str) -> None:
     """HTTP on sockets for service: a JoinService, or under systemd the
     privileged helper's client (joinhelper.HelperClient)."""
     # One cap for every socket (IPv4 and IPv6 may be two).
-    slots = threading.BoundedSemaphore(MAX_CONNECTIONS)
+    slots = ConnectionSlots()
     servers = [JoinServer(service, sock, slots) for sock in sockets]
     for server in servers[1:]:
         threading.Thread(target=server.serve_forever, daemon=True).start()

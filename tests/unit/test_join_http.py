@@ -5,6 +5,7 @@ import configparser
 import json
 import secrets
 import select
+import socket
 import threading
 import time
 from pathlib import Path
@@ -13,6 +14,7 @@ import pytest
 
 from wgmesh_common import joinapi, keys, linkfile, linkkeys
 from wgmesh_common.joinserver import (FAILURES_ALLOWED, FAILURES_ALLOWED_IN_ALL, MAX_CONNECTIONS, MAX_HEAD,
+                                      ConnectionSlots,
                                       FailureLimiter, JoinService, forwarded_client, limiter_key, parse_networks)
 from wgmesh_common.tokens import TokenStore
 from join_http_helpers import (LiveJoinServer, closed_by_server, exchange, one_line_error, quiet_host,
@@ -159,7 +161,7 @@ def test_a_request_with_huge_headers_is_431(live):
 
 def test_connections_beyond_the_cap_are_turned_away_without_a_thread(live, node):
     cap = 4
-    server = live(slots=threading.BoundedSemaphore(cap), request_deadline=60.0)
+    server = live(slots=ConnectionSlots(total=cap, per_source=cap), request_deadline=60.0)
     before = handler_threads()
     held = []
     try:
@@ -364,10 +366,14 @@ def test_a_botnet_gains_nothing_from_many_addresses(live, proxied_node):
         answer, sock = exchange(server, connectivity("wrong", {"X-Forwarded-For": f"198.51.{i // 200}.{i % 200 + 1}"}))
         sock.close()
         assert answer.status == 403
-    # A fresh address's guess is refused before the token is even looked at.
-    answer, sock = exchange(server, connectivity(token, {"X-Forwarded-For": "203.0.113.99"}))
+    # A fresh address's guess is refused before it is compared with any token ...
+    answer, sock = exchange(server, connectivity(token[::-1], {"X-Forwarded-For": "203.0.113.99"}))
     sock.close()
     assert answer.status == 429 and "from all sources together" in one_line_error(answer)
+    # ... while the botnet cannot lock out who holds a valid token.
+    answer, sock = exchange(server, connectivity(token, {"X-Forwarded-For": "203.0.113.98"}))
+    sock.close()
+    assert answer.status == 200
 
 
 @pytest.mark.parametrize("source, chain, client", [
@@ -433,3 +439,40 @@ def test_a_signature_that_is_not_64_hex_digits_is_refused_not_a_crash(live, node
     sock.close()
     assert answer is not None and answer.status == 404, answer  # as any wrong key, counted by the limiter
     assert linkfile.exists(node.paths, "wgm2")
+
+
+def test_one_source_cannot_hold_every_slot(live, node):
+    server = live(slots=ConnectionSlots(total=6, per_source=2), request_deadline=60.0)
+    held = []
+    try:
+        for _ in range(2):  # one source's share, held with half-sent requests
+            sock = server.connect()
+            sock.sendall(b"POST /connectivity HTTP/1.1\r\nContent-Le")
+            held.append(sock)
+        time.sleep(0.3)
+        answer, sock = exchange(server, connectivity())
+        with sock:
+            assert answer.status == 503
+        # Another source is still served.
+        other = socket.create_connection(("127.0.0.1", server.port), timeout=20, source_address=("127.0.0.2", 0))
+        with other:
+            other.sendall(connectivity())
+            assert read_answer(other).status == 401
+    finally:
+        for sock in held:
+            sock.close()
+
+
+def test_a_valid_token_passes_the_cap_on_all_sources(node, token):
+    service = JoinService(node)
+    service.limiter = FailureLimiter(allowed=5, allowed_in_all=3)
+    for source in ("198.51.100.1", "198.51.100.2", "198.51.100.3"):
+        assert service.handle("POST", "/connectivity", {}, connectivity_body("wrong"), source, "192.0.2.1")[0] == 403
+    # Every source is now locked out by the cap on all of them ...
+    assert service.handle("POST", "/connectivity", {}, connectivity_body("wrong"), "198.51.100.4", "192.0.2.1")[0] == 429
+    # ... except a request with a valid token.
+    assert service.handle("POST", "/connectivity", {}, connectivity_body(token), "198.51.100.5", "192.0.2.1")[0] == 200
+
+
+def connectivity_body(token: str) -> bytes:
+    return json.dumps({"id": 2, "token": token, "protocol": joinapi.PROTOCOL}).encode()
