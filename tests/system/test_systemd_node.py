@@ -49,8 +49,12 @@ def test_join_makes_one_link_unit_per_link_on_both_sides(mesh_lab):
     assert "wgmesh-link@wgm0.service" in wants
     assert "wgmesh.target" in node2.run(["systemctl", "list-dependencies", "--plain", "--no-pager",
                                          "multi-user.target"]).stdout
-    # The node unit loaded the firewall, under its own sandbox.
+    # The node unit loaded the firewall, under its own sandbox, and loads it again after
+    # Debian's nftables.service flushed the whole ruleset (a restart, then a reload).
     assert "table inet wgmesh" in node2.run(["nft", "list", "tables"]).stdout
+    for action in ("restart", "reload"):
+        node2.run(["systemctl", action, "nftables.service"])
+        assert wait_until(lambda: "table inet wgmesh" in node2.run(["nft", "list", "tables"]).stdout, 10), action
     # The join that was just served went through the unprivileged front end to the privileged helper.
     front = process_status(node0, unit_property(node0, "wgmesh-join-server.service", "MainPID"))
     helper = process_status(node0, unit_property(node0, "wgmesh-join-helper.service", "MainPID"))
