@@ -138,15 +138,24 @@ def test_a_hostile_neighbour_on_the_underlay_cannot_enter_the_mesh(netns_lab):
     assert not any(guarded.values()), guarded
     assert tables(node0) == ["table inet wgmesh"]
 
-    # The same attacks, with node 0's table deleted: each one gets through.
+    # With node 0's table deleted, nodes 2 and 4 still refuse what node 0 forwards from the
+    # underlay over their links (it does not come from the mesh's addresses) ...
     node0.run(["nft", "delete", "table", "inet", "wgmesh"])
-    open_node = holes(netns_lab, node0)
-    report(f"without node 0's firewall: {open_node}")
-    assert all(open_node.values()), open_node
+    behind = holes(netns_lab, node0)
+    report(f"without node 0's firewall: {behind}")
+    assert behind["join API on node 0's mesh address"], behind
+    assert not any(value for name, value in behind.items() if "through node 0" in name), behind
+    # ... and with every node's table deleted, each attack gets through.
+    for node in (node2, node4):
+        node.run(["nft", "delete", "table", "inet", "wgmesh"])
+    open_mesh = holes(netns_lab, node0)
+    report(f"without any firewall: {open_mesh}")
+    assert all(open_mesh.values()), open_mesh
 
-    # Loading it again (as the node unit's start does) closes them again,
+    # Loading them again (as the node unit's start does) closes them again,
     # and twice leaves one table.
-    node0.run(["wgmesh-link", "loopback", "up"])
+    for node in (node0, node2, node4):
+        node.run(["wgmesh-link", "loopback", "up"])
     node0.run(["wgmesh-link", "loopback", "up"])
     assert tables(node0) == ["table inet wgmesh"]
     assert not any(holes(netns_lab, node0).values())
