@@ -155,6 +155,13 @@ class Container:
             self.boots += 1
             self.boot_seconds = None
             self._leader = None
+            if not self.proc_sys_writable:
+                # A new namespace copies IPv4 forwarding from the host's: a
+                # node that cannot write /proc/sys must meet it off, as a
+                # fresh machine or an unprivileged LXC would.
+                for key in ("net.ipv4.ip_forward=0", "net.ipv6.conf.all.forwarding=0"):
+                    subprocess.run(["ip", "netns", "exec", self.netns, "sysctl", "-qw", key], check=True,
+                                   capture_output=True, timeout=30)
             with open(self.console_log, "a") as console:
                 console.write(f"\n===== wgmesh-lab: boot {self.boots} of {self.name} at {time.ctime()} =====\n")
                 console.flush()
