@@ -66,6 +66,12 @@ def _address(version: int) -> Callable[[Any], str | None]:
     return check
 
 
+def _textfile(value: Any) -> str | None:
+    if value and not (value.startswith("/") and value.endswith(".prom")):
+        return f"must be an absolute path ending in .prom (node_exporter reads only those), or \"\" for none, not {value!r}"
+    return None
+
+
 def _address_list(value: Any) -> str | None:
     for entry in value:
         try:
@@ -140,6 +146,12 @@ SCHEMA: dict[str, dict[str, tuple[type, Any, Callable[[Any], str | None] | None]
         "hysteresis_relative": (int, QualitySettings.hysteresis_relative, _int_in(0, 1000)),
         "hysteresis_absolute": (int, QualitySettings.hysteresis_absolute, _int_in(0, 65535)),
     },
+    # The node_exporter textfile the cost-writer writes after each probe
+    # round (metrics.py). Unset: /var/lib/prometheus/node-exporter/wgmesh.prom
+    # when that directory exists; "": none.
+    "metrics": {
+        "textfile": (str, None, _textfile),
+    },
 }
 
 
@@ -167,6 +179,7 @@ class NodeConfig:
     service_manager: str
     quality: QualitySettings = QualitySettings()
     api_trusted_proxies: tuple[str, ...] = ()
+    metrics_textfile: str | None = None
 
     @property
     def initialised(self) -> bool:
@@ -228,6 +241,7 @@ def parse(data: dict[str, Any], source: str = "wgmesh.toml") -> NodeConfig:
         service_manager=values["system"]["service_manager"],
         quality=QualitySettings(**values["quality"]),
         api_trusted_proxies=tuple(values["api"]["trusted_proxies"]),
+        metrics_textfile=values["metrics"]["textfile"],
     )
     quality = config.quality
     if quality.recent_rounds > quality.window_rounds or quality.down_rounds > quality.window_rounds:

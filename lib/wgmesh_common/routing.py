@@ -12,7 +12,7 @@ import ipaddress
 import time
 from dataclasses import dataclass
 
-from . import bird, coststate, forwarding, linkfile, log, netlink, pins, probe, quality
+from . import bird, coststate, counters, forwarding, linkfile, log, netlink, pins, probe, quality
 from .errors import ConfigError
 from .addressing import LINK_PREFIX4, LINK_PREFIX6, MeshPlan
 from .config import NodeConfig
@@ -122,6 +122,7 @@ def _write_and_configure(paths: Paths, config: NodeConfig, interfaces: list[bird
     if control.alive():
         control.configure()
         log.event("bird-reconfigured", "bird reconfigured", interfaces=len(interfaces))
+        counters.add(paths, bird_reconfigurations=1)
     # A bird that is not running reads the file when it starts.
     remove(pending)
     return True
@@ -194,6 +195,9 @@ def recost(paths: Paths, config: NodeConfig, windows: dict[str, list[quality.Rou
         decisions = decide_all(paths, config, links, windows, now)
         for item in decisions:
             log_events(item.link, item.decision)
+        changes = sum(event.name == "cost-change" for item in decisions for event in item.decision.events)
+        if changes:
+            counters.add(paths, cost_changes=changes)
         coststate.save(paths, {item.link.name: item.decision.state for item in decisions})
         costs = {item.link.name: item.decision.cost for item in decisions}
         _write_and_configure(paths, config, base_interfaces(config, links, costs, forwarding.forwards(paths)))

@@ -30,6 +30,11 @@ class LinkRow:
     penalties: dict[str, float] = field(default_factory=dict)
     # False: the peer cannot forward, and this link carries no transit.
     peer_forwards: bool = True
+    # From the WireGuard device; None when it could not be read (down, or
+    # the kernel's netlink without CAP_NET_ADMIN). Handshake: Unix time, 0 never.
+    last_handshake: float | None = None
+    rx_bytes: int | None = None
+    tx_bytes: int | None = None
 
 
 def link_state(interface_up: bool, last_handshake: float, now: float) -> str:
@@ -107,6 +112,9 @@ def gather(node: Node, now: float | None = None) -> tuple[list[LinkRow], list[st
             handshake=age(now - handshake) if handshake else "never",
             ospf=neighbours.get(link.name, "-"),
             peer_forwards=link.peer_forwards,
+            last_handshake=handshake if peer else None,
+            rx_bytes=peer.rx_bytes if peer else None,
+            tx_bytes=peer.tx_bytes if peer else None,
             **quality_fields(states.get(link.name), link.name in pinned),
         ))
     return rows, problems

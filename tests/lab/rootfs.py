@@ -48,6 +48,8 @@ PACKAGES = [
     "bird2",
     "wireguard-tools",
     "wireguard-go",
+    # The metrics test scrapes the real exporter (tests/system/test_metrics_exporter.py).
+    "prometheus-node-exporter",
 ]
 
 # Units that only slow a lab boot or reach for the network. bird.service is

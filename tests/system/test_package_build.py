@@ -198,6 +198,8 @@ def test_docs(root: Path) -> None:
     assert (doc / "README.md").is_file()
     assert (doc / "copyright").is_file()
     assert (doc / "changelog.Debian.gz").is_file()
+    # Imported into Grafana as it is: uncompressed.
+    assert (doc / "grafana-wgmesh.json").read_bytes() == (PROJECT / "doc/grafana-wgmesh.json").read_bytes()
 
 
 def test_state_directory(root: Path) -> None:

@@ -63,7 +63,8 @@ def test_as_dicts_keeps_every_field():
     assert as_dicts([row()]) == [{"name": "wgm2", "peer": 2, "transport": "IPv4", "endpoint": "192.0.2.1:51820",
                                   "state": "up", "handshake": "5s ago", "ospf": "Full", "rtt": None,
                                   "loss": None, "jitter": None, "cost": None, "why": "-", "penalties": {},
-                                  "peer_forwards": True}]
+                                  "peer_forwards": True, "last_handshake": None, "rx_bytes": None,
+                                  "tx_bytes": None}]
 
 
 def test_routes_to_nodes_names_the_interface_of_each_node_route():

@@ -2,7 +2,7 @@
 
 import click
 
-from .. import linkfile, probe, routing, tomlio
+from .. import counters, linkfile, log, metrics, probe, routing, status, tomlio
 from ..errors import ConfigError
 from .common import load_node
 
@@ -37,6 +37,7 @@ def main(input_file, as_json: bool, dry_run: bool) -> None:
         windows = windows_from(tomlio.load_stream(input_file, fmt, input_file.name), input_file.name)
     if not dry_run:
         routing.recost(node.paths, node.config, windows)
+        write_metrics(node)
         return
     links, _ = linkfile.load_all(node.paths)
     decisions = routing.decide_all(node.paths, node.config, links, windows)
@@ -44,3 +45,19 @@ def main(input_file, as_json: bool, dry_run: bool) -> None:
                            "reason": d.decision.reason, "rtt": d.decision.state.rtt,
                            "loss": d.decision.state.loss, "jitter": d.decision.state.jitter}
                           for d in decisions]}, "json" if as_json else "toml")
+
+
+def write_metrics(node) -> None:
+    """The node_exporter textfile, after the pass (metrics.py). Whatever
+    fails here (a device or bird that cannot be read, a directory that
+    cannot be written) costs the metrics, never the cost pass: figures that
+    could not be read are left out, and a failed write is a warning."""
+    target = metrics.textfile_path(node.paths, node.config.metrics_textfile)
+    if target is None:
+        return
+    try:
+        rows, _ = status.gather(node)
+        text = metrics.render(rows, len(status.reachable(node)), counters.load(node.paths))
+        tomlio.write_atomic(target, text.encode())
+    except Exception as error:  # noqa: BLE001 - see the docstring
+        log.warning(f"could not write the metrics textfile {target}: {error}")
