@@ -245,15 +245,17 @@ def neighbour_view(rows: list[dict], link_peers: dict[str, int], previous: dict[
 def peer_changes(before: dict[int, list[str]], after: dict[int, list[str]],
                  link_peers: dict[str, int]) -> list[tuple[str, int, list[str]]]:
     """(kind, peer, links) for every known peer that lost its last Full
-    neighbour (down: the links it had) or got its first back (up). A peer
-    whose links were removed is not down: link-removed says it left."""
+    neighbour (down: all its links, none has a neighbour now, though they
+    may have gone one poll apart) or got its first back (up: the links
+    with one). A peer whose links were removed is not down: link-removed
+    says it left."""
     changes = []
     for peer in sorted(set(before) | set(after)):
         had, has = before.get(peer), after.get(peer, [])
         if had is None:
             continue
         if had and not has and peer in link_peers.values():
-            changes.append(("down", peer, list(had)))
+            changes.append(("down", peer, sorted(name for name, p in link_peers.items() if p == peer)))
         elif not had and has:
             changes.append(("up", peer, list(has)))
     return changes

@@ -170,6 +170,14 @@ def test_a_peer_that_loses_its_last_full_neighbour_is_down_with_the_links_it_had
     assert notification.peer_changes(after, back, LINKS) == [("up", 4, ["wgm4v6"])]
 
 
+def test_links_lost_one_poll_apart_are_one_down_naming_both() -> None:
+    before = notification.neighbour_view(rows("wgm4", "wgm4v6"), LINKS, {})
+    one = notification.neighbour_view(rows("wgm4v6"), LINKS, before)
+    none = notification.neighbour_view(rows(), LINKS, one)
+    assert notification.peer_changes(before, one, LINKS) == []
+    assert notification.peer_changes(one, none, LINKS) == [("down", 4, ["wgm4", "wgm4v6"])]
+
+
 def test_one_link_of_two_lost_is_no_peer_change() -> None:
     before = notification.neighbour_view(rows("wgm4", "wgm4v6"), LINKS, {})
     after = notification.neighbour_view(rows("wgm4v6"), LINKS, before)
