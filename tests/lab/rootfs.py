@@ -48,6 +48,8 @@ PACKAGES = [
     "bird2",
     "wireguard-tools",
     "wireguard-go",
+    # wgmesh's Recommends: wgmesh-notifier sends through it.
+    "apprise",
 ]
 
 # Units that only slow a lab boot or reach for the network. bird.service is

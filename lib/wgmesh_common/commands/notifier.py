@@ -147,6 +147,7 @@ class Notifier:
                 return
             if accepted:
                 outbox = notifystate.delivered(outbox, message)
+                log.info(f"sent \"{message.title}\" to {notifyurls.mask(target.url)}")
             else:
                 outbox = notifystate.failed(outbox, now, maximum=self.config.notify_retry_max)
                 log.warning(f"notification to {notifyurls.mask(target.url)} failed (attempt {outbox['attempts']}); "
