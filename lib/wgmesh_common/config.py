@@ -152,6 +152,12 @@ SCHEMA: dict[str, dict[str, tuple[type, Any, Callable[[Any], str | None] | None]
     "metrics": {
         "textfile": (str, None, _textfile),
     },
+    # wgmesh-notifier (the URLs, which hold credentials, are in notify.toml).
+    "notify": {
+        "coalesce_window": (int, 30, _int_in(5, 3600)),
+        "retry_max": (int, 300, _int_in(10, 86400)),
+        "outbox_limit": (int, 100, _int_in(1, 10000)),
+    },
 }
 
 
@@ -180,6 +186,9 @@ class NodeConfig:
     quality: QualitySettings = QualitySettings()
     api_trusted_proxies: tuple[str, ...] = ()
     metrics_textfile: str | None = None
+    notify_coalesce_window: int = 30
+    notify_retry_max: int = 300
+    notify_outbox_limit: int = 100
 
     @property
     def initialised(self) -> bool:
@@ -242,6 +251,9 @@ def parse(data: dict[str, Any], source: str = "wgmesh.toml") -> NodeConfig:
         quality=QualitySettings(**values["quality"]),
         api_trusted_proxies=tuple(values["api"]["trusted_proxies"]),
         metrics_textfile=values["metrics"]["textfile"],
+        notify_coalesce_window=values["notify"]["coalesce_window"],
+        notify_retry_max=values["notify"]["retry_max"],
+        notify_outbox_limit=values["notify"]["outbox_limit"],
     )
     quality = config.quality
     if quality.recent_rounds > quality.window_rounds or quality.down_rounds > quality.window_rounds:

@@ -50,6 +50,8 @@ PACKAGES = [
     "wireguard-go",
     # The metrics test scrapes the real exporter (tests/system/test_metrics_exporter.py).
     "prometheus-node-exporter",
+    # wgmesh's Recommends: wgmesh-notifier sends through it.
+    "apprise",
 ]
 
 # Units that only slow a lab boot or reach for the network. bird.service is

@@ -105,8 +105,8 @@ def test_depends_are_debian_packages_satisfiable_on_bookworm_and_trixie(deb: Pat
                 f"{release_name} cannot satisfy {group} (a PyPI name or a version bound dh-python carried over?)"
 
 
-def test_recommends_wireguard_go(deb: Path) -> None:
-    assert relations(field(deb, "Recommends")) == [[("wireguard-go", None, None)]]
+def test_recommends_wireguard_go_and_apprise(deb: Path) -> None:
+    assert relations(field(deb, "Recommends")) == [[("wireguard-go", None, None)], [("apprise", None, None)]]
 
 
 # --- files --------------------------------------------------------------------
