@@ -187,29 +187,29 @@ def coalesce_add(windows: dict, event: PeerEvent, window: float) -> dict:
     return windows
 
 
-def coalesce_due(windows: dict, now: float, window: float, node_id: int) -> tuple[dict, list[Message]]:
-    """The messages due at `now` and the windows left. A window's first
-    message goes at its first_due; what came after it, as one summary at
-    the window's end, which opens the next window (so a flapping peer gets
-    at most one message per window); a window ending with nothing pending
-    closes."""
-    remaining, messages = {}, []
+def coalesce_due(windows: dict, now: float, window: float) -> tuple[dict, list[list[PeerEvent]]]:
+    """The batches of events due at `now` (one message each, per URL: see
+    message_for) and the windows left. A window's first batch goes at its
+    first_due; what came after it, as one summary at the window's end,
+    which opens the next window (so a flapping peer gets at most one
+    message per window); a window ending with nothing pending closes."""
+    remaining, batches = {}, []
     for key, current in sorted(windows.items(), key=lambda item: int(item[0])):
         current = dict(current)
         pending = [PeerEvent.from_dict(e) for e in current["pending"]]
         if current["first_due"] is not None:
             if now >= current["first_due"]:
-                messages.append(build_message(node_id, pending))
+                batches.append(pending)
                 current["first_due"] = None
                 current["pending"] = []
             remaining[key] = current
         elif now >= current["window_end"]:
             if pending:
-                messages.append(build_message(node_id, pending))
+                batches.append(pending)
                 remaining[key] = {"first_due": None, "window_end": now + window, "pending": []}
         else:
             remaining[key] = current
-    return remaining, messages
+    return remaining, batches
 
 
 def next_due(windows: dict) -> float | None:
@@ -218,10 +218,12 @@ def next_due(windows: dict) -> float | None:
     return min(times) if times else None
 
 
-def wanted(message: Message, kinds: tuple[str, ...]) -> bool:
-    """Whether a URL subscribed to `kinds` gets this message (a summary:
-    when any of its events is one)."""
-    return any(kind in kinds for kind in message.kinds)
+def message_for(node_id: int, batch: list[PeerEvent], kinds: tuple[str, ...]) -> Message | None:
+    """The message a URL subscribed to `kinds` gets for a batch: built from
+    the events it subscribed to only (a summary of down and up says "now
+    up", whatever quality events came in between); None when there are none."""
+    chosen = [event for event in batch if event.kind in kinds]
+    return build_message(node_id, chosen) if chosen else None
 
 
 # ------------------------------------------------------------ OSPF neighbours

@@ -81,15 +81,21 @@ def test_a_summary_lists_each_event_and_ends_with_the_state_now() -> None:
 # ------------------------------------------------------------ coalescing
 
 
-def run_coalescer(events: list[PeerEvent], until: float, step: float = 0.5) -> list[tuple[float, object]]:
-    """Feed events in time order, ticking every `step` seconds; (when, message)."""
+ALL_KINDS = ("down", "up", "degraded", "recovered", "joined", "left")
+
+
+def run_coalescer(events: list[PeerEvent], until: float, step: float = 0.5,
+                  kinds: tuple[str, ...] = ALL_KINDS) -> list[tuple[float, object]]:
+    """Feed events in time order, ticking every `step` seconds; (when, message)
+    as a URL subscribed to `kinds` gets them."""
     windows, sent, pending = {}, [], sorted(events, key=lambda e: e.time)
     now = T0
     while now <= until:
         while pending and pending[0].time <= now:
             windows = notification.coalesce_add(windows, pending.pop(0), WINDOW)
-        windows, messages = notification.coalesce_due(windows, now, WINDOW, node_id=0)
-        sent.extend((now, m) for m in messages)
+        windows, batches = notification.coalesce_due(windows, now, WINDOW)
+        messages = [notification.message_for(0, batch, kinds) for batch in batches]
+        sent.extend((now, m) for m in messages if m is not None)
         now += step
     return sent
 
@@ -140,14 +146,21 @@ def test_coalescing_windows_survive_a_save_and_load(paths) -> None:
     state = {**notifystate.empty(), "windows": windows}
     notifystate.save(paths, state)
     reloaded = notifystate.load(paths)["windows"]
-    _, messages = notification.coalesce_due(reloaded, T0 + 10, WINDOW, node_id=0)
-    assert [m.kinds for m in messages] == [("down",)]
+    _, batches = notification.coalesce_due(reloaded, T0 + 10, WINDOW)
+    assert [[event.kind for event in batch] for batch in batches] == [["down"]]
 
 
-def test_a_summary_reaches_a_url_subscribed_to_any_of_its_events() -> None:
-    message = notification.build_message(0, [PeerEvent("down", 4, T0), PeerEvent("up", 4, T0 + 1)])
-    assert notification.wanted(message, ("up",))
-    assert not notification.wanted(message, ("joined", "left"))
+def test_a_url_hears_only_of_the_events_it_subscribed_to_also_in_a_summary() -> None:
+    batch = [PeerEvent("down", 4, T0), PeerEvent("degraded", 4, T0 + 1), PeerEvent("up", 4, T0 + 2)]
+    summary = notification.message_for(0, batch, ("down", "up"))
+    assert summary.kinds == ("down", "up") and "now up" in summary.title and "degraded" not in summary.body
+    only_up = notification.message_for(0, batch[1:], ("down", "up"))
+    assert only_up.kinds == ("up",) and "node 4 up" in only_up.title
+    assert notification.message_for(0, batch, ("joined", "left")) is None
+    # What the container test met: down, then a quality penalty and the return in one window.
+    sent = run_coalescer([PeerEvent("down", 4, T0), PeerEvent("degraded", 4, T0 + 5), PeerEvent("up", 4, T0 + 8)],
+                         until=T0 + 3 * WINDOW, kinds=("down", "up"))
+    assert [m.kinds for _, m in sent] == [("down",), ("up",)]
 
 
 # ------------------------------------------------------------ OSPF neighbours

@@ -113,14 +113,14 @@ class Notifier:
 
     def close_windows(self, now: float) -> None:
         """Messages now due go into the outboxes of the URLs that want them."""
-        windows, messages = notification.coalesce_due(self.state["windows"], now,
-                                                     self.config.notify_coalesce_window, self.node.node_id)
-        if windows == self.state["windows"] and not messages:
+        windows, batches = notification.coalesce_due(self.state["windows"], now, self.config.notify_coalesce_window)
+        if windows == self.state["windows"] and not batches:
             return
         outboxes = dict(self.state["outboxes"])
-        for message in messages:
+        for batch in batches:
             for target in self.targets:
-                if notification.wanted(message, target.kinds):
+                message = notification.message_for(self.node.node_id, batch, target.kinds)
+                if message is not None:
                     key = notifystate.url_key(target.url)
                     outboxes[key] = notifystate.enqueue(outboxes[key], message, self.config.notify_outbox_limit)
         self.state = {**self.state, "windows": windows, "outboxes": outboxes}
