@@ -216,19 +216,22 @@ def has_carried_traffic(node: Node, link: Link) -> bool:
     return any(peer.last_handshake > 0 for peer in (device.peers if device else []))
 
 
+def _signing_keys(node: Node, links: list[Link]):
+    """(link, its signing key) for each link whose key can be read."""
+    for link in links:
+        try:
+            yield link, link_signing_key(node, link)
+        except (WgmeshError, OSError):
+            continue
+
+
 def proving_link(node: Node, links: list[Link], raw: bytes, claimed: str | None) -> Link | None:
     """The link whose key signed this /connect, if any: its sender holds the
     private key of a link this node already has with it."""
     if not claimed:
         return None
-    for link in links:
-        try:
-            key = link_signing_key(node, link)
-        except (WgmeshError, OSError):
-            continue
-        if linkkeys.signature_matches(key, "POST", "/connect", raw, claimed):
-            return link
-    return None
+    return next((link for link, key in _signing_keys(node, links)
+                 if linkkeys.signature_matches(key, "POST", "/connect", raw, claimed)), None)
 
 
 def check_claim(node: Node, request: ConnectRequest, raw: bytes = b"", claimed: str | None = None) -> None:
@@ -474,13 +477,8 @@ def _connect_family(node: Node, url: str, token: str | None, peer_id: int, famil
 
 def _existing_link_key(node: Node, peer_id: int) -> bytes | None:
     """The signing key of a link this node already has with peer_id."""
-    for link in linkfile.load_all(node.paths)[0]:
-        if link.peer_id == peer_id:
-            try:
-                return link_signing_key(node, link)
-            except (WgmeshError, OSError):
-                continue
-    return None
+    links = [link for link in linkfile.load_all(node.paths)[0] if link.peer_id == peer_id]
+    return next((key for _, key in _signing_keys(node, links)), None)
 
 
 def _with_port(node: Node, reservation, port: int):

@@ -197,11 +197,24 @@ def parse_connect(body: dict, plan: MeshPlan, own_id: int) -> ConnectRequest:
     if link_type not in linkfile.LINK_TYPES:
         raise RequestError(400, f"unknown link type {link_type!r} (this node knows: {', '.join(linkfile.LINK_TYPES)})")
     forwards = _field(body, "forwarding", bool, required=False)
-    timestamp = body.get("timestamp")
-    if timestamp is not None and (not isinstance(timestamp, (int, float)) or isinstance(timestamp, bool)):
-        raise RequestError(400, "field 'timestamp' must be a number")
     return ConnectRequest(peer_id, public_key, listen_port, family, link_type, _field(body, "token", str, required=False),
-                          forwards is not False, None if timestamp is None else float(timestamp))
+                          forwards is not False, _timestamp(body, required=False))
+
+
+def _timestamp(body: dict, required: bool) -> float | None:
+    """The body's timestamp: a finite number of seconds (None when absent and not required)."""
+    timestamp = body.get("timestamp")
+    if timestamp is None and not required:
+        return None
+    if not isinstance(timestamp, (int, float)) or isinstance(timestamp, bool):
+        raise RequestError(400, "field 'timestamp' must be a number")
+    try:
+        timestamp = float(timestamp)
+    except OverflowError:
+        timestamp = math.inf
+    if not math.isfinite(timestamp):
+        raise RequestError(400, "field 'timestamp' must be a finite number of seconds")
+    return timestamp
 
 
 @dataclass(frozen=True)
@@ -219,15 +232,7 @@ def parse_signed(body: dict, plan: MeshPlan, own_id: int, allow: set[str]) -> Si
     family = _field(body, "family", int)
     if family not in linkfile.FAMILIES:
         raise RequestError(400, f"family must be 4 or 6, not {family}")
-    timestamp = body.get("timestamp")
-    if not isinstance(timestamp, (int, float)) or isinstance(timestamp, bool):
-        raise RequestError(400, "field 'timestamp' must be a number")
-    try:
-        timestamp = float(timestamp)
-    except OverflowError:
-        timestamp = math.inf
-    if not math.isfinite(timestamp):
-        raise RequestError(400, "field 'timestamp' must be a finite number of seconds")
+    timestamp = _timestamp(body, required=True)
     public_key = None
     if "public_key" in allow and "public_key" in body:
         public_key = _field(body, "public_key", str)
