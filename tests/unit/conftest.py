@@ -11,7 +11,7 @@ import pytest
 if str(Path(__file__).parent) not in sys.path:
     sys.path.insert(0, str(Path(__file__).parent))
 
-from unit_helpers import init_node, wg  # noqa: E402
+from unit_helpers import init_node, save_link_to_node_2, wg  # noqa: E402
 from wgmesh_common.addressing import MeshPlan  # noqa: E402
 from wgmesh_common.node import Node  # noqa: E402
 from wgmesh_common.paths import Paths  # noqa: E402
@@ -64,3 +64,9 @@ def node(paths) -> Node:
 @pytest.fixture
 def plan() -> MeshPlan:
     return MeshPlan.default()
+
+
+@pytest.fixture
+def link_psk(node) -> bytes:
+    """Node 0 has a link to node 2; the key node 2 signs its requests with."""
+    return save_link_to_node_2(node.paths)

@@ -20,11 +20,11 @@ import pytest
 from hypothesis import HealthCheck, given, seed, settings
 from hypothesis import strategies as st
 
-from wgmesh_common import joinapi, keys, linkfile, linkkeys
+from wgmesh_common import joinapi, linkfile, linkkeys
 from wgmesh_common.joinserver import FailureLimiter, JoinService
 from wgmesh_common.tokens import TokenStore
 from join_http_helpers import LiveJoinServer, exchange, one_line_error, quiet_host, request_bytes
-from unit_helpers import init_node, make_link, random_key
+from unit_helpers import init_node, save_link_to_node_2
 
 SEED = int(os.environ.get("WGMESH_FUZZ_SEED") or random.randrange(2 ** 32))
 EXAMPLES = int(os.environ.get("WGMESH_FUZZ_EXAMPLES") or 500)
@@ -41,11 +41,7 @@ def fuzzed(paths, monkeypatch):
     quiet_host(monkeypatch)
     node = init_node(paths, 0, '[api]\ntrusted_proxies = ["127.0.0.1"]\n')
     token = TokenStore(node.paths.tokens_file).default_token()
-    own_private, peer_private = random_key(), random_key()
-    peer_public = keys.public_key(peer_private)
-    linkfile.save(node.paths, make_link(peer_public_key=peer_public), own_private,
-                  linkkeys.preshared_key(own_private, peer_public))
-    psk = linkkeys.signing_key(peer_private, keys.public_key(own_private))  # what node 2 signs with
+    psk = save_link_to_node_2(node.paths)  # what node 2 signs with
     service = JoinService(node)
     # Everything comes from 127.0.0.1: the limiter would answer 429 to all
     # but the first few examples and the fuzzer would see nothing else.

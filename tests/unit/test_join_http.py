@@ -8,11 +8,10 @@ import select
 import socket
 import threading
 import time
-from pathlib import Path
 
 import pytest
 
-from wgmesh_common import joinapi, keys, linkfile, linkkeys
+from wgmesh_common import joinapi, linkfile, linkkeys
 from wgmesh_common.joinserver import (FAILURES_ALLOWED, FAILURES_ALLOWED_IN_ALL, MAX_CONNECTIONS, MAX_HEAD,
                                       ConnectionSlots,
                                       FailureLimiter, JoinService, forwarded_client, limiter_key, parse_networks)
@@ -222,16 +221,6 @@ def test_a_hostile_body_is_400_with_one_line(live, name, body, reason):
     sock.close()
     assert answer is not None, f"{name}: the connection was dropped without an answer"
     assert answer.status == 400 and reason in one_line_error(answer), name
-
-
-@pytest.fixture
-def link_psk(node) -> bytes:
-    """Node 0 has a link to node 2; the key node 2 signs its requests with."""
-    own_private, peer_private = random_key(), random_key()
-    peer_public = keys.public_key(peer_private)
-    linkfile.save(node.paths, make_link(peer_public_key=peer_public), own_private,
-                  linkkeys.preshared_key(own_private, peer_public))
-    return linkkeys.signing_key(peer_private, keys.public_key(own_private))
 
 
 def test_a_400_digit_timestamp_on_disconnect_is_400(live, node, link_psk):

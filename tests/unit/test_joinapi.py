@@ -7,7 +7,6 @@ import pytest
 
 from wgmesh_common import joinapi, linkkeys
 from wgmesh_common.joinapi import RequestError
-from unit_helpers import random_key
 
 OWN_ID = 0
 KEY = "g6hk3EOx4cQY2ikDCY55Mp4gakfcnHLIphS8nsFBoAc="

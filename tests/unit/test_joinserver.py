@@ -226,18 +226,6 @@ def test_connect_with_a_used_up_token_is_403(service, node):
 
 # ------------------------------------------------------------- /disconnect
 
-@pytest.fixture
-def link_psk(node) -> bytes:
-    """Node 0 has a link to node 2; the key node 2 signs its requests with."""
-    from wgmesh_common import keys, linkkeys
-
-    own_private, peer_private = random_key(), random_key()
-    peer_public = keys.public_key(peer_private)
-    linkfile.save(node.paths, make_link(peer_public_key=peer_public), own_private,
-                  linkkeys.preshared_key(own_private, peer_public))
-    return linkkeys.signing_key(peer_private, keys.public_key(own_private))
-
-
 def signed(key, fields: dict, path: str = "/disconnect", method: str = "POST", now=None):
     from wgmesh_common import linkkeys
 

@@ -17,7 +17,7 @@ def pair():
 
 
 def test_both_ends_derive_the_same_secrets_and_a_third_key_does_not():
-    (a, a_pub), (b, b_pub), (c, c_pub) = pair(), pair(), pair()
+    (a, a_pub), (b, b_pub), (c, _) = pair(), pair(), pair()
     assert linkkeys.preshared_key(a, b_pub) == linkkeys.preshared_key(b, a_pub)
     assert linkkeys.signing_key(a, b_pub) == linkkeys.signing_key(b, a_pub)
     # The two purposes give unrelated keys, and another peer's link has others.

@@ -55,3 +55,15 @@ def init_node(paths: Paths, node_id: int = 0, extra: str = "") -> Node:
 
 def file_mode(path: Path) -> int:
     return os.stat(path).st_mode & 0o777
+
+
+def save_link_to_node_2(paths: Paths) -> bytes:
+    """Link wgm2 (to node 2) with real keys; the key node 2 signs its
+    requests about it with (derived from node 2's private key)."""
+    from wgmesh_common import keys, linkkeys
+
+    own_private, peer_private = random_key(), random_key()
+    peer_public = keys.public_key(peer_private)
+    linkfile.save(paths, make_link(peer_public_key=peer_public), own_private,
+                  linkkeys.preshared_key(own_private, peer_public))
+    return linkkeys.signing_key(peer_private, keys.public_key(own_private))
