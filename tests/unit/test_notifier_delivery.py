@@ -49,16 +49,27 @@ def peer_entry(kind: str, peer: int, when: float, cursor: str) -> tuple[dict, fl
     return fields, when, cursor
 
 
+def notifier_for(paths, *urls: str, events: tuple[str, ...] | None = None) -> Notifier:
+    """An initialised node's notifier, sending to each URL, its targets loaded."""
+    node = init_node(paths)
+    for url in urls:
+        notifyurls.add(paths, url, *([events] if events else []))
+    notifier = Notifier(node)
+    notifier.load_targets()
+    return notifier
+
+
+def gotify_url(port: int) -> str:
+    return f"gotify://127.0.0.1:{port}/{TOKEN}"
+
+
 def settle(notifier: Notifier, now: float) -> None:
     notifier.close_windows(now)
     notifier.deliver(now)
 
 
 def test_a_peer_down_reaches_gotify_once_naming_both_nodes(paths, gotify) -> None:
-    node = init_node(paths)
-    notifyurls.add(paths, f"gotify://127.0.0.1:{gotify.port}/{TOKEN}")
-    notifier = Notifier(node)
-    notifier.load_targets()
+    notifier = notifier_for(paths, gotify_url(gotify.port))
     notifier.take_entries([peer_entry("peer-down", 4, T0, "c1")])
     settle(notifier, T0)
     assert gotify.messages == [], "the first message waits GATHER seconds for the peer's other link"
@@ -75,10 +86,7 @@ def test_a_peer_down_reaches_gotify_once_naming_both_nodes(paths, gotify) -> Non
 
 def test_while_the_server_is_away_messages_wait_then_arrive_once_each(paths) -> None:
     port = free_port()
-    node = init_node(paths)
-    notifyurls.add(paths, f"gotify://127.0.0.1:{port}/{TOKEN}")
-    notifier = Notifier(node)
-    notifier.load_targets()
+    notifier = notifier_for(paths, gotify_url(port))
     notifier.take_entries([peer_entry("peer-down", 4, T0, "c1"), peer_entry("peer-down", 5, T0 + 1, "c2")])
     now = T0 + notification.GATHER + 1
     settle(notifier, now)
@@ -123,21 +131,14 @@ def test_a_window_open_at_a_restart_is_closed_after_it(paths, gotify) -> None:
 
 
 def test_one_failing_url_holds_up_no_other(paths, gotify) -> None:
-    node = init_node(paths)
-    notifyurls.add(paths, f"gotify://127.0.0.1:{free_port()}/{TOKEN}")
-    notifyurls.add(paths, f"gotify://127.0.0.1:{gotify.port}/{TOKEN}")
-    notifier = Notifier(node)
-    notifier.load_targets()
+    notifier = notifier_for(paths, gotify_url(free_port()), gotify_url(gotify.port))
     notifier.take_entries([peer_entry("peer-down", 4, T0, "c1")])
     settle(notifier, T0 + notification.GATHER)
     assert len(gotify.messages) == 1
 
 
 def test_a_url_gets_only_the_events_it_asked_for(paths, gotify) -> None:
-    node = init_node(paths)
-    notifyurls.add(paths, f"gotify://127.0.0.1:{gotify.port}/{TOKEN}", ("up",))
-    notifier = Notifier(node)
-    notifier.load_targets()
+    notifier = notifier_for(paths, gotify_url(gotify.port), events=("up",))
     notifier.take_entries([peer_entry("peer-down", 4, T0, "c1")])
     settle(notifier, T0 + notification.GATHER)
     notifier.take_entries([peer_entry("peer-up", 5, T0 + 3, "c2")])
@@ -168,11 +169,7 @@ def test_no_log_line_holds_the_token_not_even_apprises(paths, gotify, capfd) -> 
     root.addHandler(handler)
     root.setLevel(logging.DEBUG)
     try:
-        node = init_node(paths)
-        notifyurls.add(paths, f"gotify://127.0.0.1:{free_port()}/{TOKEN}")
-        notifyurls.add(paths, f"gotify://127.0.0.1:{gotify.port}/{TOKEN}")
-        notifier = Notifier(node)
-        notifier.load_targets()
+        notifier = notifier_for(paths, gotify_url(free_port()), gotify_url(gotify.port))
         notifier.take_entries([peer_entry("peer-down", 4, T0, "c1")])
         settle(notifier, T0 + notification.GATHER)
     finally:
