@@ -44,6 +44,11 @@ def parse_url(url: str) -> urllib.parse.SplitResult:
 MAX_ANSWER = 64 * 1024
 
 
+def _left(deadline: float) -> float:
+    """The seconds left until deadline, as a socket timeout (never 0: that means non-blocking)."""
+    return max(deadline - time.monotonic(), 0.001)
+
+
 class _BoundedAnswer:
     """What http.client reads an answer through (it calls makefile("rb")):
     the request's one deadline and byte budget, not a timeout per recv."""
@@ -64,12 +69,12 @@ class _Connection(http.client.HTTPConnection):
     from the environment (http.client reads none)."""
 
     def __init__(self, host: str, port: int | None, deadline: float):
-        super().__init__(host, port, timeout=max(deadline - time.monotonic(), 0.001))
+        super().__init__(host, port, timeout=_left(deadline))
         self.deadline = deadline
 
     def connect(self) -> None:
         super().connect()
-        self.sock.settimeout(max(self.deadline - time.monotonic(), 0.001))
+        self.sock.settimeout(_left(self.deadline))
 
     def response_class(self, sock, *args, **kwargs):  # http.client's factory hook
         return http.client.HTTPResponse(_BoundedAnswer(sock, self.deadline), *args, **kwargs)
@@ -77,7 +82,7 @@ class _Connection(http.client.HTTPConnection):
 
 class _TLSConnection(_Connection, http.client.HTTPSConnection):
     def __init__(self, host: str, port: int | None, deadline: float):
-        http.client.HTTPSConnection.__init__(self, host, port, timeout=max(deadline - time.monotonic(), 0.001),
+        http.client.HTTPSConnection.__init__(self, host, port, timeout=_left(deadline),
                                              context=ssl.create_default_context())
         self.deadline = deadline
 

@@ -79,9 +79,10 @@ class FailureLimiter:
     def _wait(self, oldest: float, now: float) -> int:
         return int(self.window - (now - oldest)) + 1
 
-    def check(self, source: str, now: float | None = None, all_sources: bool = True) -> None:
-        """429 when the source, or (with all_sources) every source together,
-        was refused too often lately."""
+    def check(self, source: str, now: float | None = None, exempt: Callable[[], bool] | None = None) -> None:
+        """429 when the source, or every source together, was refused too
+        often lately. `exempt` is asked only when every source together is
+        over its cap: whether this request may pass that cap anyway."""
         now = time.monotonic() if now is None else now
         key = limiter_key(source)
         with self._lock:
@@ -91,9 +92,10 @@ class FailureLimiter:
                                         f"retry in {self._wait(recent[0], now)} s")
             while self._all and now - self._all[0] >= self.window:
                 self._all.popleft()
-            if all_sources and len(self._all) >= self.allowed_in_all:
-                raise RequestError(429, "too many refused requests from all sources together; "
-                                        f"retry in {self._wait(self._all[0], now)} s")
+            over_all = len(self._all) >= self.allowed_in_all
+            wait = self._wait(self._all[0], now) if over_all else 0
+        if over_all and not (exempt and exempt()):
+            raise RequestError(429, f"too many refused requests from all sources together; retry in {wait} s")
 
     def fail(self, source: str, now: float | None = None) -> None:
         now = time.monotonic() if now is None else now
@@ -289,7 +291,7 @@ class JoinService:
             if outsider:
                 # A valid token passes the cap on all sources together: it
                 # cannot be guessed, so the cap only has to stop the guessing.
-                self.limiter.check(client, all_sources=not self._carries_a_valid_token(raw))
+                self.limiter.check(client, exempt=lambda: self._carries_a_valid_token(raw))
             if handler is None:
                 if any(p == path for _, p in routes):
                     raise RequestError(405, f"{method} is not allowed on {path}")
