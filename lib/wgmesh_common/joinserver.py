@@ -215,23 +215,18 @@ class JoinService:
             raise RequestError(403, "the token is not valid (wrong, expired, used up or revoked)")
         return consume
 
-    def _link_for(self, peer_id: int, family: int) -> tuple[str, bytes | None]:
-        """The link's name, and the key its peer signs with (None: no such link)."""
-        name = linkfile.link_name(peer_id, family)
-        if not linkfile.exists(self.node.paths, name):
-            return name, None
-        return name, join.link_signing_key(self.node, linkfile.load(self.node.paths, name))
-
-    def _check_signed(self, method: str, path: str, headers, raw: bytes, body: dict, allow: set[str]):
+    def _check_signed(self, method: str, path: str, headers, raw: bytes, body: dict,
+                      allow: set[str]) -> tuple[joinapi.SignedRequest, linkfile.Link]:
+        """The request and the link it is about, once signed by that link's peer."""
         request = joinapi.parse_signed(body, self.node.plan, self.node.node_id, allow)
-        name, key = self._link_for(request.peer_id, request.family)
+        name = linkfile.link_name(request.peer_id, request.family)
+        link = linkfile.load(self.node.paths, name) if linkfile.exists(self.node.paths, name) else None
         # No link and a wrong key get the same answer (and the same work, a
         # signature checked against a key nobody has): otherwise asking for
         # every ID without a key would list this node's links.
-        known = key is not None
+        known = link is not None
         try:
-            if not known:
-                key = linkkeys.signing_key(*self._decoy_pair)
+            key = join.link_signing_key(self.node, link) if known else linkkeys.signing_key(*self._decoy_pair)
             joinapi.verify_signature(key, method, path, raw,
                                      headers.get(joinapi.SIGNATURE_HEADER))
             if not known:
@@ -242,7 +237,7 @@ class JoinService:
             raise RequestError(404, f"this node has no link to node {request.peer_id} over IPv{request.family} "
                                     "whose key signed this request") from None
         join.check_replay(self.node, name, request.timestamp)
-        return request, name
+        return request, link
 
     def _carries_a_valid_token(self, raw: bytes) -> bool:
         try:
@@ -335,8 +330,8 @@ class JoinService:
         return answer
 
     def update(self, headers, raw, body, source, local):
-        request, name = self._check_signed("PATCH", "/update", headers, raw, body, {"public_key"})
-        link = linkfile.load(self.node.paths, name)
+        request, link = self._check_signed("PATCH", "/update", headers, raw, body, {"public_key"})
+        name = link.name
         if not self._from_link_peer(link, source, local):
             raise RequestError(403, f"/update of {name} must come over the mesh from node {link.peer_id} "
                                     f"or from the link's current endpoint, not from {source}")
@@ -364,7 +359,8 @@ class JoinService:
         return source in join.current_endpoint_hosts(self.node, link)
 
     def disconnect(self, headers, raw, body, source, local):
-        request, name = self._check_signed("POST", "/disconnect", headers, raw, body, set())
+        request, link = self._check_signed("POST", "/disconnect", headers, raw, body, set())
+        name = link.name
 
         def remove() -> None:
             join.remove_local(self.node, name)
