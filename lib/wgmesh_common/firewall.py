@@ -20,6 +20,7 @@ import subprocess
 
 from .addressing import MeshPlan
 from .errors import WgmeshError
+from .process import run
 from .vxlan import DEVICES as OVERLAY_DEVICES
 from .vxlan import VXLAN_PORT
 
@@ -114,7 +115,7 @@ def _nft(script: str, what: str) -> None:
     if nft is None:
         raise WgmeshError(f"cannot {what}: nft is not installed (apt install nftables)")
     try:
-        result = subprocess.run([nft, "-f", "-"], input=script, capture_output=True, text=True, timeout=30)
+        result = run([nft, "-f", "-"], input=script, capture_output=True, text=True, timeout=30)
     except subprocess.TimeoutExpired:
         raise WgmeshError(f"cannot {what}: nft did not finish within 30 s") from None
     if result.returncode != 0:

@@ -39,7 +39,7 @@ import struct
 import threading
 from typing import Any, Callable
 
-from . import log
+from . import log, servicemanager
 from .errors import WgmeshError
 from .joinapi import MAX_BODY, RequestError
 
@@ -283,20 +283,11 @@ class HelperServer:
                 log.error(f"{method} {path}: {error}")
 
 
-def passed_sockets() -> list[socket.socket]:
-    """The sockets systemd passed to this process (socket activation)."""
-    try:
-        from systemd import daemon
-    except ImportError:
-        return []
-    return [socket.socket(fileno=fd) for fd in daemon.listen_fds()]
-
-
 def listening_socket(path: str | None) -> socket.socket:
     """The socket systemd passes (wgmesh-join-helper.socket), else a new
     one at path, for root only (tests, machines without systemd)."""
     if path is None:
-        passed = passed_sockets()
+        passed = servicemanager.passed_sockets()
         if not passed:
             raise WgmeshError("no socket passed by systemd: give --socket PATH")
         return passed[0]

@@ -9,7 +9,6 @@ import collections
 import io
 import ipaddress
 import json
-import os
 import socket
 import sys
 import threading
@@ -20,7 +19,7 @@ from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any, Callable
 
-from . import join, joinapi, joinhelper, keys, linkfile, linkkeys, log, meshview, netlink
+from . import join, joinapi, joinhelper, keys, linkfile, linkkeys, log, meshview, netlink, servicemanager
 from .joinhelper import plain_address
 from .boundedio import BoundedReader, DeadlinePassed, SizeLimitExceeded
 from .errors import WgmeshError
@@ -611,7 +610,7 @@ class JoinServer(ThreadingHTTPServer):
 
 def listening_sockets(node: Node) -> list[socket.socket]:
     """Sockets passed by systemd, else new ones on the configured address."""
-    passed = joinhelper.passed_sockets()
+    passed = servicemanager.passed_sockets()
     if passed:
         return passed
     port = node.config.api_port
@@ -646,22 +645,10 @@ def serve(service, sockets: list[socket.socket], description: str) -> None:
     for server in servers[1:]:
         threading.Thread(target=server.serve_forever, daemon=True).start()
     log.info(f"{description} listening on " + ", ".join(str(s.socket.getsockname()[:2]) for s in servers))
-    notify_ready()
+    servicemanager.notify("READY=1", unset_environment=True)
     try:
         servers[0].serve_forever()
     finally:
         for server in servers:
             server.server_close()
 
-
-def notify_ready() -> None:
-    if not os.environ.get("NOTIFY_SOCKET"):
-        return
-    try:
-        from systemd import daemon
-
-        # Unset: what this server runs (systemctl, wgmesh-link) must not
-        # inherit the socket and speak to systemd as if it were this service.
-        daemon.notify("READY=1", unset_environment=True)
-    except ImportError:
-        pass

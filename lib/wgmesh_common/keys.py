@@ -6,11 +6,12 @@ import secrets
 import subprocess
 
 from .errors import WgmeshError
+from .process import run
 
 
 def _wg(args: list[str], stdin: str | None = None) -> str:
     try:
-        result = subprocess.run(["wg", *args], input=stdin, capture_output=True, text=True, check=True, timeout=10)
+        result = run(["wg", *args], input=stdin, capture_output=True, text=True, check=True, timeout=10)
     except FileNotFoundError:
         raise WgmeshError("the 'wg' command is missing: install wireguard-tools") from None
     except subprocess.CalledProcessError as error:

@@ -1,12 +1,27 @@
-"""Pid files and detached daemons, for running without a service manager."""
+"""External commands: one runner that logs what it runs; pid files and
+detached daemons, for running without a service manager."""
 
 import os
+import shlex
 import signal
 import subprocess
 import time
 from pathlib import Path
 
+from . import log
 from .tomlio import write_atomic
+
+
+def run(argv: list[str], **options) -> subprocess.CompletedProcess:
+    """subprocess.run (options as there, check=False unless given), logged
+    at debug level, so --verbose shows every command a program runs. Only
+    the command line is logged, never its input (keys travel there)."""
+    log.debug(f"running {shlex.join(argv)}")
+    options.setdefault("check", False)
+    result = subprocess.run(argv, **options)  # noqa: PLW1510 - check is in options
+    if result.returncode:
+        log.debug(f"{argv[0]} exited with status {result.returncode}")
+    return result
 
 
 def read_pid(path: Path) -> int | None:
@@ -34,6 +49,7 @@ def read_pid(path: Path) -> int | None:
 def spawn_daemon(argv: list[str], pid_file: Path, log_file: Path, env: dict | None = None) -> subprocess.Popen:
     """Start argv in its own session, output appended to log_file."""
     log_file.parent.mkdir(parents=True, exist_ok=True)
+    log.debug(f"starting {shlex.join(argv)}, output to {log_file}")
     with open(log_file, "ab") as out:
         process = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT,
                                    start_new_session=True, close_fds=True, env=env)

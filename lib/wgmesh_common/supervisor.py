@@ -5,19 +5,18 @@ DirectSupervisor runs the same programs itself, for machines and tests
 without systemd as PID 1. Everything else in wgmesh calls only this.
 """
 
-import os
 import shutil
 import subprocess
 import sys
 import time
 from pathlib import Path
 
-from . import bird, firewall, forwarding, linkops, log, netlink, routing
+from . import bird, firewall, forwarding, linkops, log, netlink, routing, servicemanager
 from .addressing import MeshPlan
 from .config import NodeConfig
 from .errors import WgmeshError
 from .paths import Paths
-from .process import read_pid, spawn_daemon, stop_daemon
+from .process import read_pid, run, spawn_daemon, stop_daemon
 
 
 def node_loopback_addresses(config: NodeConfig) -> list[str]:
@@ -153,7 +152,7 @@ class SystemdSupervisor:
     @staticmethod
     def _systemctl(*args: str) -> None:
         try:
-            result = subprocess.run(["systemctl", *args], capture_output=True, text=True, timeout=120)
+            result = run(["systemctl", *args], capture_output=True, text=True, timeout=120)
         except FileNotFoundError:
             raise WgmeshError("systemctl is missing: set system.service_manager = \"direct\"") from None
         except subprocess.TimeoutExpired:
@@ -192,12 +191,8 @@ class SystemdSupervisor:
         self._systemctl("stop", "wgmesh.target")
 
 
-def systemd_running() -> bool:
-    return os.path.isdir("/run/systemd/system")
-
-
 def choose(paths: Paths, config: NodeConfig):
     manager = config.service_manager
     if manager == "auto":
-        manager = "systemd" if systemd_running() else "direct"
+        manager = "systemd" if servicemanager.booted() else "direct"
     return SystemdSupervisor(paths, config) if manager == "systemd" else DirectSupervisor(paths, config)

@@ -14,8 +14,10 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from . import log
 from .errors import WgmeshError
 from .keys import from_hex, to_hex
+from .process import run
 
 UAPI_DIR = Path("/var/run/wireguard")
 
@@ -156,6 +158,7 @@ class UserspaceBackend:
         env = self._environment()
         # Without a log file, output goes where ours goes (the journal, under systemd).
         out = open(log_path, "ab") if log_path else None
+        log.debug(f"starting {self.binary} -f {ifname}")
         try:
             process = subprocess.Popen(
                 [self.binary, "-f", ifname],
@@ -195,6 +198,7 @@ class UserspaceBackend:
     def exec_foreground(self, ifname: str) -> None:
         """Replace this process with wireguard-go (never returns)."""
         env = self._environment()
+        log.debug(f"becoming {self.binary} -f {ifname}")
         try:
             os.execvpe(self.binary, [self.binary, "-f", ifname], env)
         except FileNotFoundError:
@@ -330,23 +334,19 @@ def kernel_module_available() -> bool:
         from pyroute2.netlink.exceptions import NetlinkError
     except ImportError:
         return False
-    import logging
-
     if not Path("/sys/module/wireguard").exists():
         # modprobe where the module exists but is not loaded yet.
         try:
-            subprocess.run(["modprobe", "wireguard"], capture_output=True, timeout=10)
+            run(["modprobe", "wireguard"], capture_output=True, timeout=10)
         except (OSError, subprocess.TimeoutExpired):
             pass
-    # pyroute2 logs the missing family on the root logger; it is an answer here.
-    logging.disable(logging.ERROR)
+    # pyroute2 logs the missing family as an error; it is an answer here, and
+    # the log module shows pyroute2's lines only with --verbose.
     try:
         WireGuard().close()
         return True
     except (NetlinkError, OSError):
         return False
-    finally:
-        logging.disable(logging.NOTSET)
 
 
 def choose_backend(setting: str):

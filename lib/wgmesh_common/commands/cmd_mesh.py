@@ -1,12 +1,11 @@
 """wgmesh mesh / used / clean / proximity / graph: the mesh as a whole."""
 
 import shutil
-import subprocess
 import sys
 
 import click
 
-from .. import bird, graph, join, linkfile, mesh, meshview, netlink, probe, proximity, status
+from .. import bird, graph, join, linkfile, mesh, meshview, netlink, probe, process, proximity, status
 from .. import config as node_config
 from ..errors import WgmeshError
 from .common import load_node
@@ -131,7 +130,7 @@ def graph_command(output: str) -> None:
     elif output.endswith(".svg"):
         if not shutil.which("dot"):
             raise WgmeshError("SVG needs graphviz ('apt install graphviz'); use -o FILE.dot for DOT")
-        result = subprocess.run(["dot", "-Tsvg", "-o", output], input=dot, text=True, capture_output=True)
+        result = process.run(["dot", "-Tsvg", "-o", output], input=dot, text=True, capture_output=True)
         if result.returncode:
             raise WgmeshError(f"graphviz failed: {result.stderr.strip()}")
         click.echo(f"wrote {output}")

@@ -2,7 +2,7 @@
 
 import click
 
-from .. import joinhelper, joinserver, log
+from .. import joinhelper, joinserver, log, servicemanager
 from .common import load_node
 
 
@@ -12,10 +12,12 @@ from .common import load_node
 def main(socket_path: str | None) -> None:
     """Serve the join API's requests that wgmesh-join-server (unprivileged)
     hands over a local socket: joins, key updates and disconnects."""
-    log.set_stderr_threshold("info")
+    log.configure(daemon=True)
     node = load_node()
     sock = joinhelper.listening_socket(socket_path)
     server = joinhelper.HelperServer(joinserver.JoinService(node), sock)
     log.info(f"join helper of node {node.node_id} listening on {sock.getsockname()}")
-    joinserver.notify_ready()
+    # Unset: what this helper runs (systemctl, wgmesh-link) must not speak
+    # to systemd as if it were this service.
+    servicemanager.notify("READY=1", unset_environment=True)
     server.serve_forever()

@@ -2,7 +2,7 @@
 
 import click
 
-from .. import joinhelper, joinserver, log
+from .. import joinhelper, joinserver, log, servicemanager
 from ..errors import WgmeshError
 from .common import load_node
 
@@ -16,11 +16,11 @@ def main(helper_socket: str | None) -> None:
     """Serve POST /connectivity, POST /connect, PATCH /update and
     POST /disconnect on this node's mesh address (all addresses with
     api.public), or on the sockets systemd passes."""
-    log.set_stderr_threshold("info")
+    log.configure(daemon=True)
     if helper_socket is None:
         joinserver.serve_node(load_node())
         return
-    sockets = joinhelper.passed_sockets()
+    sockets = servicemanager.passed_sockets()
     if not sockets:
         raise WgmeshError("--helper takes its listening sockets from systemd (wgmesh-join-server.socket), "
                           "and none were passed")

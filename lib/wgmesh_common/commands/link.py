@@ -9,14 +9,8 @@ import os
 
 import click
 
-from .. import linkops, supervisor
+from .. import linkops, servicemanager, supervisor
 from .common import load_node
-
-
-def _notify(state: str) -> None:
-    from systemd import daemon
-
-    daemon.notify(state)
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -30,7 +24,7 @@ def up(name: str) -> None:
     """Create and configure the interface of link NAME."""
     node = load_node()
     if os.environ.get("NOTIFY_SOCKET"):
-        linkops.bring_up_supervised(node.paths, node.config, name, _notify)
+        linkops.bring_up_supervised(node.paths, node.config, name, servicemanager.notify)
     else:
         linkops.bring_up(node.paths, node.config, name)
 

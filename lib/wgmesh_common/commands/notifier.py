@@ -14,19 +14,12 @@ import time
 
 import click
 
-from .. import bird, linkfile, log, notification, notifystate, notifysend, notifyurls, probe
+from .. import bird, linkfile, log, notification, notifystate, notifysend, notifyurls, probe, servicemanager
 from ..errors import ConfigError, WgmeshError
 from .common import load_node
 
 POLL = 2.0
 _BIRD_STARTED = re.compile(r"Last reboot on (.+)")
-
-
-def _notify(state: str) -> None:
-    if os.environ.get("NOTIFY_SOCKET"):
-        from systemd import daemon
-
-        daemon.notify(state)
 
 
 def _figures(paths, links: list[str]) -> dict:
@@ -192,7 +185,7 @@ def main() -> None:
     """Send push notifications (apprise) about this node's peers: down,
     back, degraded, recovered, joined, left."""
     node = load_node()
-    log.set_stderr_threshold("info")
+    log.configure(daemon=True)
     notifysend.silence_apprise()
     notifier = Notifier(node)
     notifier.load_targets()
@@ -205,7 +198,7 @@ def main() -> None:
     except ImportError:
         raise WgmeshError("python3-systemd is not installed: the notifier cannot read the journal") from None
     watchdog = int(os.environ.get("WATCHDOG_USEC", "0")) / 1e6
-    _notify("READY=1")
+    servicemanager.notify("READY=1")
     next_poll = 0.0
     urls_mtime = None
     while True:
@@ -223,7 +216,7 @@ def main() -> None:
         notifier.take_entries(_read_entries(reader))
         notifier.close_windows(time.time())
         notifier.deliver(time.time())
-        _notify("WATCHDOG=1")
+        servicemanager.notify("WATCHDOG=1")
         wait = max(0.1, next_poll - time.monotonic())
         due = notification.next_due(notifier.state["windows"])
         if due is not None:

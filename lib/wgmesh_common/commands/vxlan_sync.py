@@ -13,18 +13,11 @@ import time
 
 import click
 
-from .. import log, netlink, vxlan
+from .. import log, netlink, servicemanager, vxlan
 from .common import load_node
 
 RESYNC = 30.0
 DEBOUNCE = 0.2
-
-
-def _notify(state: str) -> None:
-    if os.environ.get("NOTIFY_SOCKET"):
-        from systemd import daemon
-
-        daemon.notify(state)
 
 
 def _apply(config) -> None:
@@ -52,7 +45,7 @@ def main(once: bool, remove: bool) -> None:
         vxlan.remove_devices()
         return
     node = load_node()
-    log.set_stderr_threshold("info")
+    log.configure(daemon=True)
     if once:
         _apply(node.config)
         return
@@ -64,7 +57,7 @@ def main(once: bool, remove: bool) -> None:
     with IPRoute() as events:
         events.bind(groups=RTMGRP_IPV4_ROUTE | RTMGRP_IPV6_ROUTE)
         _apply(node.config)
-        _notify("READY=1")
+        servicemanager.notify("READY=1")
         last_full = time.monotonic()
         while True:
             ready, _, _ = select.select([events.fileno()], [], [], tick)
@@ -80,4 +73,4 @@ def main(once: bool, remove: bool) -> None:
             if ready or time.monotonic() - last_full >= RESYNC:
                 _apply(node.config)
                 last_full = time.monotonic()
-            _notify("WATCHDOG=1")
+            servicemanager.notify("WATCHDOG=1")
