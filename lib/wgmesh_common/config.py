@@ -7,10 +7,12 @@ comment, instead of re-serialising the whole document.
 
 import ipaddress
 import re
+import tomllib
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
 
+from .addressing import MeshPlan
 from .errors import ConfigError, NotInitialisedError
 from .quality import QualitySettings
 from .tomlio import read_toml, write_atomic
@@ -264,9 +266,6 @@ def parse(data: dict[str, Any], source: str = "wgmesh.toml") -> NodeConfig:
                           f"quality.echo_timeout_ms) must fit in quality.interval ({quality.interval} s)")
     if config.ospf_dead <= config.ospf_hello:
         raise ConfigError(f"{source}: ospf.dead ({config.ospf_dead}) must be longer than ospf.hello ({config.ospf_hello})")
-    # Imported here to keep the dependency one-way: addressing knows nothing of files.
-    from .addressing import MeshPlan
-
     plan = MeshPlan.from_config(config)
     plan.check_layout(source)
     if config.node_id is not None:
@@ -376,8 +375,6 @@ def write_settings(path: Path, changes: dict[tuple[str, str], Any]) -> NodeConfi
     path = Path(path)
     text = path.read_text() if path.exists() else ""
     new_text = set_values(text, changes)
-    import tomllib
-
     try:
         document = tomllib.loads(new_text)
     except tomllib.TOMLDecodeError as error:

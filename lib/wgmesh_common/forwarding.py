@@ -14,6 +14,7 @@ every boot decides afresh (a node moved into or out of such a container).
 import os
 from pathlib import Path
 
+from . import netlink
 from .errors import ConfigError
 from .paths import Paths
 from .tomlio import read_toml, remove, write_toml
@@ -101,8 +102,6 @@ def foresee() -> str | None:
 
 def enable() -> str | None:
     """Switch forwarding on where this node may; None, or the problem."""
-    from . import netlink
-
     try:
         netlink.enable_forwarding()
         error = None

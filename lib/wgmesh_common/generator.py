@@ -9,6 +9,11 @@ import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from . import config as node_config
+from . import linkfile
+from .addressing import MeshPlan
+from .errors import ConfigError
+
 UNIT_DIR = "/usr/lib/systemd/system"
 LINK_TEMPLATE = "wgmesh-link@.service"
 
@@ -21,8 +26,6 @@ class UnitPlan:
 
 
 def _listen_dropin(config) -> str:
-    from .addressing import MeshPlan
-
     port = config.api_port
     if config.api_public:
         listen = f"ListenStream=[::]:{port}\nBindIPv6Only=both\n"
@@ -40,10 +43,6 @@ def _prober_dropin(config) -> str:
 
 
 def plan_units(paths) -> UnitPlan:
-    from . import config as node_config
-    from . import linkfile
-    from .errors import ConfigError
-
     plan = UnitPlan()
     try:
         config = node_config.load(paths.config_file)

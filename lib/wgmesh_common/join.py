@@ -12,7 +12,9 @@ import threading
 import time
 from typing import Any
 
-from . import established, forwarding, joinclient, joinapi, keys, linkfile, linkkeys, log, meshview, netlink, pins
+from . import (established, forwarding, joinclient, joinapi, keys, linkfile, linkkeys, linkops, log, meshview, netlink,
+               pins, status)
+from .allocation import AllocationError
 from .errors import ConfigError, RemoteError, WgmeshError
 from .joinapi import PROTOCOL, ConnectRequest, RequestError, signed_body
 from .linkfile import Link
@@ -136,8 +138,6 @@ def comes_from_elsewhere(source: str, live_endpoints: set[str]) -> bool:
 
 
 def _live_endpoints(node: Node, links: list[Link]) -> set[str]:
-    from . import linkops, status
-
     now = time.time()
     found = set()
     for link in links:
@@ -151,8 +151,6 @@ def _live_endpoints(node: Node, links: list[Link]) -> set[str]:
 def current_endpoint_hosts(node: Node, link: Link) -> set[str]:
     """Where the link's peer is on the underlay now: the endpoint its
     WireGuard packets come from, and the one this side dials."""
-    from . import linkops
-
     device = linkops.device_status(node.config, link.name)
     endpoints = [peer.endpoint for peer in (device.peers if device else []) if peer.endpoint]
     if link.endpoint:
@@ -186,8 +184,6 @@ def _reserve_serving(node: Node, peer_id: int, family: int):
     connects here, the lower ID serves: the higher-ID side refuses at once,
     which makes the lower-ID side's own attempt fail and free the name, so
     the lower-ID side then waits for that and serves. Exactly one link."""
-    from .allocation import AllocationError
-
     name = linkfile.link_name(peer_id, family)
     deadline = time.monotonic() + CONCURRENT_JOIN_WAIT
     while True:
@@ -210,8 +206,6 @@ def has_carried_traffic(node: Node, link: Link) -> bool:
     or ever (the prober saw an answer over it; that survives restarts)."""
     if established.is_established(node.paths, link.name):
         return True
-    from . import linkops
-
     device = linkops.device_status(node.config, link.name)
     return any(peer.last_handshake > 0 for peer in (device.peers if device else []))
 
@@ -484,8 +478,6 @@ def _existing_link_key(node: Node, peer_id: int) -> bytes | None:
 def _with_port(node: Node, reservation, port: int):
     from dataclasses import replace
 
-    from .allocation import AllocationError
-
     if not 1 <= port <= 65535:
         node.allocator.release(reservation.name)
         raise WgmeshError(f"--port {port} is out of range (1-65535)")
@@ -561,12 +553,3 @@ def disconnect(node: Node, name: str, force: bool = False) -> None:
             raise WgmeshError(f"node {link.peer_id} could not be told: {errors[-1]}; use --force to remove this side only")
         log.warning(f"removing {name} on this side only: {errors[-1]}", link=name, peer=link.peer_id)
     remove_local(node, name)
-
-
-def wait_for(predicate, timeout: float, interval: float = 0.1) -> bool:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return True
-        time.sleep(interval)
-    return predicate()

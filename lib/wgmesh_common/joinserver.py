@@ -19,7 +19,7 @@ from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any, Callable
 
-from . import join, joinapi, joinhelper, keys, linkfile, linkkeys, log, meshview, netlink, servicemanager
+from . import join, joinapi, keys, linkfile, linkkeys, log, meshview, netlink, servicemanager
 from .joinhelper import plain_address
 from .boundedio import BoundedReader, DeadlinePassed, SizeLimitExceeded
 from .errors import WgmeshError

@@ -138,10 +138,6 @@ def take_down(paths: Paths, name: str) -> bool:
     return existed
 
 
-def link_is_up(name: str) -> bool:
-    return netlink.interface_is_up(name)
-
-
 def device_status(config: NodeConfig, name: str):
     try:
         return choose_backend(config.backend).status(name)

@@ -10,7 +10,7 @@ import ipaddress
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
-from . import bird, join, linkfile, log, meshview, netlink
+from . import bird, join, linkfile, log, meshview, netlink, proximity
 from .errors import WgmeshError
 from .netlink import Route
 from .node import Node
@@ -34,8 +34,6 @@ def linked_peers(node: Node) -> set[int]:
 
 
 def too_far(node: Node, candidates: list[int]) -> set[int]:
-    from . import proximity
-
     return proximity.excluded(node, set(candidates))
 
 

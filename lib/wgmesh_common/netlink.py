@@ -2,10 +2,15 @@
 
 The only module that talks rtnetlink; everything here is idempotent, so the
 link-maker can be re-run over a half-made interface and finish the job.
+
+pyroute2 is imported in the functions that use it: it is the slowest import
+of all (a few hundred milliseconds), and many callers of this module never
+reach netlink (a `--help`, a dry run, a unit test of the core).
 """
 
 import errno
 import ipaddress
+import socket
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -60,15 +65,6 @@ def _add_address(ipr, index: int, cidr: str) -> None:
     except NetlinkError as error:
         if error.code != errno.EEXIST:
             raise WgmeshError(f"cannot add {cidr}: {error.args[1] if len(error.args) > 1 else error}") from None
-
-
-def addresses_of(ifname: str) -> list[str]:
-    """The interface's addresses as CIDR strings."""
-    with _ipr() as ipr:
-        index = _index(ipr, ifname)
-        if index is None:
-            return []
-        return [f"{a.get_attr('IFA_ADDRESS')}/{a['prefixlen']}" for a in ipr.get_addr(index=index)]
 
 
 def ensure_addresses(ifname: str, cidrs: list[str]) -> None:
@@ -193,8 +189,6 @@ class Route:
 
 def routes(family: int, table: int) -> list[Route]:
     """The unicast routes of one table."""
-    import socket
-
     result = []
     with _ipr() as ipr:
         names = {link["index"]: link.get_attr("IFLA_IFNAME") for link in ipr.get_links()}
@@ -236,9 +230,6 @@ def _mesh_rules(ipr, af) -> list:
 def ensure_rules() -> None:
     """The rules that look up the mesh's table (IPv4 and IPv6); lookups it
     has no route for fall through to the next rules."""
-    import errno
-    import socket
-
     from pyroute2.netlink.exceptions import NetlinkError
 
     with _ipr() as ipr:
@@ -254,8 +245,6 @@ def ensure_rules() -> None:
 
 
 def remove_rules() -> None:
-    import socket
-
     from pyroute2.netlink.exceptions import NetlinkError
 
     with _ipr() as ipr:
@@ -271,8 +260,6 @@ def mesh_table() -> int:
     """The table bird writes to and the mesh's routes are read from: the
     mesh's own once its rules are there (an upgrade or a rule flush must
     not leave routes where nothing looks them up), `main` until then."""
-    import socket
-
     with _ipr() as ipr:
         return MESH_TABLE if _mesh_rules(ipr, socket.AF_INET) else MAIN_TABLE
 
@@ -302,8 +289,6 @@ def route_interface(address: str) -> str | None:
 def underlay_addresses() -> dict[int, str]:
     """This node's own public addresses: a global address on the interface of
     each family's default route. Learned locally; nothing is asked of anyone."""
-    import socket
-
     found: dict[int, str] = {}
     with _ipr() as ipr:
         for family, af in ((4, socket.AF_INET), (6, socket.AF_INET6)):

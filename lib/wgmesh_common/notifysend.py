@@ -31,7 +31,7 @@ def apprise_module():
     """apprise, or None when it is not installed."""
     silence_apprise()
     try:
-        import apprise
+        import apprise  # an optional (Recommends:) and slow import: only when sending
     except ImportError:
         return None
     silence_apprise()

@@ -16,6 +16,7 @@ import errno
 import ipaddress
 import math
 import random
+import selectors
 import socket
 import statistics
 import struct
@@ -91,8 +92,7 @@ def sample_many(targets: dict[int, str], count: int, spacing: float, timeout: fl
     sequence number, and a reply counts only from the address it was sent
     to: a peer cannot answer for another link's echoes without guessing 32
     bits it never sees (those echoes travel inside the other link's tunnel)."""
-    import selectors
-
+    # icmplib here: only a probe round needs it, not the readers of probe files.
     from icmplib import ICMPRequest, ICMPv4Socket, ICMPv6Socket
     from icmplib.exceptions import ICMPError, ICMPLibError, SocketAddressError, TimeoutExceeded
 

@@ -11,7 +11,7 @@ import sys
 import time
 from pathlib import Path
 
-from . import bird, firewall, forwarding, linkops, log, netlink, routing, servicemanager
+from . import bird, firewall, forwarding, linkfile, linkops, log, netlink, routing, servicemanager, vxlan
 from .addressing import MeshPlan
 from .config import NodeConfig
 from .errors import WgmeshError
@@ -116,8 +116,6 @@ class DirectSupervisor:
             spawn_daemon([_program("wgmesh-vxlan-sync")], pid_file, self.paths.run_dir / "vxlan-sync.log")
 
     def start_node(self) -> None:
-        from . import linkfile
-
         ensure_loopback(self.paths, self.config)
         links, _ = linkfile.load_all(self.paths)
         for link in links:
@@ -130,8 +128,6 @@ class DirectSupervisor:
         self.start_vxlan_sync()
 
     def stop_node(self) -> None:
-        from . import linkfile, vxlan
-
         stop_daemon(self.paths.pid_file("join-server"))
         stop_daemon(self.paths.pid_file("vxlan-sync"))
         vxlan.remove_devices()

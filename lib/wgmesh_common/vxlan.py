@@ -48,6 +48,7 @@ def desired_entries(plan: MeshPlan, own_id: int, routes: list[netlink.Route], de
 
 
 def _ipr():
+    # pyroute2 where used: see netlink's docstring.
     from pyroute2 import IPRoute
 
     return IPRoute()

@@ -3,7 +3,8 @@
 KernelBackend talks generic netlink through pyroute2; UserspaceBackend runs
 wireguard-go in the foreground and configures it over its UAPI socket (the
 protocol `wg` itself speaks). Both take the same DeviceSettings, so the
-link-maker does not care which one it has.
+link-maker does not care which one it has. pyroute2 is imported where the
+kernel backend uses it (see netlink's docstring: the slowest import).
 """
 
 import errno
@@ -16,7 +17,8 @@ from pathlib import Path
 
 from . import log
 from .errors import WgmeshError
-from .keys import from_hex, to_hex
+from .keys import from_hex, public_key, to_hex
+from .linkfile import format_endpoint, parse_endpoint
 from .process import run
 
 UAPI_DIR = Path("/var/run/wireguard")
@@ -104,8 +106,6 @@ def parse_uapi_get(text: str) -> DeviceStatus:
             status.listen_port = int(value)
         elif key == "private_key":
             # Only the public half ever leaves this function.
-            from .keys import public_key
-
             status.public_key = public_key(from_hex(value))
         elif key == "public_key":
             peer = PeerStatus(from_hex(value))
@@ -234,8 +234,6 @@ def kernel_set_arguments(ifname: str, settings: DeviceSettings) -> dict:
         "allowed_ips": list(settings.allowed_ips),
     }
     if settings.endpoint:
-        from .linkfile import parse_endpoint
-
         host, port = parse_endpoint(settings.endpoint)
         peer["endpoint_addr"] = host
         peer["endpoint_port"] = port
@@ -299,8 +297,6 @@ def _key_text(value) -> str:
 
 
 def parse_kernel_info(messages) -> DeviceStatus:
-    from .linkfile import format_endpoint
-
     status = DeviceStatus()
     for message in messages:
         status.listen_port = message.get_attr("WGDEVICE_A_LISTEN_PORT") or status.listen_port

@@ -150,6 +150,7 @@ class Notifier:
 
 
 def _open_journal(cursor: str | None):
+    # Here, so a node without python3-systemd gets main's clear error.
     from systemd import journal
 
     reader = journal.Reader(flags=journal.LOCAL_ONLY)

@@ -49,6 +49,7 @@ def main(once: bool, remove: bool) -> None:
     if once:
         _apply(node.config)
         return
+    # pyroute2 only for the daemon (see netlink's docstring).
     from pyroute2 import IPRoute
     from pyroute2.netlink.rtnl import RTMGRP_IPV4_ROUTE, RTMGRP_IPV6_ROUTE
 
