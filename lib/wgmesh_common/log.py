@@ -30,8 +30,11 @@ _daemon = False
 _handler: logging.Handler | None = None
 
 
+JOURNAL_SOCKET = "/run/systemd/journal/socket"
+
+
 def _journal_available() -> bool:
-    return os.path.exists("/run/systemd/journal/socket") and os.environ.get("WGMESH_LOG") != "stderr"
+    return os.path.exists(JOURNAL_SOCKET) and os.environ.get("WGMESH_LOG") != "stderr"
 
 
 def _fields(record: logging.LogRecord) -> dict[str, str]:

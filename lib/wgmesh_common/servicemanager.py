@@ -36,4 +36,9 @@ def notify(state: str, unset_environment: bool = False) -> bool:
     inherit NOTIFY_SOCKET and speak to systemd as if it were this service."""
     if daemon is None or not os.environ.get("NOTIFY_SOCKET"):
         return False
-    return daemon.notify(state, unset_environment=unset_environment)
+    sent = daemon.notify(state, unset_environment=unset_environment)
+    if unset_environment:
+        # sd_notify unsets the C environment only; os.environ is Python's
+        # copy, which children started with env= get.
+        os.environ.pop("NOTIFY_SOCKET", None)
+    return sent
