@@ -102,7 +102,7 @@ class MeshPlan:
         return None
 
     def valid_node_ids(self) -> list[int]:
-        return [i for i in range(0, 255) if self.node_id_problem(i) is None]
+        return [i for i in range(255) if self.node_id_problem(i) is None]
 
     def is_client(self, node_id: int) -> bool:
         return node_id >= self.client_id_start

@@ -255,11 +255,11 @@ class BirdControl:
 
     def routes(self, protocol: str = "wgmesh4") -> list[tuple[str, str]]:
         """The best routes a protocol gave bird, before any kernel filter."""
-        code, text = self.command(f"show route primary protocol {protocol}")
+        _, text = self.command(f"show route primary protocol {protocol}")
         return parse_routes(text)
 
     def ospf_neighbors(self, protocol: str = "wgmesh4") -> list[dict]:
-        code, text = self.command(f"show ospf neighbors {protocol}")
+        _, text = self.command(f"show ospf neighbors {protocol}")
         return parse_ospf_neighbors(text)
 
 

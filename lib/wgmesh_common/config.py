@@ -10,7 +10,8 @@ import re
 import tomllib
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
+from collections.abc import Callable
 
 from .addressing import MeshPlan
 from .errors import ConfigError, NotInitialisedError
@@ -185,7 +186,7 @@ class NodeConfig:
     ospf_dead: int
     base_cost: int
     service_manager: str
-    quality: QualitySettings = QualitySettings()
+    quality: QualitySettings = QualitySettings()  # noqa: RUF009 - frozen: one shared default is safe
     api_trusted_proxies: tuple[str, ...] = ()
     metrics_textfile: str | None = None
     notify_coalesce_window: int = 30
@@ -206,7 +207,7 @@ class NodeConfig:
         return self.node_id
 
 
-def parse(data: dict[str, Any], source: str = "wgmesh.toml") -> NodeConfig:
+def parse(data: dict[str, Any], source: str = "wgmesh.toml") -> NodeConfig:  # noqa: C901 - a check per setting, until one typed-field validator
     """Validate a parsed document; raise ConfigError naming the first problem."""
     values: dict[str, dict[str, Any]] = {}
     for section, body in data.items():

@@ -34,6 +34,15 @@ def parse_state(body, where: str) -> LinkState:
     unknown = set(body) - set(_COSTS) - set(_TIMES) - set(_FIGURES) - {"reason"}
     if unknown:
         raise ConfigError(f"{where} has unknown keys {sorted(unknown)}")
+    _check_numbers(body, where)
+    if body.get("reason", "base") not in REASONS:
+        raise ConfigError(f"{where}: reason must be one of {', '.join(REASONS)}")
+    if "cost" not in body:
+        raise ConfigError(f"{where} has no cost")
+    return LinkState(**body)
+
+
+def _check_numbers(body: dict, where: str) -> None:
     for key in _COSTS:
         value = body.get(key, 1)
         if not (isinstance(value, int) and _number(value, 1, MAX_COST)):
@@ -44,11 +53,6 @@ def parse_state(body, where: str) -> LinkState:
     for key, high in _FIGURES.items():
         if key in body and not _number(body[key], 0, high):
             raise ConfigError(f"{where}: {key} must be a number from 0 to {high:g}")
-    if body.get("reason", "base") not in REASONS:
-        raise ConfigError(f"{where}: reason must be one of {', '.join(REASONS)}")
-    if "cost" not in body:
-        raise ConfigError(f"{where} has no cost")
-    return LinkState(**body)
 
 
 def parse(data: dict, source: str) -> dict[str, LinkState]:

@@ -20,6 +20,7 @@ from typing import Any
 
 from . import linkfile, linkkeys
 from .addressing import MeshPlan
+from .errors import ConfigError
 
 # 1: the preshared key in the /connect answer, requests signed with it.
 # 2: derived link keys; every request and answer carries "protocol".
@@ -185,7 +186,7 @@ def parse_connect(body: dict, plan: MeshPlan, own_id: int) -> ConnectRequest:
     public_key = _field(body, "public_key", str)
     try:
         linkfile.check_key(public_key, "public_key")
-    except Exception as error:
+    except ConfigError as error:
         raise RequestError(400, str(error)) from None
     listen_port = _field(body, "listen_port", int)
     if not 1 <= listen_port <= 65535:
@@ -238,7 +239,7 @@ def parse_signed(body: dict, plan: MeshPlan, own_id: int, allow: set[str]) -> Si
         public_key = _field(body, "public_key", str)
         try:
             linkfile.check_key(public_key, "public_key")
-        except Exception as error:
+        except ConfigError as error:
             raise RequestError(400, str(error)) from None
     return SignedRequest(peer_id, family, timestamp, public_key)
 

@@ -105,14 +105,7 @@ def request(url: str, method: str, path: str, body: dict[str, Any] | bytes, sign
     except ValueError as error:
         raise RemoteError(f"cannot reach {url}: {error}") from None
     try:
-        connection.request(method, path, body=data, headers=headers)
-        response = connection.getresponse()
-        length = response.getheader("Content-Length")
-        if length and length.strip().isdigit() and int(length) > MAX_ANSWER:
-            raise SizeLimitExceeded()
-        raw = response.read(MAX_ANSWER + 1)
-        if len(raw) > MAX_ANSWER:
-            raise SizeLimitExceeded()
+        response, raw = _exchange(connection, method, path, data, headers)
     except DeadlinePassed:
         raise RemoteError(f"{url} did not answer {path} within {timeout:g} s") from None
     except SizeLimitExceeded:
@@ -130,6 +123,19 @@ def request(url: str, method: str, path: str, body: dict[str, Any] | bytes, sign
                       f"upgrade it (see the README, Upgrading)")
         raise RemoteError(f"{url} refused {path} ({response.status}): {reason}", response.status)
     return _decode(raw, url)
+
+
+def _exchange(connection, method: str, path: str, data: bytes, headers: dict) -> tuple:
+    """Send one request; the response and at most MAX_ANSWER bytes of it."""
+    connection.request(method, path, body=data, headers=headers)
+    response = connection.getresponse()
+    length = response.getheader("Content-Length")
+    if length and length.strip().isdigit() and int(length) > MAX_ANSWER:
+        raise SizeLimitExceeded()
+    raw = response.read(MAX_ANSWER + 1)
+    if len(raw) > MAX_ANSWER:
+        raise SizeLimitExceeded()
+    return response, raw
 
 
 def _printable(text: str, limit: int = 300) -> str:

@@ -37,7 +37,8 @@ import pwd
 import socket
 import struct
 import threading
-from typing import Any, Callable
+from typing import Any
+from collections.abc import Callable
 
 from . import log, servicemanager
 from .errors import WgmeshError

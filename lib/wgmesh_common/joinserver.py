@@ -17,7 +17,8 @@ import traceback
 from dataclasses import replace
 from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Any, Callable
+from typing import Any
+from collections.abc import Callable
 
 from . import join, joinapi, keys, linkfile, linkkeys, log, meshview, netlink, servicemanager
 from .joinhelper import plain_address
@@ -299,7 +300,7 @@ class JoinService:
         except WgmeshError as error:
             log.error(f"{method} {path} from {client} failed: {error}", source=client)
             return 500, {"error": str(error)}, None
-        except Exception as error:
+        except Exception as error:  # noqa: BLE001
             # A bug, not the client's fault: still an answer, never a
             # dropped connection; the details go to the journal only.
             log.error(f"{method} {path} from {client} failed: {type(error).__name__}: {error}", source=client,
@@ -500,7 +501,7 @@ class JoinHandler(BaseHTTPRequestHandler):
             self._await_hang_up()
             try:
                 after()
-            except Exception as error:
+            except Exception as error:  # noqa: BLE001 - the answer is sent; the journal gets the rest
                 log.error(f"{self.command} {self.path}: {error}")
 
     def _await_hang_up(self) -> None:

@@ -101,7 +101,7 @@ def bring_up_supervised(paths: Paths, config: NodeConfig, name: str, notify) -> 
             _configure(paths, backend, link, private_key, psk)
             notify("READY=1")
             os._exit(0)
-        except BaseException as error:  # report, stop the daemon, fail the start
+        except BaseException as error:  # noqa: BLE001 - report, stop the daemon, fail the start
             log.error(f"link {name} could not be configured: {error}", link=name)
             notify(f"STATUS=configuring {name} failed: {error}")
             try:

@@ -136,7 +136,7 @@ def _link_with(node: Node, peer_id: int, url: str) -> tuple[list[linkfile.Link],
         links = join.connect(node, url, None)
     except WgmeshError as error:
         problem = str(error)
-    except Exception as error:
+    except Exception as error:  # noqa: BLE001
         # Whatever a hostile or broken peer makes the join raise, it costs
         # that peer's link only, never the rest of the pass.
         problem = f"unexpected {type(error).__name__}: {error}"

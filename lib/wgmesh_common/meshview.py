@@ -6,7 +6,7 @@ VXLAN forwarding, collision checks and `wgmesh used` all start from here.
 """
 
 import ipaddress
-from typing import Iterable
+from collections.abc import Iterable
 
 from .addressing import MeshPlan
 from .netlink import Route

@@ -13,7 +13,7 @@ left out rather than shown as 0.
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
+from collections.abc import Callable
 
 from .counters import Counters
 from .paths import Paths
@@ -86,7 +86,7 @@ def _escape(value: str) -> str:
     return value.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n")
 
 
-def _number(value: float | int) -> str:
+def _number(value: float) -> str:
     if isinstance(value, bool):
         return str(int(value))
     if isinstance(value, float) and value.is_integer() and abs(value) < 1e15:

@@ -5,7 +5,7 @@ the schema applied last is kept in /var/lib/wgmesh/schema. The package's
 postinst runs `wgmesh migrate`, so an upgrade never needs a manual step.
 """
 
-from typing import Callable
+from collections.abc import Callable
 
 from . import config as node_config
 from . import linkfile

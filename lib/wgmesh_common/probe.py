@@ -73,8 +73,9 @@ def sample_rtts(address: str, count: int, interval: float, timeout: float) -> li
     return sample_many({0: address}, count, interval, timeout)[0]
 
 
-def sample_many(targets: dict[int, str], count: int, spacing: float, timeout: float,
-                sources: dict[int, tuple[str, str]] | None = None) -> dict[int, list[float | None]]:
+def sample_many(  # noqa: C901 - one echo loop over shared sockets and counters; split, it would only scatter
+        targets: dict[int, str], count: int, spacing: float, timeout: float,
+        sources: dict[int, tuple[str, str]] | None = None) -> dict[int, list[float | None]]:
     """count echoes to every target (key -> IPv4 or IPv6 address), sent
     interleaved every `spacing` seconds; one RTT in ms per echo, None where
     no answer came within `timeout`.

@@ -13,7 +13,8 @@ import tempfile
 import tomllib
 from pathlib import Path
 from contextlib import contextmanager
-from typing import Any, BinaryIO, Iterator
+from typing import Any, BinaryIO
+from collections.abc import Iterator
 
 import tomli_w
 

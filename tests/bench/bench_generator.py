@@ -74,7 +74,7 @@ def main() -> None:
     print(f"| python3 -I -c pass (start-up alone) | {b:.0f} |")
     print(f"| wgmesh-generator, {args.links} link files | {g:.0f} |")
     print(f"| generator / bare start-up | {g / b:.1f}x |")
-    print(f"| target | < 150 |")
+    print("| target | < 150 |")
 
 
 if __name__ == "__main__":

@@ -11,7 +11,6 @@ run, so the test proves its probes can see a hole)."""
 import struct
 import subprocess
 import sys
-import time
 
 import pytest
 

@@ -8,7 +8,6 @@ node). The victim's mesh table must hold the honest routes and none of
 the hostile ones."""
 
 import ipaddress
-import re
 
 import pytest
 
@@ -108,7 +107,7 @@ def start_bird(node, text: str) -> None:
     config.write_text(text)
     node.run(["bird", "-p", "-c", "/run/bird.conf"])
     node.popen(["bird", "-f", "-c", "/run/bird.conf", "-s", "/run/bird.ctl"],
-               stdout=open(node.host_path("/run/bird.log"), "w"), stderr=open(node.host_path("/run/bird.err"), "w"))
+               stdout=open(node.host_path("/run/bird.log"), "w"), stderr=open(node.host_path("/run/bird.err"), "w"))  # noqa: SIM115 - bird's
 
 
 def table(node, family: int) -> dict[str, str]:

@@ -237,8 +237,8 @@ class Container:
             if state == "degraded":
                 failed = self.run(["systemctl", "--failed", "--no-pager", "--no-legend", "--plain"], check=False)
                 details = self.run(
-                    ["sh", "-c", "for unit in $(systemctl --failed --no-legend --plain | awk '{print $1}'); do "
-                     "systemctl status --no-pager --lines=15 \"$unit\"; done"],
+                    ["sh", "-c", ("for unit in $(systemctl --failed --no-legend --plain | awk '{print $1}'); do "
+                                  "systemctl status --no-pager --lines=15 \"$unit\"; done")],
                     check=False,
                 )  # fmt: skip
                 message = f"{self.name} booted degraded; systemctl --failed:\n{failed.stdout}\n{details.stdout}"
@@ -363,7 +363,7 @@ def boot_in_parallel(containers: list[Container], timeout: float = 180) -> dict[
     def wait(container: Container) -> None:
         try:
             results[container.name] = container.wait_running(timeout)
-        except BaseException as error:  # reported below, with the others'
+        except BaseException as error:  # noqa: BLE001 - reported below, with the others'
             errors[container.name] = error
 
     threads = [threading.Thread(target=wait, args=(container,), daemon=True) for container in containers]

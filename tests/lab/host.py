@@ -82,7 +82,7 @@ class ProcessRef:
     start_time: int
 
     @classmethod
-    def of(cls, pid: int) -> "ProcessRef | None":
+    def of(cls, pid: int) -> ProcessRef | None:
         start = process_start_time(pid)
         return None if start is None else cls(pid, start)
 
@@ -93,7 +93,7 @@ class ProcessRef:
         return {"pid": self.pid, "start_time": self.start_time}
 
     @classmethod
-    def from_json(cls, data: dict) -> "ProcessRef":
+    def from_json(cls, data: dict) -> ProcessRef:
         return cls(int(data["pid"]), int(data["start_time"]))
 
 

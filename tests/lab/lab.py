@@ -16,6 +16,7 @@ import signal
 import tempfile
 import threading
 from pathlib import Path
+from typing import Self
 
 from .containers import Container, boot_in_parallel
 from .host import PREFIX, log, raise_inotify_limit
@@ -26,7 +27,7 @@ from .underlay import Underlay
 
 KINDS = {"netns": NetnsNode, "container": Container}
 
-_live_labs: list["Lab"] = []
+_live_labs: list[Lab] = []
 _handlers_installed = False
 
 
@@ -77,14 +78,14 @@ class Lab:
 
     # -- lifecycle ------------------------------------------------------------
 
-    def __enter__(self) -> "Lab":
+    def __enter__(self) -> Self:
         self.start()
         return self
 
     def __exit__(self, exc_type, exc, traceback) -> None:
         self.close(raise_on_problems=exc_type is None, failed=exc_type is not None)
 
-    def start(self) -> "Lab":
+    def start(self) -> Lab:
         install_exit_handlers()
         if self.kind == "container":
             if self.rootfs is None:
@@ -181,7 +182,7 @@ def _close_live_labs() -> None:
     for lab in list(reversed(_live_labs)):
         try:
             lab.close(raise_on_problems=False)
-        except Exception as error:  # atexit: report, keep going
+        except Exception as error:  # noqa: BLE001 - atexit: report, keep going
             log(f"teardown of {lab.name} at exit failed: {error}")
 
 

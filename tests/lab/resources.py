@@ -77,7 +77,7 @@ class LabRecord:
     # -- lifecycle ----------------------------------------------------------
 
     @classmethod
-    def claim(cls, name: str, kind: str) -> "LabRecord":
+    def claim(cls, name: str, kind: str) -> LabRecord:
         """A fresh record for `name`. A record left by a dead creator is torn
         down first; one whose creator still runs is an error."""
         if not LAB_NAME.match(name):
@@ -110,7 +110,7 @@ class LabRecord:
             return record
 
     @classmethod
-    def load(cls, name: str) -> "LabRecord | None":
+    def load(cls, name: str) -> LabRecord | None:
         try:
             return cls(json.loads(state_file(name).read_text()))
         except FileNotFoundError:
@@ -247,14 +247,14 @@ def destroy(record: LabRecord, locked: bool = False) -> list[str]:
         return problems
 
 
-def _destroy(record: LabRecord) -> list[str]:
+def _destroy(record: LabRecord) -> list[str]:  # noqa: C901 - one attempt per kind of resource
     problems: list[str] = []
     data = record.data
 
     def attempt(what: str, action, *args) -> None:
         try:
             action(*args)
-        except Exception as error:  # teardown must go on whatever fails
+        except Exception as error:  # noqa: BLE001 - teardown must go on whatever fails
             problems.append(f"{what}: {error}")
             log(f"teardown of lab {record.name}: {what}: {error}")
 
@@ -307,7 +307,7 @@ def _signals_deferred():
             os.kill(os.getpid(), signum)
 
 
-def sweep_prefixed() -> list[str]:
+def sweep_prefixed() -> list[str]:  # noqa: C901 - one sweep per kind of resource
     """Remove lab resources that no state file lists but that carry the lab
     prefix: namespaces, nspawn processes on them, mounts and dirs under the
     lab's work base. Returns what was found."""

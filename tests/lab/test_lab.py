@@ -206,7 +206,7 @@ def start_lab_holder(name: str, kind: str) -> tuple[subprocess.Popen, Path]:
         stdout=subprocess.PIPE,
         text=True,
         # A background shell may have left SIGINT ignored for us.
-        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),  # noqa: PLW1509 - only resets one signal
     )
     line = process.stdout.readline().strip()
     assert line, f"lab holder died: {process.wait()}"

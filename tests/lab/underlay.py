@@ -156,7 +156,7 @@ class Underlay:
         self.seed = seed
         control.write_text("{}")
         project = Path(__file__).parents[2]
-        log_file = open(workdir / "delay.log", "ab")
+        log_file = open(workdir / "delay.log", "ab")  # noqa: SIM115 - the delay process's, for its life
         # A process inside the WAN namespace: the lab's teardown ends it with the namespace.
         subprocess.Popen(["ip", "netns", "exec", self.netns, sys.executable, "-m", "tests.lab.delay",
                           "--tun", self.DELAY_TUN, "--control", str(control), "--ready", str(ready),

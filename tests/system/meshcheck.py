@@ -53,7 +53,7 @@ def in_parallel(function, items) -> list:
     def call(index, item):
         try:
             results[index] = function(item)
-        except BaseException as error:  # re-raised below, after every thread ended
+        except BaseException as error:  # noqa: BLE001 - re-raised below, after every thread ended
             errors.append(error)
 
     threads = [threading.Thread(target=call, args=(i, item)) for i, item in enumerate(items)]

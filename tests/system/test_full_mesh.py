@@ -9,8 +9,7 @@ import tomllib
 import pytest
 
 from tests.integration.helpers import interfaces, one_line, pings, report, wait_until
-from tests.system.meshcheck import (MESH_TABLE, in_parallel, link_files, link_problems, loopback4, loopback6,
-                                    mesh_problems, reach_problems)
+from tests.system.meshcheck import (MESH_TABLE, in_parallel, link_files, link_problems, mesh_problems, reach_problems)
 
 NODE0_URL = "http://198.18.0.2:8080"
 MESH_PASS = 5  # seconds between wgmesh-mesh.timer passes
@@ -73,7 +72,7 @@ def routes_via(node, link_names: set[str], family: int = 4) -> list[str]:
 def test_five_nodes_joining_at_once_make_one_link_per_pair_and_family(mesh_lab):
     nodes = [mesh_lab[i] for i in (0, 2, 4, 6, 8)]
     token = init_all(nodes)
-    last_returned = connect_at_once(nodes[1:], NODE0_URL, token)
+    connect_at_once(nodes[1:], NODE0_URL, token)
     elapsed = wait_for_mesh(nodes, (4, 6), timeout=30)
     report(f"5 nodes, 4 joining at once, both transport families: 20 links, every loopback (v4+v6) "
            f"reachable from every node {elapsed:.1f} s after the last connect returned")
@@ -143,8 +142,8 @@ def test_the_overlay_follows_the_routes_of_a_node_with_one_link(mesh_lab):
         assert timings["fdb4"] - timings["route4"] <= 5 and timings["fdb6"] - timings["route6"] <= 5
     assert set(link_files(late)) == {"wgm0"} and "wgm6" not in link_files(nodes[2])
     for node in nodes[1:]:
-        assert wait_until(lambda: pings(node, "10.0.251.6"), 10), f"node {node.mesh_id}: no ping over VXLAN"
-        assert wait_until(lambda: pings(node, "fd10:0:0:fb::6"), 10)
+        assert wait_until(lambda: pings(node, "10.0.251.6"), 10), f"node {node.mesh_id}: no ping over VXLAN"  # noqa: B023
+        assert wait_until(lambda: pings(node, "fd10:0:0:fb::6"), 10)  # noqa: B023 - called now
     assert pings(late, "10.0.251.4")
 
     watchers = {n.mesh_id: n.popen(watch_script("10.0.6.1", "fd10:0:0:6::1", gone=True), stdout=-1, text=True)

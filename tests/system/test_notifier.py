@@ -254,13 +254,13 @@ def test_a_flapping_peer_gets_its_first_message_at_once_and_one_summary(notifyin
             # Node 4 cut off on the underlay: node 0's OSPF neighbour dies
             # after ospf.dead; cleared, it comes back within seconds.
             lab.impair(0, 4, loss=1.0)
-            assert wait_until(lambda: peer4_events(node0, "peer-down") >= downs + flap, timeout=30, interval=0.5), \
+            assert wait_until(lambda flap=flap: peer4_events(node0, "peer-down") >= downs + flap, timeout=30, interval=0.5), \
                 diagnose(node0)
             if flap == 1:
                 assert wait_until(lambda: received(node0), timeout=15, interval=0.5), diagnose(node0)
                 report(f"the first of five flaps reached gotify {time.monotonic() - started:.1f} s after the cut")
             lab.impair(0, 4)
-            assert wait_until(lambda: peer4_events(node0, "peer-up") >= ups + flap, timeout=30, interval=0.5), \
+            assert wait_until(lambda flap=flap: peer4_events(node0, "peer-up") >= ups + flap, timeout=30, interval=0.5), \
                 diagnose(node0)
         flapping = time.monotonic() - started
         report(f"five flaps took {flapping:.1f} s (window {window} s)")

@@ -269,8 +269,8 @@ class Scripts:
             "mount -t tmpfs tmpfs /run",
             "mkdir -p /run/.ov/etc/upper /run/.ov/etc/work /run/.ov/var/upper /run/.ov/var/work",
             "mount -t overlay overlay -o lowerdir=/etc,upperdir=/run/.ov/etc/upper,workdir=/run/.ov/etc/work /etc",
-            "mount -t overlay overlay -o lowerdir=/var/lib,upperdir=/run/.ov/var/upper,workdir=/run/.ov/var/work"
-            " /var/lib",
+            ("mount -t overlay overlay -o lowerdir=/var/lib,upperdir=/run/.ov/var/upper,workdir=/run/.ov/var/work"
+             " /var/lib"),
             "rm -rf /etc/wgmesh /var/lib/wgmesh",
             "mkdir -p /etc/wgmesh/links /var/lib/wgmesh /run/wgmesh",
             "echo secret > /etc/wgmesh/links/wg0.key",
@@ -362,7 +362,7 @@ def test_failed_migration_fails_loud_and_restarts_nothing(scripts: Scripts) -> N
 def test_remove_stops_everything(scripts: Scripts) -> None:
     rc, calls, _ = scripts.run("prerm", "remove", config=INITIALISED)
     assert rc == 0
-    stops = [c for c in calls if c.startswith("deb-systemd-invoke stop") or c.startswith("systemctl stop")]
+    stops = [c for c in calls if c.startswith(("deb-systemd-invoke stop", "systemctl stop"))]
     stopped = " ".join(stops)
     for unit in ("wgmesh.target", "wgmesh-link@*.service", "wgmesh-bird.service", "wgmesh-join-server.socket",
                  "wgmesh-join-server.service", "wgmesh-prober.timer", "wgmesh-cost-writer.path",

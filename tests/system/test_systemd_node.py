@@ -146,7 +146,7 @@ def test_an_upgrade_keeps_the_link(mesh_lab, upgrade_deb):
 
 @pytest.mark.ids((0, 2))
 def test_remove_and_purge_leave_nothing(mesh_lab):
-    node0, node2 = join_two(mesh_lab, transport="auto")
+    _node0, node2 = join_two(mesh_lab, transport="auto")
     node2.run(["apt-get", "remove", "-y", "-q", "wgmesh"], timeout=300)
     assert not {i for i in interfaces(node2) if i.startswith("wgm")}
     processes = node2.run(["ps", "-eo", "args"]).stdout

@@ -11,10 +11,10 @@ import pytest
 if str(Path(__file__).parent) not in sys.path:
     sys.path.insert(0, str(Path(__file__).parent))
 
-from unit_helpers import init_node, save_link_to_node_2, wg  # noqa: E402
-from wgmesh_common.addressing import MeshPlan  # noqa: E402
-from wgmesh_common.node import Node  # noqa: E402
-from wgmesh_common.paths import Paths  # noqa: E402
+from unit_helpers import init_node, save_link_to_node_2, wg
+from wgmesh_common.addressing import MeshPlan
+from wgmesh_common.node import Node
+from wgmesh_common.paths import Paths
 
 
 @pytest.fixture(autouse=True)

@@ -15,7 +15,7 @@ def quiet_host(monkeypatch) -> None:
     join-server sees no routes, no underlay of its own, and the way back
     to a mesh address is the link to node 8."""
     monkeypatch.setattr(netlink, "routes", lambda family, table: [])
-    monkeypatch.setattr(netlink, "underlay_addresses", lambda: {})
+    monkeypatch.setattr(netlink, "underlay_addresses", dict)
     monkeypatch.setattr(netlink, "route_interface",
                         lambda address: "wgm8" if address.startswith(("10.", "fd10:")) else "eth0")
 

@@ -27,18 +27,18 @@ def bird_accepts(tmp_path: Path, text: str) -> subprocess.CompletedProcess:
 needs_bird = pytest.mark.skipif(BIRD is None, reason="bird2 is not installed")
 
 CASES = {
-    "no-links": dict(node_id=0, interfaces=[]),
-    "several-links": dict(node_id=2, interfaces=[OspfInterface("wgm0", 100), OspfInterface("wgm4", 250),
-                                                 OspfInterface("wgm4v6", 65535), OspfInterface("wgm200", 10100)]),
-    "client": dict(node_id=200, interfaces=[OspfInterface("wgm0", 10100)], stub_router=True),
-    "serving-a-client": dict(node_id=0, interfaces=[
+    "no-links": {"node_id": 0, "interfaces": []},
+    "several-links": {"node_id": 2, "interfaces": [OspfInterface("wgm0", 100), OspfInterface("wgm4", 250),
+                                                 OspfInterface("wgm4v6", 65535), OspfInterface("wgm200", 10100)]},
+    "client": {"node_id": 200, "interfaces": [OspfInterface("wgm0", 10100)], "stub_router": True},
+    "serving-a-client": {"node_id": 0, "interfaces": [
         OspfInterface("wgm2", 100),
-        OspfInterface("wgm200", 10100, ("10.0.200.0/23", "10.0.0.6/31"), ("fd10:0:0:c8::/64", "fd10::6/127"))]),
-    "slow-timers": dict(node_id=4, interfaces=[OspfInterface("wgm2", 1)], hello=10, dead=40),
-    "own-link-nets": dict(node_id=0, kernel_table=30573, interfaces=[
+        OspfInterface("wgm200", 10100, ("10.0.200.0/23", "10.0.0.6/31"), ("fd10:0:0:c8::/64", "fd10::6/127"))]},
+    "slow-timers": {"node_id": 4, "interfaces": [OspfInterface("wgm2", 1)], "hello": 10, "dead": 40},
+    "own-link-nets": {"node_id": 0, "kernel_table": 30573, "interfaces": [
         OspfInterface("wgm2", 100, net4="10.0.0.4/31", net6="fd10::4/127"),
         OspfInterface("wgm200", 10100, ("10.0.200.0/23", "10.0.0.6/31"), ("fd10:0:0:c8::/64", "fd10::6/127"),
-                      net4="10.0.0.6/31", net6="fd10::6/127")]),
+                      net4="10.0.0.6/31", net6="fd10::6/127")]},
 }
 
 
@@ -59,7 +59,7 @@ def test_the_parse_check_does_reject_a_broken_config(tmp_path, plan):
 
 
 def _interface_lines(text: str) -> list[str]:
-    return re.findall(r'^\t\tinterface "(wgm[^"]*)" \{ (.*) \};$', text, re.M)
+    return re.findall(r'^\t\tinterface "(wgm[^"]*)" \{ (.*) \};$', text, re.MULTILINE)
 
 
 def test_render_contents(plan):
@@ -101,7 +101,7 @@ def test_routes_over_a_client_link_may_lead_only_to_the_client(plan):
     assert routing.client_destinations(plan, make_link()) == ((), ())
     interfaces = [OspfInterface("wgm2", 100), OspfInterface("wgm200", 10100, *routing.client_destinations(plan, client_link))]
     text = bird.render(plan, 0, interfaces)
-    kernel4, kernel6 = re.findall(r"protocol kernel \S+ \{(.*?)\n\}", text, re.S)
+    kernel4, kernel6 = re.findall(r"protocol kernel \S+ \{(.*?)\n\}", text, re.DOTALL)
     guard4 = 'if ifname = "wgm200" && net !~ [ 10.0.200.0/23+, 10.0.0.6/31+ ] then reject;'
     guard6 = 'if ifname = "wgm200" && net !~ [ fd10:0:0:c8::/64+, fd10::6/127+ ] then reject;'
     # The guard comes before the accept, in the kernel export of its own family only.
@@ -112,18 +112,18 @@ def test_routes_over_a_client_link_may_lead_only_to_the_client(plan):
 
 def test_own_link_nets_stay_with_the_kernels_connected_routes(plan):
     text = bird.render(plan, 0, CASES["own-link-nets"]["interfaces"])
-    kernel4, kernel6 = re.findall(r"protocol kernel \S+ \{(.*?)\n\}", text, re.S)
+    kernel4, kernel6 = re.findall(r"protocol kernel \S+ \{(.*?)\n\}", text, re.DOTALL)
     own4 = "if net ~ [ 10.0.0.4/31, 10.0.0.6/31 ] then reject;"
     own6 = "if net ~ [ fd10::4/127, fd10::6/127 ] then reject;"
     assert own4 in kernel4 and kernel4.index(own4) < kernel4.index("accept") and own6 not in kernel4
     assert own6 in kernel6 and kernel6.index(own6) < kernel6.index("accept")
-    no_links = "".join(re.findall(r"protocol kernel \S+ \{(.*?)\n\}", bird.render(plan, 0, []), re.S))
+    no_links = "".join(re.findall(r"protocol kernel \S+ \{(.*?)\n\}", bird.render(plan, 0, []), re.DOTALL))
     assert not re.search(r"if net ~ \[ [^+\]]* \] then reject;", no_links)
 
 
 def test_the_kernel_gets_only_the_mesh_prefixes_each_from_its_owner(plan):
     text = bird.render(plan, 0, CASES["own-link-nets"]["interfaces"])
-    kernel4, kernel6 = re.findall(r"protocol kernel \S+ \{(.*?)\n\}", text, re.S)
+    kernel4, kernel6 = re.findall(r"protocol kernel \S+ \{(.*?)\n\}", text, re.DOTALL)
     for kernel, gate, overlay, last in (
             (kernel4, "if net !~ [ 10.0.0.0/16{30,32} ] then reject;", "if net ~ [ 10.0.251.0/24+ ] then reject;",
              "if net.len != 31 then reject;"),
@@ -162,7 +162,7 @@ def test_the_kernel_filter_follows_the_mesh_layout(tmp_path):
 
 def test_routes_go_to_the_mesh_table_of_its_own(plan):
     text = bird.render(plan, 0, [OspfInterface("wgm2", 100)], kernel_table=30573)
-    kernel4, kernel6 = re.findall(r"protocol kernel \S+ \{(.*?)\n\}", text, re.S)
+    kernel4, kernel6 = re.findall(r"protocol kernel \S+ \{(.*?)\n\}", text, re.DOTALL)
     assert "kernel table 30573;" in kernel4 and "kernel table 30573;" in kernel6
 
 

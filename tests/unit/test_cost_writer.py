@@ -73,7 +73,7 @@ def test_the_same_measurements_again_change_nothing(node, links, capfd):
 
 @pytest.mark.parametrize("content", ["not toml at all", "link = 'wgm4'\n", "link = 'wgm4'\npeer = 4\n[[rounds]]\n"])
 def test_a_bad_probe_file_keeps_the_published_cost_with_a_warning(node, links, capfd, content):
-    fast, slow = links
+    _fast, slow = links
     write_window(node.paths, slow, rtt=40.0)
     routing.recost(node.paths, node.config, now=NOW)
     probe.probe_path(node.paths, "wgm4").write_text(content)
@@ -85,7 +85,7 @@ def test_a_bad_probe_file_keeps_the_published_cost_with_a_warning(node, links, c
 
 
 def test_a_bad_cost_state_entry_starts_that_link_afresh_and_keeps_the_others(node, links, capfd):
-    fast, slow = links
+    _fast, slow = links
     write_window(node.paths, slow, rtt=40.0)
     routing.recost(node.paths, node.config, now=NOW)
     good = tomllib.loads(node.paths.costs_file.read_text())
@@ -121,7 +121,7 @@ def test_a_prober_that_cannot_open_its_socket_fails_and_writes_no_round(node, li
 
 
 def test_a_missing_probe_file_warns_only_for_a_link_measured_before(node, links, capfd):
-    fast, slow = links
+    _fast, slow = links
     write_window(node.paths, slow, rtt=40.0)
     routing.recost(node.paths, node.config, now=NOW)
     err = capfd.readouterr().err

@@ -165,7 +165,7 @@ def machine(monkeypatch):
     monkeypatch.setattr(supervisor, "choose", lambda paths, config: fake)
     monkeypatch.setattr(netlink, "routes", lambda family, table: [])
     monkeypatch.setattr(netlink, "mesh_table", lambda: netlink.MAIN_TABLE)
-    monkeypatch.setattr(netlink, "underlay_addresses", lambda: {})
+    monkeypatch.setattr(netlink, "underlay_addresses", dict)
     monkeypatch.setattr(netlink, "route_interface", lambda address: "eth0")
     for name in ("http_proxy", "HTTP_PROXY", "all_proxy", "ALL_PROXY"):
         monkeypatch.delenv(name, raising=False)

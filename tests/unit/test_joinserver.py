@@ -26,7 +26,7 @@ def quiet_host(monkeypatch):
     from wgmesh_common import netlink
 
     monkeypatch.setattr(netlink, "routes", lambda family, table: [])
-    monkeypatch.setattr(netlink, "underlay_addresses", lambda: {})
+    monkeypatch.setattr(netlink, "underlay_addresses", dict)
     # The way back to a mesh address is the link to node 8; to anything
     # else, the underlay.
     monkeypatch.setattr(netlink, "route_interface",

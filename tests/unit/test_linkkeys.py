@@ -45,7 +45,7 @@ def test_an_update_of_a_running_device_keeps_its_peer_and_removes_any_other():
                               endpoint="198.18.0.2:51820", keepalive=25)
     message = uapi_update_request(settings, [old_peer, peer])
     assert "replace_peers" not in message  # the staying peer keeps its session
-    hexkey = lambda key: base64.b64decode(key).hex()  # noqa: E731
+    hexkey = lambda key: base64.b64decode(key).hex()
     assert f"public_key={hexkey(old_peer)}\nremove=true\n" in message
     assert f"public_key={hexkey(peer)}\npreshared_key=" in message
     assert message.endswith("allowed_ip=0.0.0.0/0\nallowed_ip=::/0\n\n")

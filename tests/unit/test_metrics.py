@@ -128,7 +128,7 @@ def test_figures_are_in_base_units():
 
 def test_label_values_are_escaped():
     odd = LinkRow('we"ird\\', 6, "IPv4", "-", "up", "-", "-")
-    line = [l for l in metrics.render([odd], 0, Counters()).splitlines() if l.startswith("wgmesh_link_up")][0]
+    line = next(l for l in metrics.render([odd], 0, Counters()).splitlines() if l.startswith("wgmesh_link_up"))
     assert line == 'wgmesh_link_up{link="we\\"ird\\\\",peer="6",family="ipv4"} 1'
 
 

@@ -116,7 +116,7 @@ def test_a_peer_flapped_five_times_in_the_window_gets_the_first_message_and_one_
     events += [PeerEvent("up" if i % 2 == 0 else "down", 4, t, ("wgm4",)) for i, t in enumerate(times)]
     sent = run_coalescer(events, until=T0 + 4 * WINDOW)
     assert [m.kinds for _, m in sent] == [("down",), ("up", "down")]
-    first, summary = sent[0][1], sent[1][1]
+    _first, summary = sent[0][1], sent[1][1]
     assert sent[1][0] >= T0 + WINDOW
     assert summary.body.count("\n- ") == 9
     assert "now up" in summary.title

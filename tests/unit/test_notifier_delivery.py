@@ -17,7 +17,7 @@ from wgmesh_common.commands.notifier import Notifier
 from wgmesh_common.commands.wgmesh import main as wgmesh_main
 
 sys.path.insert(0, str(Path(__file__).parents[1]))
-from gotify_server import GotifyServer  # noqa: E402
+from gotify_server import GotifyServer
 
 TOKEN = "AQsecretGotifyTok3n"
 T0 = 1_800_000_000.0

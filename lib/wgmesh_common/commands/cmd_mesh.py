@@ -107,7 +107,7 @@ def graph_command(output: str) -> None:
     """Draw the mesh: nodes, links, OSPF costs, and this node's links that are down."""
     node = load_node()
     control = bird.BirdControl(node.paths.bird_socket)
-    code, text = control.command("show ospf state wgmesh4")
+    _, text = control.command("show ospf state wgmesh4")
     mesh_graph = graph.parse_ospf_state(text)
     own = str(node.plan.loopback4(node.node_id))
     mesh_graph.nodes.setdefault(own, {})
