@@ -9,9 +9,9 @@ from pathlib import Path
 
 from tests.integration.helpers import wait_until
 from tests.lab.lab import Lab
+from tests.lab.resources import LabRecord
 from tests.system.debbuild import BuildError, build_deb
 from tests.system.meshcheck import in_parallel, mesh_problems
-from tests.lab.resources import LabRecord
 
 LAB_NAME = "demo"
 

@@ -8,10 +8,10 @@ comment, instead of re-serialising the whole document.
 import ipaddress
 import re
 import tomllib
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
-from collections.abc import Callable
 
 from .addressing import MeshPlan
 from .errors import ConfigError, NotInitialisedError

@@ -12,8 +12,21 @@ import threading
 import time
 from typing import Any
 
-from . import (established, forwarding, joinclient, joinapi, keys, linkfile, linkkeys, linkops, log, meshview, netlink,
-               pins, status)
+from . import (
+    established,
+    forwarding,
+    joinapi,
+    joinclient,
+    keys,
+    linkfile,
+    linkkeys,
+    linkops,
+    log,
+    meshview,
+    netlink,
+    pins,
+    status,
+)
 from .allocation import AllocationError
 from .errors import ConfigError, RemoteError, WgmeshError
 from .joinapi import PROTOCOL, ConnectRequest, RequestError, signed_body

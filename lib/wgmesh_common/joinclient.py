@@ -8,9 +8,9 @@ import time
 import urllib.parse
 from typing import Any
 
+from . import linkkeys
 from .boundedio import BoundedReader, DeadlinePassed, SizeLimitExceeded
 from .errors import RemoteError, WgmeshError
-from . import linkkeys
 from .joinapi import PROTOCOL, PROTOCOL_FIELD, SIGNATURE_HEADER, UnusableJSON, decode_json
 
 TIMEOUT = 15.0

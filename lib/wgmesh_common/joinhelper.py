@@ -37,8 +37,8 @@ import pwd
 import socket
 import struct
 import threading
-from typing import Any
 from collections.abc import Callable
+from typing import Any
 
 from . import log, servicemanager
 from .errors import WgmeshError

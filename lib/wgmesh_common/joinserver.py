@@ -14,17 +14,17 @@ import sys
 import threading
 import time
 import traceback
+from collections.abc import Callable
 from dataclasses import replace
 from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
-from collections.abc import Callable
 
 from . import join, joinapi, keys, linkfile, linkkeys, log, meshview, netlink, servicemanager
-from .joinhelper import plain_address
 from .boundedio import BoundedReader, DeadlinePassed, SizeLimitExceeded
 from .errors import WgmeshError
 from .joinapi import RequestError
+from .joinhelper import plain_address
 from .node import Node
 from .tokens import TokenStore
 

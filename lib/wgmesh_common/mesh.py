@@ -15,7 +15,6 @@ from .errors import WgmeshError
 from .netlink import Route
 from .node import Node
 
-
 PARALLEL_JOINS = 8
 
 

@@ -11,9 +11,9 @@ that is not known (not measured yet, a device that could not be read) is
 left out rather than shown as 0.
 """
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from collections.abc import Callable
 
 from .counters import Counters
 from .paths import Paths

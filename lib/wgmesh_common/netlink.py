@@ -11,10 +11,10 @@ reach netlink (a `--help`, a dry run, a unit test of the core).
 import errno
 import ipaddress
 import socket
+from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from collections.abc import Iterator
 
 from .errors import WgmeshError
 

@@ -29,7 +29,6 @@ from .paths import Paths
 from .quality import Round
 from .tomlio import read_toml, remove, write_atomic, write_toml
 
-
 RECEIVE_BUFFER = 4 << 20
 SOL_RAW, ICMP_FILTER, ICMP_ECHOREPLY = 255, 1, 0  # linux/icmp.h
 MAX_RTT_MS = 60_000  # far beyond any echo timeout

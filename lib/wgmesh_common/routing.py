@@ -13,9 +13,9 @@ import time
 from dataclasses import dataclass
 
 from . import bird, coststate, counters, forwarding, linkfile, log, netlink, pins, probe, quality
-from .errors import ConfigError
 from .addressing import LINK_PREFIX4, LINK_PREFIX6, MeshPlan
 from .config import NodeConfig
+from .errors import ConfigError
 from .paths import Paths
 from .tomlio import file_lock, remove, write_atomic
 

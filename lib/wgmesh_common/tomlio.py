@@ -11,10 +11,10 @@ import os
 import sys
 import tempfile
 import tomllib
-from pathlib import Path
-from contextlib import contextmanager
-from typing import Any, BinaryIO
 from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any, BinaryIO
 
 import tomli_w
 

@@ -11,11 +11,10 @@ import ipaddress
 
 import pytest
 
+from tests.lab.host import ip
 from wgmesh_common import bird, meshview, netlink
 from wgmesh_common.addressing import MeshPlan
 from wgmesh_common.netlink import MESH_TABLE
-
-from tests.lab.host import ip
 
 from .helpers import report, wait_until
 

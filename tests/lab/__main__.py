@@ -8,11 +8,11 @@ import signal
 import sys
 import time
 
+from . import rootfs
 from .containers import CONTAINER_ENV
 from .host import PREFIX, ProcessRef, netns_list, pid_namespace_inits
-from .resources import LabRecord, destroy, recorded_labs, sweep_prefixed
-from . import rootfs
 from .lab import Lab, install_exit_handlers
+from .resources import LabRecord, destroy, recorded_labs, sweep_prefixed
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -9,7 +9,7 @@ import tomllib
 import pytest
 
 from tests.integration.helpers import interfaces, one_line, pings, report, wait_until
-from tests.system.meshcheck import (MESH_TABLE, in_parallel, link_files, link_problems, mesh_problems, reach_problems)
+from tests.system.meshcheck import MESH_TABLE, in_parallel, link_files, link_problems, mesh_problems, reach_problems
 
 NODE0_URL = "http://198.18.0.2:8080"
 MESH_PASS = 5  # seconds between wgmesh-mesh.timer passes

@@ -18,8 +18,18 @@ import pytest
 
 from tests.integration.helpers import report, wait_until
 from tests.system.conftest import start_mesh_lab
-from tests.system.qualitycheck import (DIRECT, PAIRS, VIA_4, build_triangle, costs, devices_to, events,
-                                       ospf_not_full, settle, wait_route)
+from tests.system.qualitycheck import (
+    DIRECT,
+    PAIRS,
+    VIA_4,
+    build_triangle,
+    costs,
+    devices_to,
+    events,
+    ospf_not_full,
+    settle,
+    wait_route,
+)
 
 HOLD_DOWN = 30  # seconds; shortened from the default 120 with `wgmesh set`
 REROUTE_WITHIN = 30

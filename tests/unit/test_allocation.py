@@ -6,12 +6,12 @@ import time
 
 import pytest
 
+from unit_helpers import make_link, random_key
 from wgmesh_common import linkfile
 from wgmesh_common.addressing import MeshPlan
 from wgmesh_common.allocation import Allocator, Reservation, Usage, allocate, usage_of
 from wgmesh_common.errors import AllocationError
 from wgmesh_common.paths import Paths
-from unit_helpers import make_link, random_key
 
 EMPTY = Usage(frozenset(), frozenset(), frozenset())
 

@@ -91,8 +91,8 @@ def test_render_of_a_client_is_a_stub_router_in_both_instances(plan):
 
 
 def test_routes_over_a_client_link_may_lead_only_to_the_client(plan):
-    from wgmesh_common import routing
     from unit_helpers import make_link
+    from wgmesh_common import routing
 
     client_link = make_link(name="wgm200", peer_id=200, local4="10.0.0.6", peer4="10.0.0.7",
                             local6="fd10::6", peer6="fd10::7")

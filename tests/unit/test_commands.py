@@ -11,12 +11,12 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 import pytest
 from click.testing import CliRunner
 
+from unit_helpers import VENV_BIN, file_mode, random_key
 from wgmesh_common import config as node_config
 from wgmesh_common.commands.wgmesh import main
 from wgmesh_common.errors import NotInitialisedError, WgmeshError
 from wgmesh_common.paths import Paths
 from wgmesh_common.tokens import TokenStore
-from unit_helpers import VENV_BIN, file_mode, random_key
 
 
 @pytest.fixture
@@ -416,8 +416,8 @@ def test_a_connect_answer_without_a_usable_key_cannot_be_undone_by_signature(wgm
 
 def test_connect_with_a_taken_port_leaves_nothing(wgmesh, root, join_server):
     initialise(wgmesh)
-    from wgmesh_common import linkfile
     from unit_helpers import make_link
+    from wgmesh_common import linkfile
 
     linkfile.save(Paths(root), make_link(name="wgm4", peer_id=4, listen_port=51999), random_key(), random_key())
     remote = join_server({"/connectivity": CONNECTIVITY})

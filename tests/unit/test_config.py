@@ -7,9 +7,9 @@ import tomllib
 
 import pytest
 
+from unit_helpers import REPO
 from wgmesh_common import config
 from wgmesh_common.errors import ConfigError, NotInitialisedError
-from unit_helpers import REPO
 
 
 def test_defaults():

@@ -10,10 +10,10 @@ import tomllib
 
 import pytest
 
+from unit_helpers import VENV_BIN, make_link, random_key
 from wgmesh_common import coststate, join, linkfile, pins, probe, routing
 from wgmesh_common.quality import QualitySettings
 from wgmesh_common.tomlio import dumps
-from unit_helpers import VENV_BIN, make_link, random_key
 
 NOW = 1_700_000_000.0
 S = QualitySettings()

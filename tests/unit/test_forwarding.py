@@ -12,14 +12,14 @@ import subprocess
 
 import pytest
 
+from test_commands import CONNECTIVITY, FakeJoinServer
+from unit_helpers import init_node, link_data, make_link, random_key
 from wgmesh_common import bird, forwarding, join, joinapi, linkfile, mesh, netlink, routing, status, supervisor
 from wgmesh_common.addressing import MeshPlan
 from wgmesh_common.errors import ConfigError
 from wgmesh_common.joinapi import RequestError
 from wgmesh_common.joinserver import JoinService
 from wgmesh_common.tokens import TokenStore
-from unit_helpers import init_node, link_data, make_link, random_key
-from test_commands import CONNECTIVITY, FakeJoinServer
 
 BIRD = shutil.which("bird") or shutil.which("bird", path="/usr/sbin")
 BOTH = ["net.ipv4.ip_forward", "net.ipv6.conf.all.forwarding"]

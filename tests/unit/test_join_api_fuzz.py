@@ -20,11 +20,11 @@ import pytest
 from hypothesis import HealthCheck, given, seed, settings
 from hypothesis import strategies as st
 
+from join_http_helpers import LiveJoinServer, exchange, one_line_error, quiet_host, request_bytes
+from unit_helpers import init_node, save_link_to_node_2
 from wgmesh_common import joinapi, linkfile, linkkeys
 from wgmesh_common.joinserver import FailureLimiter, JoinService
 from wgmesh_common.tokens import TokenStore
-from join_http_helpers import LiveJoinServer, exchange, one_line_error, quiet_host, request_bytes
-from unit_helpers import init_node, save_link_to_node_2
 
 SEED = int(os.environ.get("WGMESH_FUZZ_SEED") or random.randrange(2 ** 32))
 EXAMPLES = int(os.environ.get("WGMESH_FUZZ_EXAMPLES") or 500)

@@ -9,12 +9,11 @@ import tracemalloc
 import pytest
 from click.testing import CliRunner
 
+from test_commands import CONNECTIVITY, MESH, initialise, join_server, no_join_leftovers, root, wgmesh  # noqa: F401 (fixtures)
+from unit_helpers import random_key
 from wgmesh_common import joinclient
 from wgmesh_common.commands.wgmesh import main
 from wgmesh_common.errors import RemoteError, WgmeshError
-from test_commands import (CONNECTIVITY, MESH, initialise, join_server, no_join_leftovers,  # noqa: F401 (fixtures)
-                           root, wgmesh)
-from unit_helpers import random_key
 
 
 class HostileServer:

@@ -11,14 +11,30 @@ import time
 
 import pytest
 
-from wgmesh_common import joinapi, linkfile, linkkeys
-from wgmesh_common.joinserver import (FAILURES_ALLOWED, FAILURES_ALLOWED_IN_ALL, MAX_CONNECTIONS, MAX_HEAD,
-                                      ConnectionSlots,
-                                      FailureLimiter, JoinService, forwarded_client, limiter_key, parse_networks)
-from wgmesh_common.tokens import TokenStore
-from join_http_helpers import (LiveJoinServer, closed_by_server, exchange, one_line_error, quiet_host,
-                               read_answer, request_bytes)
+from join_http_helpers import (
+    LiveJoinServer,
+    closed_by_server,
+    exchange,
+    one_line_error,
+    quiet_host,
+    read_answer,
+    request_bytes,
+)
 from unit_helpers import REPO, init_node, make_link, random_key
+from wgmesh_common import joinapi, linkfile, linkkeys
+from wgmesh_common.joinserver import (
+    FAILURES_ALLOWED,
+    FAILURES_ALLOWED_IN_ALL,
+    MAX_CONNECTIONS,
+    MAX_HEAD,
+    ConnectionSlots,
+    FailureLimiter,
+    JoinService,
+    forwarded_client,
+    limiter_key,
+    parse_networks,
+)
+from wgmesh_common.tokens import TokenStore
 
 
 @pytest.fixture(autouse=True)

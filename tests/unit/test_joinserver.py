@@ -6,11 +6,11 @@ from pathlib import Path
 
 import pytest
 
-from wgmesh_common import joinapi, linkfile
-from wgmesh_common.joinserver import FAILURES_ALLOWED, FailureLimiter, JoinService, plain_address
-from wgmesh_common.joinapi import RequestError
-from wgmesh_common.tokens import TokenStore
 from unit_helpers import make_link, random_key
+from wgmesh_common import joinapi, linkfile
+from wgmesh_common.joinapi import RequestError
+from wgmesh_common.joinserver import FAILURES_ALLOWED, FailureLimiter, JoinService, plain_address
+from wgmesh_common.tokens import TokenStore
 
 OUTSIDE = "198.51.100.7"
 PUBLIC_LOCAL = "192.0.2.2"

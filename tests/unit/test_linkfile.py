@@ -4,9 +4,9 @@ import base64
 
 import pytest
 
+from unit_helpers import file_mode, link_data, make_link, random_key
 from wgmesh_common import linkfile
 from wgmesh_common.errors import ConfigError
-from unit_helpers import file_mode, link_data, make_link, random_key
 
 
 def test_parse_accepts_a_good_server_link():

@@ -5,10 +5,10 @@ import base64
 
 import pytest
 
+from unit_helpers import random_key
 from wgmesh_common import keys, linkkeys
 from wgmesh_common.errors import WgmeshError
 from wgmesh_common.wireguard import DeviceSettings, uapi_update_request
-from unit_helpers import random_key
 
 
 def pair():

@@ -11,11 +11,11 @@ import time
 
 import pytest
 
+from unit_helpers import init_node, make_link, random_key
 from wgmesh_common import graph, join, linkfile, linkops, mesh, meshview, migrations, probe, proximity, routing, vxlan
 from wgmesh_common.errors import ConfigError, RemoteError, WgmeshError
 from wgmesh_common.joinapi import RequestError
 from wgmesh_common.netlink import Route
-from unit_helpers import init_node, make_link, random_key
 
 BIRD_PROTO = meshview.RTPROT_BIRD
 

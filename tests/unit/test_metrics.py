@@ -8,12 +8,12 @@ import time
 
 import pytest
 
+from unit_helpers import VENV_BIN, make_link, random_key
 from wgmesh_common import config, counters, linkfile, metrics, probe, routing
 from wgmesh_common.counters import Counters
 from wgmesh_common.errors import ConfigError
 from wgmesh_common.quality import QualitySettings
 from wgmesh_common.status import LinkRow
-from unit_helpers import VENV_BIN, make_link, random_key
 
 NOW = 1_700_000_000.0
 S = QualitySettings()

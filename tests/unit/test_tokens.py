@@ -6,10 +6,10 @@ import time
 
 import pytest
 
+from unit_helpers import file_mode
 from wgmesh_common import tokens
 from wgmesh_common.errors import ConfigError, WgmeshError
 from wgmesh_common.tokens import Token, TokenStore, find
-from unit_helpers import file_mode
 
 
 @pytest.fixture

@@ -7,9 +7,9 @@ import tomllib
 
 import pytest
 
+from unit_helpers import file_mode
 from wgmesh_common import tomlio
 from wgmesh_common.errors import ConfigError
-from unit_helpers import file_mode
 
 
 @pytest.fixture

@@ -14,12 +14,19 @@ from pathlib import Path
 import pytest
 from pyroute2.netlink import NLA_F_NESTED, NLA_F_NET_BYTEORDER, NLM_F_ACK, NLM_F_REQUEST
 from pyroute2.netlink.generic.wireguard import (
-    WG_CMD_SET_DEVICE, WG_GENL_VERSION, WGDEVICE_A_IFNAME, WGDEVICE_A_LISTEN_PORT, WGDEVICE_A_PEERS, WireGuard, wgmsg)
+    WG_CMD_SET_DEVICE,
+    WG_GENL_VERSION,
+    WGDEVICE_A_IFNAME,
+    WGDEVICE_A_LISTEN_PORT,
+    WGDEVICE_A_PEERS,
+    WireGuard,
+    wgmsg,
+)
 
+from unit_helpers import random_key
 from wgmesh_common import keys, wireguard
 from wgmesh_common.errors import WgmeshError
 from wgmesh_common.wireguard import DeviceSettings, kernel_set_arguments, parse_kernel_info, parse_uapi_get
-from unit_helpers import random_key
 
 
 def hexkey(key: str) -> str:

@@ -14,7 +14,7 @@ import time
 
 import click
 
-from .. import bird, linkfile, log, notification, notifystate, notifysend, notifyurls, probe, servicemanager
+from .. import bird, linkfile, log, notification, notifysend, notifystate, notifyurls, probe, servicemanager
 from ..errors import ConfigError, WgmeshError
 from .common import load_node
 

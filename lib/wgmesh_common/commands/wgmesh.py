@@ -4,11 +4,11 @@ import click
 
 from .. import __version__
 from .cmd_config import migrate_command, set_command
-from .cmd_cost import cost_command
 from .cmd_connect import connect_command, disconnect_command, rekey_command
+from .cmd_cost import cost_command
 from .cmd_init import init_command
-from .cmd_notify import notify_command
 from .cmd_mesh import clean_command, graph_command, mesh_command, proximity_command, used_command
+from .cmd_notify import notify_command
 from .cmd_status import down_command, reload_command, status_command, up_command
 from .cmd_token import token_command
 
