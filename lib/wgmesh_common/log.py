@@ -28,8 +28,6 @@ _verbose = False
 # its terminal; daemons lower this so their stderr log is complete.
 _daemon = False
 _handler: logging.Handler | None = None
-
-
 JOURNAL_SOCKET = "/run/systemd/journal/socket"
 
 
