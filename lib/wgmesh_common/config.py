@@ -11,11 +11,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
 
+from .addressing import MAX_NODE_ID, MeshPlan
 from .errors import ConfigError, NotInitialisedError
 from .quality import QualitySettings
 from .tomlio import read_toml, write_atomic
 
-MAX_NODE_ID = 254
 BACKENDS = ("auto", "kernel", "userspace")
 SERVICE_MANAGERS = ("auto", "systemd", "direct")
 
@@ -264,9 +264,6 @@ def parse(data: dict[str, Any], source: str = "wgmesh.toml") -> NodeConfig:
                           f"quality.echo_timeout_ms) must fit in quality.interval ({quality.interval} s)")
     if config.ospf_dead <= config.ospf_hello:
         raise ConfigError(f"{source}: ospf.dead ({config.ospf_dead}) must be longer than ospf.hello ({config.ospf_hello})")
-    # Imported here to keep the dependency one-way: addressing knows nothing of files.
-    from .addressing import MeshPlan
-
     plan = MeshPlan.from_config(config)
     plan.check_layout(source)
     if config.node_id is not None:
