@@ -13,6 +13,7 @@ from typing import Any, Callable
 
 from .addressing import MAX_NODE_ID, MeshPlan
 from .errors import ConfigError, NotInitialisedError
+from .fieldtypes import has_type
 from .quality import QualitySettings
 from .tomlio import read_toml, write_atomic
 
@@ -221,8 +222,7 @@ def parse(data: dict[str, Any], source: str = "wgmesh.toml") -> NodeConfig:
         for key, (kind, default, check) in keys.items():
             value = body.get(key, default)
             if value is not None:
-                # bool is an int in Python; a config "true" for a port is still wrong.
-                if not isinstance(value, kind) or (kind is int and isinstance(value, bool)):
+                if not has_type(value, kind):
                     raise ConfigError(f"{source}: {section}.{key} must be {_type_name(kind)}, not {value!r}")
                 if check and (problem := check(value)):
                     raise ConfigError(f"{source}: {section}.{key} {problem}")

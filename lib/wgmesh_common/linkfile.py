@@ -16,6 +16,7 @@ from typing import Any
 
 from .addressing import MAX_NODE_ID
 from .errors import ConfigError
+from .fieldtypes import has_type
 from .paths import Paths
 from .tomlio import SECRET_MODE, read_toml, remove, write_atomic, write_toml
 
@@ -122,7 +123,7 @@ def parse(data: dict[str, Any], source: str) -> Link:
                 continue
             raise ConfigError(f"{source}: missing key {key!r}")
         value = data[key]
-        if not isinstance(value, kind) or (kind is int and isinstance(value, bool)):
+        if not has_type(value, kind):
             raise ConfigError(f"{source}: {key} has the wrong type ({type(value).__name__})")
     link = Link(**data)
     if not valid_name(link.name):

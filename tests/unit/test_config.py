@@ -9,6 +9,7 @@ import pytest
 
 from wgmesh_common import config
 from wgmesh_common.errors import ConfigError, NotInitialisedError
+from wgmesh_common.fieldtypes import has_type
 from unit_helpers import REPO
 
 
@@ -275,3 +276,11 @@ def test_write_settings_refuses_an_edit_that_breaks_toml(tmp_path):
     with pytest.raises(ConfigError, match="would not be valid TOML"):
         config.write_settings(path, {("api", "port"): 9000})
     assert path.read_text() == broken
+
+
+@pytest.mark.parametrize("value, kind, expected", [
+    (1, int, True), (True, int, False), (False, int, False), (True, bool, True), (1, bool, False),
+    (1.5, (int, float), True), (True, (int, float), False), ("1", int, False), (2, (int, float), True),
+])
+def test_a_bool_is_never_a_number_in_a_typed_field(value, kind, expected):
+    assert has_type(value, kind) is expected
