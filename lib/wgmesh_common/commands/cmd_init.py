@@ -3,7 +3,7 @@
 import click
 
 from .. import config as node_config
-from .. import forwarding, log, migrations
+from .. import forwarding, log, migrations, overlaps
 from ..addressing import MeshPlan
 from ..errors import WgmeshError
 from ..node import Node
@@ -39,6 +39,8 @@ def init_command(node_id: int, public: bool, public_ipv4: str | None, public_ipv
     cannot_forward = None if plan.is_client(node_id) else forwarding.foresee()
     if cannot_forward:
         click.echo(f"warning: {cannot_forward}", err=True)
+    for overlap in overlaps.host_overlaps(plan, node_id):
+        click.echo(f"warning: {overlap}", err=True)
     changes = {("node", "id"): node_id, ("api", "public"): public}
     if public_ipv4:
         changes[("node", "public_ipv4")] = public_ipv4
