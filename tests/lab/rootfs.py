@@ -41,6 +41,7 @@ PACKAGES = [
     "python3-pyroute2",
     "python3-icmplib",
     "python3-tomli-w",
+    "python3-tomlkit",
     "python3-systemd",
     "python3-click",
     "python3-cffi-backend",

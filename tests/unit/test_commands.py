@@ -6,7 +6,9 @@ import os
 import subprocess
 import threading
 import time
+import tomllib
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
@@ -16,7 +18,7 @@ from wgmesh_common.commands.wgmesh import main
 from wgmesh_common.errors import NotInitialisedError, WgmeshError
 from wgmesh_common.paths import Paths
 from wgmesh_common.tokens import TokenStore
-from unit_helpers import VENV_BIN, file_mode, random_key
+from unit_helpers import REPO, VENV_BIN, file_mode, random_key
 
 
 @pytest.fixture
@@ -480,3 +482,52 @@ def test_a_broken_config_file_is_a_one_line_error(root):
     result = run_wgmesh(root, "token")
     assert result.returncode == 2
     assert result.stderr == f"wgmesh: error: {paths.config_file}: node.id must be an integer, not 'zero'\n"
+
+
+def shipped_config(root) -> Path:
+    path = Paths(root).config_file
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text((REPO / "etc/wgmesh/wgmesh.toml").read_text())
+    return path
+
+
+def is_subsequence(short: list[str], long: list[str]) -> bool:
+    rest = iter(long)
+    return all(line in rest for line in short)
+
+
+def test_set_keeps_every_comment_and_the_key_order_of_the_shipped_file(wgmesh, root):
+    path = shipped_config(root)
+    shipped = path.read_text().splitlines()
+    assert wgmesh("set", "ospf.hello", "2").exit_code == 0
+    first = path.read_text().splitlines()
+    # One line more, every line of the shipped file still there in its order.
+    assert len(first) == len(shipped) + 1 and is_subsequence(shipped, first)
+    assert [line for line in first if line not in shipped] == ["hello = 2"]
+    assert first.index("hello = 2") < first.index("[system]"), "in its own section"
+    assert wgmesh("set", "ospf.base_cost", "50").exit_code == 0
+    assert wgmesh("set", "ospf.hello", "3").exit_code == 0
+    third = path.read_text().splitlines()
+    # An existing key changes in place: the order of the keys stays.
+    assert [line for line in third if line not in shipped] == ["hello = 3", "base_cost = 50"]
+    assert list(tomllib.loads(path.read_text())["ospf"]) == ["hello", "base_cost"]
+
+
+def test_set_of_an_invalid_value_leaves_the_file_byte_for_byte(wgmesh, root):
+    path = shipped_config(root)
+    assert wgmesh("set", "ospf.hello", "2").exit_code == 0
+    before = path.read_bytes()
+    for args in (["ospf.hello", "0"], ["ospf.hello", "2", "api.port", "70000"], ["mesh.subnet", "10.9.0.0/16"],
+                 ["ospf.hello", "2", "api.port"]):
+        result = wgmesh("set", *args)
+        assert result.exit_code != 0, args
+        assert path.read_bytes() == before, args
+
+
+def test_set_moves_settings_that_depend_on_each_other_together(wgmesh, root):
+    path = shipped_config(root)
+    result = wgmesh("set", "mesh.subnet", "10.9.0.0/16", "mesh.vxlan_subnet", "10.9.251.0/24")
+    assert result.exit_code == 0, result.output
+    assert result.output == 'mesh.subnet = "10.9.0.0/16"\nmesh.vxlan_subnet = "10.9.251.0/24"\n'
+    loaded = node_config.load(path)
+    assert str(loaded.subnet) == "10.9.0.0/16" and str(loaded.vxlan_subnet) == "10.9.251.0/24"
