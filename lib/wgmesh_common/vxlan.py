@@ -83,8 +83,10 @@ def ensure_device(config: NodeConfig, device: OverlayDevice) -> int:
         index = found[0]
         ipr.link("set", index=index, mtu=config.mtu - device.overhead)
     wanted = device_addresses(plan, node_id, device)
-    netlink.ensure_addresses(device.name, wanted)
+    # Stale ones first: removing an IPv4 primary address removes the
+    # secondaries of its subnet with it, the new one included.
     netlink.remove_addresses(device.name, stale_addresses(netlink.addresses_of(device.name), wanted))
+    netlink.ensure_addresses(device.name, wanted)
     return index
 
 
