@@ -72,6 +72,20 @@ def test_init_with_a_bad_id_fails_and_writes_nothing(wgmesh, root, args, code, m
     assert list(root.iterdir()) == []
 
 
+def test_init_refuses_an_id_the_layout_leaves_without_an_overlay_address(wgmesh, root):
+    # /24 node blocks and the VXLAN /24 above every ID: 255 IDs for 254 host addresses.
+    path = Paths(root).config_file
+    path.parent.mkdir(parents=True)
+    path.write_text('[mesh]\nnode_prefix = 24\nvxlan_subnet = "10.0.255.0/24"\n')
+    before = tree(root)
+    result = wgmesh("init", "--no-start", "0")
+    assert result.exit_code == 1
+    assert str(result.exception) == ("cannot use ID 0: 0 has no VXLAN address of its own in 10.0.255.0/24: every host "
+                                     "address there is another node's (choose another ID, or a larger mesh.vxlan_subnet)")
+    assert tree(root) == before
+    assert wgmesh("init", "--no-start", "1").exit_code == 0
+
+
 def test_init_no_start_writes_the_config_and_a_secret_token(wgmesh, root):
     result = wgmesh("init", "--no-start", "4")
     assert result.exit_code == 0, result.stderr
