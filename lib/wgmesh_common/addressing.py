@@ -5,6 +5,12 @@ per node) node N owns 10.0.N.0/23: 10.0.N.1 on its loopback, link /31s from
 10.0.N.4 upward, all allocated by the node that serves the link. IPv6 mirrors
 it: node N owns the /64 at index N of the /48, its loopback is ::1 there and a
 link's /127 sits at the same offset as the link's IPv4 /31.
+
+On the VXLAN overlay node N's host part is N (10.0.251.N, fd10:0:0:fb::N),
+except node 0: host part 0 is the IPv4 network address and the IPv6
+subnet-router anycast address, so node 0 takes the lowest host part that no
+valid node ID has (1 with the default /23 blocks, whose IDs are even). An ID
+that cannot get an ordinary host address under this rule is not a valid ID.
 """
 
 import ipaddress
@@ -14,6 +20,7 @@ from .errors import ConfigError
 
 IPv4 = ipaddress.IPv4Address
 IPv6 = ipaddress.IPv6Address
+MAX_NODE_ID = 254  # the highest node ID of any layout
 FIRST_LINK_OFFSET = 4  # .0-.3 are the node's loopback /30
 # A link is a /31 (and the /127 at the same offset): its two ends, no more.
 LINK_PREFIX4 = 31
@@ -90,8 +97,8 @@ class MeshPlan:
 
     def node_id_problem(self, node_id: int) -> str | None:
         """Why node_id cannot be used in this mesh, or None."""
-        if not 0 <= node_id <= 254:
-            return f"{node_id} is out of range (0-254)"
+        if not 0 <= node_id <= MAX_NODE_ID:
+            return f"{node_id} is out of range (0-{MAX_NODE_ID})"
         if node_id % self.id_step:
             return f"{node_id} is not a multiple of {self.id_step}: with /{self.node_prefix} node blocks IDs step by {self.id_step}"
         block = self.node_block(node_id)
@@ -99,10 +106,27 @@ class MeshPlan:
             return f"{node_id} does not fit in mesh subnet {self.subnet}"
         if block.overlaps(self.vxlan_subnet):
             return f"{node_id} would overlap the VXLAN subnet {self.vxlan_subnet}"
+        if self.vxlan_host(node_id) is None:
+            return (f"{node_id} has no VXLAN address of its own in {self.vxlan_subnet}: every host address "
+                    f"there is another node's (choose another ID, or a larger mesh.vxlan_subnet)")
         return None
 
+    def _placeable_ids(self) -> list[int]:
+        """IDs whose block fits the layout, before VXLAN addresses are handed out."""
+        return [i for i in range(MAX_NODE_ID + 1) if i % self.id_step == 0
+                and self.node_block(i).subnet_of(self.subnet) and not self.node_block(i).overlaps(self.vxlan_subnet)]
+
     def valid_node_ids(self) -> list[int]:
-        return [i for i in range(255) if self.node_id_problem(i) is None]
+        return [i for i in range(MAX_NODE_ID + 1) if self.node_id_problem(i) is None]
+
+    def vxlan_host(self, node_id: int) -> int | None:
+        """Node node_id's host part on both VXLAN overlays, or None when it
+        has none that is an ordinary host address (see the module's doc)."""
+        hosts = range(1, self.vxlan_subnet.num_addresses - 1)  # not the network, not the broadcast
+        if node_id != 0:
+            return node_id if node_id in hosts else None
+        taken = set(self._placeable_ids())
+        return next((h for h in hosts if h not in taken), None)
 
     def is_client(self, node_id: int) -> bool:
         return node_id >= self.client_id_start
@@ -124,15 +148,21 @@ class MeshPlan:
     def loopback6(self, node_id: int) -> IPv6:
         return self.node_block6(node_id).network_address + 1
 
+    def _require_vxlan_host(self, node_id: int) -> int:
+        host = self.vxlan_host(node_id)
+        if host is None:
+            raise ValueError(f"node {node_id} has no VXLAN address in {self.vxlan_subnet}")
+        return host
+
     def vxlan4(self, node_id: int) -> IPv4:
-        return self.vxlan_subnet.network_address + node_id
+        return self.vxlan_subnet.network_address + self._require_vxlan_host(node_id)
 
     def vxlan6_network(self) -> ipaddress.IPv6Network:
         index = (int(self.vxlan_subnet.network_address) - int(self.subnet.network_address)) >> 8
         return ipaddress.IPv6Network((int(self.subnet6.network_address) + (index << 64), 64))
 
     def vxlan6(self, node_id: int) -> IPv6:
-        return self.vxlan6_network().network_address + node_id
+        return self.vxlan6_network().network_address + self._require_vxlan_host(node_id)
 
     def link_offsets(self) -> range:
         """Offsets of the /31s a node can serve: every even one after the loopback."""

@@ -1,24 +1,27 @@
 """The node configuration, /etc/wgmesh/wgmesh.toml: schema, defaults, validation.
 
 This module is the only reader and writer of that file. Operators edit it by
-hand, so writes go through set_value(), which edits one line and keeps every
-comment, instead of re-serialising the whole document.
+hand, so writes go through set_values(), which edits the document with
+tomlkit (a TOML parser that keeps comments, blank lines and key order)
+instead of re-serialising it.
 """
 
 import ipaddress
-import re
 import tomllib
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from .addressing import MeshPlan
+import tomlkit
+import tomlkit.exceptions
+
+from .addressing import MAX_NODE_ID, MeshPlan
 from .errors import ConfigError, NotInitialisedError
+from .fieldtypes import has_type
 from .quality import QualitySettings
 from .tomlio import read_toml, write_atomic
 
-MAX_NODE_ID = 254
 BACKENDS = ("auto", "kernel", "userspace")
 SERVICE_MANAGERS = ("auto", "systemd", "direct")
 
@@ -224,8 +227,7 @@ def parse(data: dict[str, Any], source: str = "wgmesh.toml") -> NodeConfig:  # n
         for key, (kind, default, check) in keys.items():
             value = body.get(key, default)
             if value is not None:
-                # bool is an int in Python; a config "true" for a port is still wrong.
-                if not isinstance(value, kind) or (kind is int and isinstance(value, bool)):
+                if not has_type(value, kind):
                     raise ConfigError(f"{source}: {section}.{key} must be {_type_name(kind)}, not {value!r}")
                 if check and (problem := check(value)):
                     raise ConfigError(f"{source}: {section}.{key} {problem}")
@@ -285,15 +287,18 @@ def load(path: Path) -> NodeConfig:
     return parse(read_toml(path), str(path))
 
 
+def initialised_file(path: Path) -> bool:
+    """Whether path is the config of an initialised node, for the package's
+    postinst. A file that cannot be read counts as one: then the migration
+    it gates reads it and names the problem, instead of skipping it."""
+    try:
+        return load(path).initialised
+    except ConfigError:
+        return True
+
+
 def defaults() -> NodeConfig:
     return parse({})
-
-
-_SECTION_RE = re.compile(r"^\s*\[([A-Za-z0-9_-]+)\]\s*(#.*)?$")
-
-
-def _key_re(key: str) -> re.Pattern[str]:
-    return re.compile(rf"^\s*#?\s*{re.escape(key)}\s*=")
 
 
 def coerce(section: str, key: str, text: str) -> Any:
@@ -319,67 +324,34 @@ def coerce(section: str, key: str, text: str) -> Any:
 
 
 def render_value(value: Any) -> str:
-    if isinstance(value, list):
-        return "[" + ", ".join(render_value(item) for item in value) + "]"
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if isinstance(value, int):
-        return str(value)
-    return '"' + str(value).replace("\\", "\\\\").replace('"', '\\"') + '"'
+    """value as TOML writes it (for messages)."""
+    return tomlkit.item(value).as_string()
 
 
 def set_values(text: str, changes: dict[tuple[str, str], Any]) -> str:
-    """Return the document with each (section, key) set, comments preserved.
-
-    An existing line (or a commented-out example of it) in the right section is
-    replaced in place; otherwise the key is added at the end of its section,
-    and a missing section is appended.
-    """
-    lines = text.splitlines()
+    """Return the document with each (section, key) set; every comment, blank
+    line and the order of the keys stay as they were. A key already there
+    keeps its place (and its trailing comment); a new one goes at the end of
+    its section, and a missing section at the end of the document."""
+    document = tomlkit.parse(text)
     for (section, key), value in changes.items():
-        new_line = f"{key} = {render_value(value)}"
-        start, end = _section_bounds(lines, section)
-        if start is None:
-            if lines and lines[-1].strip():
-                lines.append("")
-            lines += [f"[{section}]", new_line]
-            continue
-        live = [i for i in range(start, end) if re.match(rf"^\s*{re.escape(key)}\s*=", lines[i])]
-        commented = [i for i in range(start, end) if _key_re(key).match(lines[i])]
-        if live:
-            lines[live[0]] = new_line
-        elif commented:
-            lines.insert(commented[-1] + 1, new_line)
-        else:
-            insert_at = end
-            while insert_at > start and not lines[insert_at - 1].strip():
-                insert_at -= 1
-            lines.insert(insert_at, new_line)
-    return "\n".join(lines) + "\n"
-
-
-def _section_bounds(lines: list[str], section: str) -> tuple[int | None, int]:
-    start = None
-    for index, line in enumerate(lines):
-        match = _SECTION_RE.match(line)
-        if not match:
-            continue
-        if start is not None:
-            return start, index
-        if match.group(1) == section:
-            start = index + 1
-    return start, len(lines)
+        if section not in document:
+            document[section] = tomlkit.table()
+        if not isinstance(document[section], dict):
+            raise ConfigError(f"{section} must be a table, like [{section}]")
+        document[section][key] = value
+    return tomlkit.dumps(document)
 
 
 def write_settings(path: Path, changes: dict[tuple[str, str], Any]) -> NodeConfig:
     """Apply changes to the config file, validating the result before writing."""
     path = Path(path)
     text = path.read_text() if path.exists() else ""
-    new_text = set_values(text, changes)
     try:
+        new_text = set_values(text, changes)
         document = tomllib.loads(new_text)
-    except tomllib.TOMLDecodeError as error:
-        raise ConfigError(f"{path}: the edit would not be valid TOML: {error}") from None
+    except (tomlkit.exceptions.TOMLKitError, tomllib.TOMLDecodeError) as error:
+        raise ConfigError(f"{path} is not valid TOML, so it was not changed: {error}") from None
     config = parse(document, str(path))
     write_atomic(path, new_text.encode())
     return config

@@ -14,6 +14,7 @@ from dataclasses import asdict
 from . import log
 from .bird import MAX_COST
 from .errors import ConfigError
+from .fieldtypes import has_type
 from .paths import Paths
 from .quality import REASONS, LinkState
 from .tomlio import read_toml, write_toml
@@ -24,7 +25,7 @@ _FIGURES = {"rtt": 60_000.0, "loss": 100.0, "jitter": 60_000.0}
 
 
 def _number(value, low: float, high: float) -> bool:
-    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value) \
+    return has_type(value, (int, float)) and math.isfinite(value) \
         and low <= value <= high
 
 

@@ -15,6 +15,7 @@ from dataclasses import asdict, dataclass, fields
 
 from . import log
 from .errors import ConfigError
+from .fieldtypes import has_type
 from .paths import Paths
 from .tomlio import read_toml, write_toml
 
@@ -35,7 +36,7 @@ def parse(data: dict, source: str) -> Counters:
     if unknown:
         raise ConfigError(f"{source} has unknown keys {sorted(unknown)}")
     for key, value in data.items():
-        if not isinstance(value, int) or isinstance(value, bool) or value < 0:
+        if not has_type(value, int) or value < 0:
             raise ConfigError(f"{source}: {key} must be a count (an integer from 0)")
     return Counters(**data)
 

@@ -29,6 +29,7 @@ from . import (
 )
 from .allocation import AllocationError
 from .errors import ConfigError, RemoteError, WgmeshError
+from .fieldtypes import has_type
 from .joinapi import PROTOCOL, ConnectRequest, RequestError, signed_body
 from .linkfile import Link
 from .node import Node
@@ -387,7 +388,7 @@ def is_own_address(host: str) -> bool:
 def check_compatible(node: Node, info: dict[str, Any], url: str) -> int:
     """The remote's ID, once it is known to be a node this one may join."""
     peer_id = info.get("id")
-    if not isinstance(peer_id, int) or isinstance(peer_id, bool):
+    if not has_type(peer_id, int):
         raise RemoteError(f"{url} did not say its node ID: is it a wgmesh join-server?")
     if peer_id == node.node_id:
         raise WgmeshError(f"{url} is node {peer_id}, this node itself")
@@ -516,9 +517,9 @@ def _link_from_answer(node: Node, reservation, answer: dict, host: str, public_k
         # A bad key is the remote's fault: report it as an unusable answer.
         raise ValueError(str(error)) from None
     port, offset = answer["listen_port"], answer["offset"]
-    if not isinstance(port, int) or isinstance(port, bool) or not 1 <= port <= 65535:
+    if not has_type(port, int) or not 1 <= port <= 65535:
         raise ValueError(f"listen_port {port!r}")
-    if not isinstance(offset, int) or isinstance(offset, bool) or offset < 0:
+    if not has_type(offset, int) or offset < 0:
         raise ValueError(f"offset {offset!r}")
     endpoint = linkfile.format_endpoint(host, port)
     return _make_link(node, reservation, "client", answer["public_key"], offset, peer_id,

@@ -21,6 +21,7 @@ from typing import Any
 from . import linkfile, linkkeys
 from .addressing import MeshPlan
 from .errors import ConfigError
+from .fieldtypes import has_type
 
 # 1: the preshared key in the /connect answer, requests signed with it.
 # 2: derived link keys; every request and answer carries "protocol".
@@ -117,7 +118,7 @@ def take_protocol(body: dict) -> None:
     """Remove the body's protocol version, refusing one this node cannot
     speak (a body without one is from before versions were sent: 1)."""
     version = body.pop(PROTOCOL_FIELD, 1)
-    if not isinstance(version, int) or isinstance(version, bool) or not 0 < version < 1000:
+    if not has_type(version, int) or not 0 < version < 1000:
         raise RequestError(400, f"field {PROTOCOL_FIELD!r} must be a protocol version number")
     if version != PROTOCOL:
         older = "the requesting node" if version < PROTOCOL else "this node"
@@ -131,7 +132,7 @@ def _field(body: dict, name: str, kind: type, required: bool = True) -> Any:
             raise RequestError(400, f"missing field {name!r}")
         return None
     value = body[name]
-    if not isinstance(value, kind) or (kind is int and isinstance(value, bool)):
+    if not has_type(value, kind):
         expected = {int: "an integer", str: "a string", float: "a number", bool: "true or false"}.get(kind, kind.__name__)
         raise RequestError(400, f"field {name!r} must be {expected}")
     return value
@@ -207,7 +208,7 @@ def _timestamp(body: dict, required: bool) -> float | None:
     timestamp = body.get("timestamp")
     if timestamp is None and not required:
         return None
-    if not isinstance(timestamp, (int, float)) or isinstance(timestamp, bool):
+    if not has_type(timestamp, (int, float)):
         raise RequestError(400, "field 'timestamp' must be a number")
     try:
         timestamp = float(timestamp)

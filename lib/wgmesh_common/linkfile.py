@@ -14,7 +14,9 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from .addressing import MAX_NODE_ID
 from .errors import ConfigError
+from .fieldtypes import has_type
 from .paths import Paths
 from .tomlio import SECRET_MODE, read_toml, remove, write_atomic, write_toml
 
@@ -121,7 +123,7 @@ def parse(data: dict[str, Any], source: str) -> Link:  # noqa: C901 - a check pe
                 continue
             raise ConfigError(f"{source}: missing key {key!r}")
         value = data[key]
-        if not isinstance(value, kind) or (kind is int and isinstance(value, bool)):
+        if not has_type(value, kind):
             raise ConfigError(f"{source}: {key} has the wrong type ({type(value).__name__})")
     link = Link(**data)
     if not valid_name(link.name):
@@ -134,7 +136,7 @@ def parse(data: dict[str, Any], source: str) -> Link:  # noqa: C901 - a check pe
         raise ConfigError(f"{source}: unknown link type {link.type!r} (known: {', '.join(LINK_TYPES)})")
     if not 1 <= link.listen_port <= 65535:
         raise ConfigError(f"{source}: listen_port {link.listen_port} out of range")
-    if not 0 <= link.peer_id <= 254:
+    if not 0 <= link.peer_id <= MAX_NODE_ID:
         raise ConfigError(f"{source}: peer_id {link.peer_id} out of range")
     check_key(link.public_key, f"{source}: public_key")
     check_key(link.peer_public_key, f"{source}: peer_public_key")

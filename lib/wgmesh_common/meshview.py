@@ -46,7 +46,7 @@ def _owner_of6(plan: MeshPlan, address: ipaddress.IPv6Address) -> int | None:
     if address not in plan.subnet6:
         return None
     index = (int(address) - int(plan.subnet6.network_address)) >> 64
-    return index if 0 <= index <= 254 and plan.node_id_problem(index) is None else None
+    return index if plan.node_id_problem(index) is None else None
 
 
 def node_of_address(plan: MeshPlan, address: str) -> int | None:

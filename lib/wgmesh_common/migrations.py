@@ -8,7 +8,7 @@ postinst runs `wgmesh migrate`, so an upgrade never needs a manual step.
 from collections.abc import Callable
 
 from . import config as node_config
-from . import linkfile
+from . import linkfile, vxlan
 from .errors import ConfigError
 from .paths import Paths
 from .tomlio import write_atomic
@@ -22,7 +22,17 @@ def _schema_1(paths: Paths) -> None:
         raise ConfigError("; ".join(problems))
 
 
-MIGRATIONS: list[tuple[int, Callable[[Paths], None]]] = [(1, _schema_1)]
+def _schema_2(paths: Paths) -> None:
+    """Node 0's VXLAN addresses moved off host part 0 (the IPv4 network
+    address, the IPv6 subnet-router anycast): the running overlay devices
+    drop the old address and take the new one. Peers need nothing: their
+    forwarding entries name node 0's loopback, which did not move."""
+    config = node_config.load(paths.config_file)
+    if config.initialised:
+        vxlan.refresh_addresses(config)
+
+
+MIGRATIONS: list[tuple[int, Callable[[Paths], None]]] = [(1, _schema_1), (2, _schema_2)]
 CURRENT = MIGRATIONS[-1][0]
 
 

@@ -67,6 +67,15 @@ def _add_address(ipr, index: int, cidr: str) -> None:
             raise WgmeshError(f"cannot add {cidr}: {error.args[1] if len(error.args) > 1 else error}") from None
 
 
+def addresses_of(ifname: str) -> list[str]:
+    """The interface's addresses as CIDR strings."""
+    with _ipr() as ipr:
+        index = _index(ipr, ifname)
+        if index is None:
+            return []
+        return [f"{a.get_attr('IFA_ADDRESS')}/{a['prefixlen']}" for a in ipr.get_addr(index=index)]
+
+
 def ensure_addresses(ifname: str, cidrs: list[str]) -> None:
     with _ipr() as ipr:
         index = _index(ipr, ifname)

@@ -11,6 +11,8 @@ import re
 import time
 from dataclasses import asdict, dataclass
 
+from .addressing import MAX_NODE_ID
+
 # What an operator can subscribe a URL to.
 KINDS = ("down", "up", "degraded", "recovered", "joined", "left")
 DEFAULT_KINDS = KINDS
@@ -110,7 +112,7 @@ def event_from_journal(entry: dict, when: float) -> PeerEvent | None:
     if peer is None and links and (match := _LINK_NAME.fullmatch(links[0])):
         # link-removed names only the link; the name carries the peer.
         peer = float(match.group(1))
-    if peer is None or not 0 <= peer <= 254:
+    if peer is None or not 0 <= peer <= MAX_NODE_ID:
         return None
     since = _number(entry.get("WGMESH_SINCE"))
     return PeerEvent(kind=kind, peer=int(peer), time=since if since is not None else when, links=links,

@@ -11,6 +11,7 @@ from dataclasses import dataclass
 
 from .bird import MAX_COST
 from .errors import ConfigError
+from .fieldtypes import has_type
 from .paths import Paths
 from .tomlio import file_lock, read_toml, write_toml
 
@@ -21,19 +22,15 @@ class Pin:
     peer: int
 
 
-def _is_int(value) -> bool:
-    return isinstance(value, int) and not isinstance(value, bool)
-
-
 def parse(data: dict, source: str) -> dict[str, Pin]:
     pins = data.get("pins", {})
     if not isinstance(pins, dict):
         raise ConfigError(f"{source}: [pins] must be a table")
     parsed = {}
     for name, body in pins.items():
-        if not isinstance(body, dict) or set(body) != {"cost", "peer"} or not _is_int(body["peer"]):
+        if not isinstance(body, dict) or set(body) != {"cost", "peer"} or not has_type(body["peer"], int):
             raise ConfigError(f"{source}: the pin of {name} must be a table with a cost and a peer ID")
-        if not _is_int(body["cost"]) or not 1 <= body["cost"] <= MAX_COST:
+        if not has_type(body["cost"], int) or not 1 <= body["cost"] <= MAX_COST:
             raise ConfigError(f"{source}: the pin of {name} must be a cost from 1 to {MAX_COST}")
         parsed[name] = Pin(body["cost"], body["peer"])
     return parsed

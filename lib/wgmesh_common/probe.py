@@ -25,6 +25,7 @@ from dataclasses import asdict, dataclass
 
 from . import linkfile
 from .errors import ConfigError, WgmeshError
+from .fieldtypes import has_type
 from .paths import Paths
 from .quality import Round
 from .tomlio import read_toml, remove, write_atomic, write_toml
@@ -286,17 +287,17 @@ def to_document(probe: ProbeFile) -> dict:
 def parse(data: dict, source: str) -> ProbeFile:
     try:
         link, peer = data["link"], data["peer"]
-        if not isinstance(link, str) or not isinstance(peer, int) or isinstance(peer, bool):
+        if not isinstance(link, str) or not has_type(peer, int):
             raise ValueError("link must be a name and peer an ID")
         rounds = []
         for entry in data.get("rounds", []):
             when, sent, rtts = entry["time"], entry["sent"], entry.get("rtts", [])
-            if not isinstance(when, (int, float)) or not isinstance(sent, int) or sent < 0:
+            if not has_type(when, (int, float)) or not has_type(sent, int) or sent < 0:
                 raise ValueError("a round needs a time and a count of echoes sent")
             if not isinstance(rtts, list) or len(rtts) > sent or not all(
-                    isinstance(r, (int, float)) and not isinstance(r, bool) and 0 <= r <= MAX_RTT_MS for r in rtts):
+                    has_type(r, (int, float)) and 0 <= r <= MAX_RTT_MS for r in rtts):
                 raise ValueError(f"a round's rtts must be at most `sent` numbers from 0 to {MAX_RTT_MS} ms")
-            if not math.isfinite(when) or isinstance(when, bool):
+            if not math.isfinite(when):
                 raise ValueError("a round's time must be a finite number")
             rounds.append(Round(float(when), sent, tuple(float(r) for r in rtts)))
     except (KeyError, TypeError, ValueError) as error:

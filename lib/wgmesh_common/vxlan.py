@@ -7,6 +7,7 @@ soon as OSPF routes to it, direct link or not (the seed's stale-VXLAN bug).
 """
 
 import errno
+import ipaddress
 import socket
 from dataclasses import dataclass
 
@@ -33,6 +34,14 @@ def device_addresses(plan: MeshPlan, node_id: int, device: OverlayDevice) -> lis
     if device.family == 4:
         return [f"{plan.vxlan4(node_id)}/{plan.vxlan_subnet.prefixlen}"]
     return [f"{plan.vxlan6(node_id)}/64"]
+
+
+def stale_addresses(present: list[str], wanted: list[str]) -> list[str]:
+    """Addresses on an overlay device that are not its own any more (those
+    of an older addressing plan); the kernel's link-local stays."""
+    wanted_set = {str(ipaddress.ip_interface(cidr)) for cidr in wanted}
+    return [cidr for cidr in present
+            if str(ipaddress.ip_interface(cidr)) not in wanted_set and not ipaddress.ip_interface(cidr).is_link_local]
 
 
 def local_address(plan: MeshPlan, node_id: int, device: OverlayDevice) -> str:
@@ -74,8 +83,23 @@ def ensure_device(config: NodeConfig, device: OverlayDevice) -> int:
             found = ipr.link_lookup(ifname=device.name)
         index = found[0]
         ipr.link("set", index=index, mtu=config.mtu - device.overhead)
-    netlink.ensure_addresses(device.name, device_addresses(plan, node_id, device))
+    wanted = device_addresses(plan, node_id, device)
+    # Stale ones first: removing an IPv4 primary address removes the
+    # secondaries of its subnet with it, the new one included.
+    netlink.remove_addresses(device.name, stale_addresses(netlink.addresses_of(device.name), wanted))
+    netlink.ensure_addresses(device.name, wanted)
     return index
+
+
+def refresh_addresses(config: NodeConfig) -> list[str]:
+    """Give the overlay devices that exist this node's current addresses
+    (and take the old ones away); the names of the devices refreshed."""
+    refreshed = []
+    for device in DEVICES:
+        if netlink.interface_exists(device.name):
+            ensure_device(config, device)
+            refreshed.append(device.name)
+    return refreshed
 
 
 def current_entries(index: int) -> set[str]:

@@ -15,6 +15,7 @@ import subprocess
 import time
 from pathlib import Path
 
+from . import aptsources
 from .host import log, remove_tree, run, unmount_all_under
 
 # The releases the package ships for; WGMESH_LAB_SUITE picks the lab's.
@@ -23,7 +24,6 @@ SUITE = os.environ.get("WGMESH_LAB_SUITE", "bookworm")
 if SUITE not in SUITES:
     raise SystemExit(f"WGMESH_LAB_SUITE={SUITE!r}: the lab builds {' or '.join(SUITES)}")
 VARIANT = "minbase"
-MIRROR = os.environ.get("WGMESH_LAB_MIRROR", "http://deb.debian.org/debian")
 
 # Extend this list (it is part of the cache key, so the next use rebuilds).
 # debootstrap resolves Depends but not virtual packages: python3-cffi-backend
@@ -41,6 +41,7 @@ PACKAGES = [
     "python3-pyroute2",
     "python3-icmplib",
     "python3-tomli-w",
+    "python3-tomlkit",
     "python3-systemd",
     "python3-click",
     "python3-cffi-backend",
@@ -71,6 +72,18 @@ MASKED_UNITS = [
 RECIPE_VERSION = 1
 
 MARKER = "etc/wgmesh-lab-rootfs.json"
+
+
+def mirror() -> str:
+    """WGMESH_LAB_MIRROR, else the Debian mirror of this machine's own apt sources."""
+    given = os.environ.get("WGMESH_LAB_MIRROR")
+    if given:
+        return given
+    found = aptsources.debian_mirror(SUITE, aptsources.machine_sources(), SUITES)
+    if found is None:
+        raise RuntimeError(f"no Debian mirror for {SUITE} in this machine's apt sources (/etc/apt/sources.list, "
+                           "/etc/apt/sources.list.d/): add one, or set WGMESH_LAB_MIRROR")
+    return found
 
 
 def cache_dir() -> Path:
@@ -152,7 +165,7 @@ def _build(target: Path, packages: list[str], lock_fd: int) -> None:
             f"--cache-dir={debs}",
             SUITE,
             str(building),
-            MIRROR,
+            mirror(),
         ]
         _run_with_progress(argv, build_log, lock_fd)
         _configure(building, packages)

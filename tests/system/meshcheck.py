@@ -23,6 +23,41 @@ def loopback6(node_id: int) -> str:
     return str(ipaddress.IPv6Network("fd10::/48").network_address + (node_id << 64) + 1)
 
 
+def overlay_addresses(node_id: int) -> dict[str, str]:
+    """Node node_id's address on each VXLAN device, as the README's
+    "Using it" states the rule: host part N, node 0 host part 1."""
+    host = node_id or 1
+    return {"wgmvx4": f"10.0.251.{host}", "wgmvx6": f"fd10:0:0:fb::{host:x}"}
+
+
+def overlay_problems(nodes) -> list[str]:
+    """Pairs of nodes that do not ping each other over both VXLAN overlays,
+    or whose reply comes from a node other than the one asked (the reply's
+    source MAC, as the asking node learned it, is the asked node's)."""
+    macs = {node.mesh_id: {device: node.run(["cat", f"/sys/class/net/{device}/address"]).stdout.strip()
+                           for device in ("wgmvx4", "wgmvx6")} for node in nodes}
+
+    def check(node):
+        found = []
+        for other in nodes:
+            if other is node:
+                continue
+            for device, address in overlay_addresses(other.mesh_id).items():
+                script = (f"ping -c1 -W2 -I {device} {address} >/dev/null 2>&1 || ping -c1 -W2 -I {device} {address}"
+                          f" >/dev/null 2>&1 && ip neigh show {address} dev {device}")
+                answer = node.run(script, check=False)
+                words = answer.stdout.split()
+                mac = words[words.index("lladdr") + 1] if "lladdr" in words else None
+                if answer.returncode != 0:
+                    found.append(f"node {node.mesh_id} does not ping node {other.mesh_id} at {address} over {device}")
+                elif mac != macs[other.mesh_id][device]:
+                    found.append(f"node {node.mesh_id}: {address} over {device} answered by {mac}, "
+                                 f"not node {other.mesh_id} ({macs[other.mesh_id][device]})")
+        return found
+
+    return [p for found in in_parallel(check, nodes) for p in found]
+
+
 def link_name(peer_id: int, family: int) -> str:
     return f"wgm{peer_id}" if family == 4 else f"wgm{peer_id}v6"
 

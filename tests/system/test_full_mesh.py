@@ -9,7 +9,15 @@ import tomllib
 import pytest
 
 from tests.integration.helpers import interfaces, one_line, pings, report, wait_until
-from tests.system.meshcheck import MESH_TABLE, in_parallel, link_files, link_problems, mesh_problems, reach_problems
+from tests.system.meshcheck import (
+    MESH_TABLE,
+    in_parallel,
+    link_files,
+    link_problems,
+    mesh_problems,
+    overlay_problems,
+    reach_problems,
+)
 
 NODE0_URL = "http://198.18.0.2:8080"
 MESH_PASS = 5  # seconds between wgmesh-mesh.timer passes
@@ -82,6 +90,8 @@ def test_five_nodes_joining_at_once_make_one_link_per_pair_and_family(mesh_lab):
         assert state["units"] == sorted(f"wgmesh-link@{name}.service" for name in state["links"])
         assert state["interfaces"] == sorted(state["links"] + ["wgmvx4", "wgmvx6"])
         assert state["reservations"] == []
+    # Every pair, node 0 included, over both overlays, each reply from the node asked.
+    assert overlay_problems(nodes) == []
     # The mesh is stable: further mesh passes change nothing.
     time.sleep(MESH_PASS + 1)
     assert link_problems(nodes, (4, 6)) == []

@@ -189,10 +189,7 @@ def test_link_local6_differs_between_the_two_ends(plan):
 
 
 def test_vxlan_addresses(plan):
-    assert plan.vxlan4(0) == A4("10.0.251.0")
-    assert plan.vxlan4(2) == A4("10.0.251.2")
     assert plan.vxlan6_network() == ipaddress.IPv6Network("fd10:0:0:fb::/64")
-    assert plan.vxlan6(2) == A6("fd10:0:0:fb::2")
 
 
 @pytest.mark.parametrize("subnet, prefix, subnet6, vxlan, message", [
@@ -210,3 +207,69 @@ def test_check_layout(subnet, prefix, subnet6, vxlan, message):
 
 def test_default_layout_is_accepted(plan):
     plan.check_layout()
+
+
+LAYOUTS = [
+    # (mesh subnet, node prefix, vxlan subnet): the default, /24 and /22 node blocks,
+    # a VXLAN /24 at other places (one where no node ID gives way to it) and a VXLAN /23.
+    ("10.0.0.0/16", 23, "10.0.251.0/24"),
+    ("10.0.0.0/16", 24, "10.0.251.0/24"),
+    ("10.0.0.0/16", 22, "10.0.251.0/24"),
+    ("10.0.0.0/16", 24, "10.0.255.0/24"),
+    ("10.0.0.0/16", 24, "10.0.0.0/24"),
+    ("10.0.0.0/16", 24, "10.0.250.0/23"),
+    ("10.8.0.0/17", 23, "10.8.100.0/24"),
+]
+
+
+def layout_plan(subnet: str, node_prefix: int, vxlan: str) -> MeshPlan:
+    return MeshPlan(ipaddress.IPv4Network(subnet), node_prefix, ipaddress.IPv6Network("fd10::/48"),
+                    ipaddress.IPv4Network(vxlan))
+
+
+def reserved6(address: ipaddress.IPv6Address, network: ipaddress.IPv6Network) -> bool:
+    """The subnet-router anycast (host part 0) or one of the 128 reserved
+    subnet anycast addresses at the top of a /64 (RFC 2526)."""
+    host = int(address) - int(network.network_address)
+    return host == 0 or host >= (1 << 64) - 128
+
+
+@pytest.mark.parametrize("layout", LAYOUTS, ids=lambda layout: "-".join(map(str, layout)))
+def test_every_valid_id_has_ordinary_distinct_overlay_addresses(layout):
+    plan = layout_plan(*layout)
+    ids = plan.valid_node_ids()
+    v4 = [plan.vxlan4(i) for i in ids]
+    v6 = [plan.vxlan6(i) for i in ids]
+    network4, network6 = plan.vxlan_subnet, plan.vxlan6_network()
+    for node_id, a4, a6 in zip(ids, v4, v6):
+        assert a4 in network4 and a4 not in (network4.network_address, network4.broadcast_address), (node_id, a4)
+        assert a6 in network6 and not reserved6(a6, network6), (node_id, a6)
+        # Both overlays give a node the same host part.
+        assert int(a4) - int(network4.network_address) == int(a6) - int(network6.network_address)
+    assert len(set(v4)) == len(ids) and len(set(v6)) == len(ids)
+
+
+def test_the_default_overlay_addresses_are_the_id_except_node_0(plan):
+    assert plan.vxlan4(0) == A4("10.0.251.1") and plan.vxlan6(0) == A6("fd10:0:0:fb::1")
+    assert plan.vxlan4(2) == A4("10.0.251.2") and plan.vxlan6(2) == A6("fd10:0:0:fb::2")
+    # The top ID keeps the address below the broadcast.
+    assert plan.vxlan4(254) == A4("10.0.251.254") and plan.vxlan6(254) == A6("fd10:0:0:fb::fe")
+    assert plan.valid_node_ids() == [i for i in range(0, 255, 2) if i != 250]
+
+
+def test_with_24_blocks_node_0_takes_the_host_part_of_the_id_the_overlay_displaced():
+    plan = layout_plan("10.0.0.0/16", 24, "10.0.251.0/24")
+    assert 251 not in plan.valid_node_ids()
+    assert plan.vxlan4(0) == A4("10.0.251.251")
+
+
+def test_an_id_without_an_overlay_address_is_refused():
+    # /24 blocks with the overlay above every ID: 255 IDs for 254 host addresses.
+    plan = layout_plan("10.0.0.0/16", 24, "10.0.255.0/24")
+    assert plan.vxlan_host(0) is None
+    assert "no VXLAN address of its own in 10.0.255.0/24" in plan.node_id_problem(0)
+    assert 0 not in plan.valid_node_ids() and 254 in plan.valid_node_ids()
+    with pytest.raises(ConfigError, match="node.id 0 has no VXLAN address"):
+        plan.check_node_id(0)
+    with pytest.raises(ValueError):
+        plan.vxlan4(0)

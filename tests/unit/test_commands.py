@@ -6,12 +6,14 @@ import os
 import subprocess
 import threading
 import time
+import tomllib
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
 
-from unit_helpers import VENV_BIN, file_mode, random_key
+from unit_helpers import REPO, VENV_BIN, file_mode, random_key
 from wgmesh_common import config as node_config
 from wgmesh_common.commands.wgmesh import main
 from wgmesh_common.errors import NotInitialisedError, WgmeshError
@@ -68,6 +70,20 @@ def test_init_with_a_bad_id_fails_and_writes_nothing(wgmesh, root, args, code, m
     text = str(result.exception) if isinstance(result.exception, WgmeshError) else result.stderr
     assert message in text
     assert list(root.iterdir()) == []
+
+
+def test_init_refuses_an_id_the_layout_leaves_without_an_overlay_address(wgmesh, root):
+    # /24 node blocks and the VXLAN /24 above every ID: 255 IDs for 254 host addresses.
+    path = Paths(root).config_file
+    path.parent.mkdir(parents=True)
+    path.write_text('[mesh]\nnode_prefix = 24\nvxlan_subnet = "10.0.255.0/24"\n')
+    before = tree(root)
+    result = wgmesh("init", "--no-start", "0")
+    assert result.exit_code == 1
+    assert str(result.exception) == ("cannot use ID 0: 0 has no VXLAN address of its own in 10.0.255.0/24: every host "
+                                     "address there is another node's (choose another ID, or a larger mesh.vxlan_subnet)")
+    assert tree(root) == before
+    assert wgmesh("init", "--no-start", "1").exit_code == 0
 
 
 def test_init_no_start_writes_the_config_and_a_secret_token(wgmesh, root):
@@ -480,3 +496,52 @@ def test_a_broken_config_file_is_a_one_line_error(root):
     result = run_wgmesh(root, "token")
     assert result.returncode == 2
     assert result.stderr == f"wgmesh: error: {paths.config_file}: node.id must be an integer, not 'zero'\n"
+
+
+def shipped_config(root) -> Path:
+    path = Paths(root).config_file
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text((REPO / "etc/wgmesh/wgmesh.toml").read_text())
+    return path
+
+
+def is_subsequence(short: list[str], long: list[str]) -> bool:
+    rest = iter(long)
+    return all(line in rest for line in short)
+
+
+def test_set_keeps_every_comment_and_the_key_order_of_the_shipped_file(wgmesh, root):
+    path = shipped_config(root)
+    shipped = path.read_text().splitlines()
+    assert wgmesh("set", "ospf.hello", "2").exit_code == 0
+    first = path.read_text().splitlines()
+    # One line more, every line of the shipped file still there in its order.
+    assert len(first) == len(shipped) + 1 and is_subsequence(shipped, first)
+    assert [line for line in first if line not in shipped] == ["hello = 2"]
+    assert first.index("hello = 2") < first.index("[system]"), "in its own section"
+    assert wgmesh("set", "ospf.base_cost", "50").exit_code == 0
+    assert wgmesh("set", "ospf.hello", "3").exit_code == 0
+    third = path.read_text().splitlines()
+    # An existing key changes in place: the order of the keys stays.
+    assert [line for line in third if line not in shipped] == ["hello = 3", "base_cost = 50"]
+    assert list(tomllib.loads(path.read_text())["ospf"]) == ["hello", "base_cost"]
+
+
+def test_set_of_an_invalid_value_leaves_the_file_byte_for_byte(wgmesh, root):
+    path = shipped_config(root)
+    assert wgmesh("set", "ospf.hello", "2").exit_code == 0
+    before = path.read_bytes()
+    for args in (["ospf.hello", "0"], ["ospf.hello", "2", "api.port", "70000"], ["mesh.subnet", "10.9.0.0/16"],
+                 ["ospf.hello", "2", "api.port"]):
+        result = wgmesh("set", *args)
+        assert result.exit_code != 0, args
+        assert path.read_bytes() == before, args
+
+
+def test_set_moves_settings_that_depend_on_each_other_together(wgmesh, root):
+    path = shipped_config(root)
+    result = wgmesh("set", "mesh.subnet", "10.9.0.0/16", "mesh.vxlan_subnet", "10.9.251.0/24")
+    assert result.exit_code == 0, result.output
+    assert result.output == 'mesh.subnet = "10.9.0.0/16"\nmesh.vxlan_subnet = "10.9.251.0/24"\n'
+    loaded = node_config.load(path)
+    assert str(loaded.subnet) == "10.9.0.0/16" and str(loaded.vxlan_subnet) == "10.9.251.0/24"

@@ -10,6 +10,7 @@ import pytest
 from unit_helpers import REPO
 from wgmesh_common import config
 from wgmesh_common.errors import ConfigError, NotInitialisedError
+from wgmesh_common.fieldtypes import has_type
 
 
 def test_defaults():
@@ -184,7 +185,7 @@ hello = 1  # seconds
 
 def test_set_values_edits_a_live_line_in_place_and_keeps_comments():
     result = config.set_values(DOCUMENT, {("ospf", "hello"): 2})
-    assert result == DOCUMENT.replace("hello = 1  # seconds", "hello = 2")
+    assert result == DOCUMENT.replace("hello = 1  # seconds", "hello = 2  # seconds")
 
 
 def test_set_values_inserts_after_a_commented_out_example():
@@ -272,6 +273,28 @@ def test_write_settings_refuses_an_edit_that_breaks_toml(tmp_path):
     # A duplicate [node] table: the edit lands in the first, the file stays invalid.
     broken = "[node]\nid = 0\n[node]\nid = 2\n"
     path.write_text(broken)
-    with pytest.raises(ConfigError, match="would not be valid TOML"):
+    with pytest.raises(ConfigError, match="is not valid TOML, so it was not changed"):
         config.write_settings(path, {("api", "port"): 9000})
     assert path.read_text() == broken
+
+
+@pytest.mark.parametrize("value, kind, expected", [
+    (1, int, True), (True, int, False), (False, int, False), (True, bool, True), (1, bool, False),
+    (1.5, (int, float), True), (True, (int, float), False), ("1", int, False), (2, (int, float), True),
+])
+def test_a_bool_is_never_a_number_in_a_typed_field(value, kind, expected):
+    assert has_type(value, kind) is expected
+
+
+@pytest.mark.parametrize("text, expected", [
+    (None, False),                                  # no file yet
+    ((REPO / "etc/wgmesh/wgmesh.toml").read_text(), False),  # the shipped file: "#id = 0"
+    ("[node]\nid = 2\n", True),
+    ("[node]\n  id=4 # set by wgmesh init\n", True),
+    ("[node]\nid = \n", True),                      # unreadable: the migration names it
+])
+def test_the_postinst_asks_the_config_module_whether_a_node_is_initialised(tmp_path, text, expected):
+    path = tmp_path / "wgmesh.toml"
+    if text is not None:
+        path.write_text(text)
+    assert config.initialised_file(path) is expected

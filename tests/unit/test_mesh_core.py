@@ -323,7 +323,16 @@ def test_vxlan_addresses(plan):
     assert vxlan.local_address(plan, 2, v4) == "10.0.2.1"
     assert vxlan.local_address(plan, 2, v6) == "fd10:0:0:2::1"
     # The overlay's addresses never collide with any node's block.
-    assert all(plan.owner_of(ipaddress.ip_address(f"10.0.251.{n}")) is None for n in plan.valid_node_ids())
+    assert all(plan.owner_of(plan.vxlan4(n)) is None for n in plan.valid_node_ids())
+
+
+def test_an_overlay_device_loses_the_addresses_of_an_older_plan(plan):
+    v4, v6 = vxlan.DEVICES
+    # Node 0 before schema 2: host part 0, the network / subnet-router anycast address.
+    assert vxlan.stale_addresses(["10.0.251.0/24", "10.0.251.1/24"], vxlan.device_addresses(plan, 0, v4)) == ["10.0.251.0/24"]
+    assert vxlan.stale_addresses(["fd10:0:0:fb::/64", "fd10:0:0:fb::1/64", "fe80::1c2b:3ff:fe4d:5e6f/64"],
+                                 vxlan.device_addresses(plan, 0, v6)) == ["fd10:0:0:fb::/64"]
+    assert vxlan.stale_addresses(vxlan.device_addresses(plan, 2, v4), vxlan.device_addresses(plan, 2, v4)) == []
 
 
 # ----------------------------------------------------------------- probes
@@ -447,7 +456,7 @@ def test_node_loopback_addresses(paths):
 
 def test_migrate_applies_once(node):
     assert migrations.applied(node.paths) == 0
-    assert migrations.migrate(node.paths) == [migrations.CURRENT]
+    assert migrations.migrate(node.paths) == [version for version, _ in migrations.MIGRATIONS]
     assert migrations.applied(node.paths) == migrations.CURRENT
     assert migrations.migrate(node.paths) == []
 

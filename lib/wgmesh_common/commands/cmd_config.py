@@ -13,24 +13,30 @@ from .common import load_node
 
 
 @click.command("set")
-@click.argument("setting", metavar="SECTION.KEY")
-@click.argument("value")
-def set_command(setting: str, value: str) -> None:
-    """Set one key of /etc/wgmesh/wgmesh.toml, keeping its comments.
+@click.argument("settings", metavar="SECTION.KEY VALUE [SECTION.KEY VALUE]...", nargs=-1, required=True)
+def set_command(settings: tuple[str, ...]) -> None:
+    """Set keys of /etc/wgmesh/wgmesh.toml, keeping its comments.
 
-    The whole file is validated before it is written; 'wgmesh up' (or a
-    reboot) applies the change. wireguard.mtu and wireguard.keepalive are
-    also written into every link file and applied to the running links at
-    once."""
-    if setting.count(".") != 1:
-        raise WgmeshError(f"{setting!r} is not SECTION.KEY (like ospf.hello)")
-    section, key = setting.split(".")
-    if (section, key) == ("node", "id"):
-        raise WgmeshError("the node ID is set once, by 'wgmesh init'")
+    The whole file is validated before it is written, with every key given
+    at once (mesh.subnet and mesh.vxlan_subnet inside it move together);
+    nothing is written if any is wrong. 'wgmesh up' (or a reboot) applies
+    the change. wireguard.mtu and wireguard.keepalive are also written into
+    every link file and applied to the running links at once."""
+    if len(settings) % 2:
+        raise WgmeshError(f"{settings[-1]!r} has no value: give SECTION.KEY VALUE pairs")
+    changes = {}
+    for setting, value in zip(settings[::2], settings[1::2]):
+        if setting.count(".") != 1:
+            raise WgmeshError(f"{setting!r} is not SECTION.KEY (like ospf.hello)")
+        section, key = setting.split(".")
+        if (section, key) == ("node", "id"):
+            raise WgmeshError("the node ID is set once, by 'wgmesh init'")
+        changes[(section, key)] = node_config.coerce(section, key, value)
     paths = default_paths()
-    node_config.write_settings(paths.config_file, {(section, key): node_config.coerce(section, key, value)})
-    click.echo(f"{setting} = {node_config.render_value(node_config.coerce(section, key, value))}")
-    if section == "wireguard" and key in LINK_SETTINGS:
+    node_config.write_settings(paths.config_file, changes)
+    for (section, key), value in changes.items():
+        click.echo(f"{section}.{key} = {node_config.render_value(value)}")
+    if any(section == "wireguard" and key in LINK_SETTINGS for section, key in changes):
         _apply_to_links(paths)
 
 

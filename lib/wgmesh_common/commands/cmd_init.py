@@ -3,13 +3,27 @@
 import click
 
 from .. import config as node_config
-from .. import forwarding, log, migrations
+from .. import forwarding, log, migrations, overlaps
 from ..addressing import MeshPlan
 from ..errors import WgmeshError
 from ..node import Node
 from ..paths import default_paths
 from ..tokens import TokenStore
 from ..tomlio import remove, write_atomic
+
+
+def _check_and_warn(plan: MeshPlan, node_id: int) -> None:
+    """Refuse an ID the plan cannot place; warn, up front and without
+    refusing, about what will make the node less than a full member."""
+    problem = plan.node_id_problem(node_id)
+    if problem:
+        raise WgmeshError(f"cannot use ID {node_id}: {problem}")
+    # A node that cannot forward still joins, as a leaf.
+    cannot_forward = None if plan.is_client(node_id) else forwarding.foresee()
+    if cannot_forward:
+        click.echo(f"warning: {cannot_forward}", err=True)
+    for overlap in overlaps.host_overlaps(plan, node_id):
+        click.echo(f"warning: {overlap}", err=True)
 
 
 @click.command("init")
@@ -31,14 +45,7 @@ def init_command(node_id: int, public: bool, public_ipv4: str | None, public_ipv
             f"this node is already initialised as node {current.node_id}; "
             f"to start over, run 'wgmesh down' and remove {paths.config_file}"
         )
-    plan = MeshPlan.from_config(current)
-    problem = plan.node_id_problem(node_id)
-    if problem:
-        raise WgmeshError(f"cannot use ID {node_id}: {problem}")
-    # Up front, and not fatal: a node that cannot forward still joins, as a leaf.
-    cannot_forward = None if plan.is_client(node_id) else forwarding.foresee()
-    if cannot_forward:
-        click.echo(f"warning: {cannot_forward}", err=True)
+    _check_and_warn(MeshPlan.from_config(current), node_id)
     changes = {("node", "id"): node_id, ("api", "public"): public}
     if public_ipv4:
         changes[("node", "public_ipv4")] = public_ipv4

@@ -4,7 +4,7 @@ import json
 
 import click
 
-from .. import forwarding, linkfile, status
+from .. import forwarding, linkfile, overlaps, status
 from ..errors import WgmeshError
 from .common import load_node
 
@@ -17,11 +17,12 @@ def status_command(as_json: bool) -> None:
     rows, problems = status.gather(node)
     routed = status.reachable(node)
     cannot_forward = forwarding.problem(node.paths)
+    host_overlaps = overlaps.host_overlaps(node.plan, node.node_id)
     if as_json:
         click.echo(json.dumps({"node": node.node_id, "forwarding": cannot_forward is None,
                                "forwarding_problem": cannot_forward, "links": status.as_dicts(rows),
                                "reachable": [{"id": i, "via": via} for i, via in routed.items()],
-                               "problems": problems}, indent=2))
+                               "problems": problems, "overlaps": host_overlaps}, indent=2))
         return
     plan = node.plan
     click.echo(f"node {node.node_id}  {plan.loopback4(node.node_id)}  {plan.loopback6(node.node_id)}")
@@ -32,7 +33,7 @@ def status_command(as_json: bool) -> None:
         click.echo("routes to: no other node yet")
     for line in status.forwarding_lines(cannot_forward, rows):
         click.echo(line)
-    for problem in problems:
+    for problem in problems + host_overlaps:
         click.echo(f"warning: {problem}", err=True)
 
 
