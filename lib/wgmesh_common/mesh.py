@@ -95,8 +95,7 @@ def build(node: Node) -> PassReport:
     """One mesh pass: connect to each candidate, and report every node this
     one should link with but cannot reach."""
     own_id = node.node_id
-    reachable = meshview.reachable_nodes(netlink.mesh_routes(4), node.plan, own_id)
-    reachable |= meshview.reachable_nodes(netlink.mesh_routes(6), node.plan, own_id, family=6)
+    reachable = set(meshview.reachable(node.plan, own_id))
     links = linkfile.load_all(node.paths)[0]
     linked, is_client = {link.peer_id for link in links}, node.config.is_client
     wanted = candidates(own_id, reachable, linked, is_client, node.plan)
