@@ -10,7 +10,7 @@ import ipaddress
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
-from . import bird, join, joinclient, linkfile, log, meshview
+from . import abandoned, bird, join, joinclient, linkfile, log, meshview
 from .errors import WgmeshError
 from .netlink import Route
 from .node import Node
@@ -131,10 +131,13 @@ def _ospf_routes(node: Node) -> list[tuple[str, str]]:
 
 
 def build(node: Node) -> PassReport:
-    """One mesh pass: connect to each candidate, and report every node this
-    one should link with but cannot reach."""
+    """One mesh pass: remove the halves abandoned before completing a
+    handshake, connect to each candidate over each family it lacks, and
+    report every node this one should link with but cannot reach."""
     own_id = node.node_id
     reachable = set(meshview.reachable(node.plan, own_id))
+    _reclaim_reservations(node)
+    abandoned.sweep(node, reachable)
     links = linkfile.load_all(node.paths)[0]
     linked, is_client = {link.peer_id for link in links}, node.config.is_client
     have = {(link.peer_id, link.family) for link in links}
@@ -169,6 +172,16 @@ def _each(function, items: list) -> list:
         return []
     with ThreadPoolExecutor(max_workers=min(PARALLEL_JOINS, len(items))) as pool:
         return list(pool.map(function, items))
+
+
+def _reclaim_reservations(node: Node) -> None:
+    """Reservations whose holder died go before the pass allocates, so a
+    killed join never holds a link's name until the reservation expires.
+    Allocator.reclaim() comes with the allocator's holder locks (branch
+    'joins'); until it is there, expiry alone frees them, as before."""
+    allocator = node.allocator
+    if hasattr(allocator, "reclaim"):
+        allocator.reclaim()
 
 
 def link_all(node: Node, peers, url_of=None) -> PassReport:
