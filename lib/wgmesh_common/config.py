@@ -124,6 +124,12 @@ SCHEMA: dict[str, dict[str, tuple[type, Any, Callable[[Any], str | None] | None]
         # family both nodes have an address in, "4" or "6" only that one.
         "transport": (str, "auto", _choice(("auto", "4", "6"))),
     },
+    "join": {
+        # Seconds a link half may exist without ever completing a handshake
+        # before both halves are removed and the mesh pass makes the link
+        # again (abandoned.py); 0: never.
+        "abandon_after": (int, 150, _int_in(0, 86400)),
+    },
     "ospf": {
         "hello": (int, 1, _int_in(1, 65535)),
         "dead": (int, 4, _int_in(2, 65535)),
@@ -195,6 +201,7 @@ class NodeConfig:
     notify_coalesce_window: int = 30
     notify_retry_max: int = 300
     notify_outbox_limit: int = 100
+    abandon_after: int = 150
 
     @property
     def initialised(self) -> bool:
@@ -259,6 +266,7 @@ def parse(data: dict[str, Any], source: str = "wgmesh.toml") -> NodeConfig:  # n
         notify_coalesce_window=values["notify"]["coalesce_window"],
         notify_retry_max=values["notify"]["retry_max"],
         notify_outbox_limit=values["notify"]["outbox_limit"],
+        abandon_after=values["join"]["abandon_after"],
     )
     quality = config.quality
     if quality.recent_rounds > quality.window_rounds or quality.down_rounds > quality.window_rounds:

@@ -184,9 +184,7 @@ def check_collision(node: Node, peer_id: int, source: str) -> None:
             raise RequestError(409, f"ID {peer_id} is already used by another node of this mesh (collision, "
                                     f"linked with this node from another address): pick a free ID (see 'wgmesh used')")
         return
-    reachable = meshview.reachable_nodes(netlink.mesh_routes(4), node.plan, node.node_id)
-    reachable |= meshview.reachable_nodes(netlink.mesh_routes(6), node.plan, node.node_id, family=6)
-    if peer_id in reachable:
+    if peer_id in meshview.reachable(node.plan, node.node_id):
         raise RequestError(409, f"ID {peer_id} is already used by another node of this mesh (collision): "
                                 f"pick a free ID (see 'wgmesh used')")
 

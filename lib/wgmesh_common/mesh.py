@@ -10,7 +10,7 @@ import ipaddress
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
-from . import bird, join, linkfile, log, meshview, netlink, proximity
+from . import abandoned, bird, join, joinclient, linkfile, log, meshview, proximity
 from .errors import WgmeshError
 from .netlink import Route
 from .node import Node
@@ -27,13 +27,52 @@ def candidates(own_id: int, reachable: set[int], linked: set[int], is_client: bo
                   if peer < own_id and peer not in linked and not plan.is_client(peer) and peer not in too_far)
 
 
+def missing_links(own_id: int, reachable: set[int], linked: set[tuple[int, int]], ours: set[int],
+                  theirs: dict[int, set[int]], is_client: bool, plan,
+                  too_far: set[int] = frozenset()) -> dict[int, list[int]]:
+    """Peer -> the underlay families to make a link with it over now, lowest
+    ID first (pure). The mesh is per family: a peer with an IPv6 link but
+    no IPv4 one gets the IPv4 one where both ends can make it.
+    linked: (peer, family) of the links this node has; ours: the families
+    this node may link over (its underlay, narrowed by the transport
+    setting); theirs: the families a peer said it has, and a peer not
+    asked yet is taken to have all of ours until it answers."""
+    wanted = {}
+    for peer in candidates(own_id, reachable, set(), is_client, plan, too_far):
+        families = sorted(ours & theirs.get(peer, ours) - {family for linked_peer, family in linked
+                                                             if linked_peer == peer})
+        if families:
+            wanted[peer] = families
+    return wanted
+
+
 def linked_peers(node: Node) -> set[int]:
     links, _ = linkfile.load_all(node.paths)
     return {link.peer_id for link in links}
 
 
-def too_far(node: Node, candidates: list[int]) -> set[int]:
+def too_far(node: Node, candidates) -> set[int]:
     return proximity.excluded(node, set(candidates))
+
+
+def own_link_families(node: Node) -> set[int]:
+    """The families this node makes links over: its underlay, narrowed by
+    the transport setting (as a join chooses them)."""
+    try:
+        return set(join.choose_families(node.config.transport, None, join.own_families(node), {4: "", 6: ""}))
+    except WgmeshError:
+        return set()
+
+
+def peer_families(node: Node, peer_id: int) -> set[int]:
+    """The underlay families peer_id says it has; none when it cannot say."""
+    url = node.api_url_of(peer_id)
+    try:
+        info = joinclient.request(url, "POST", "/connectivity", {"id": node.node_id}, timeout=5)
+    except WgmeshError as error:
+        log.warning(f"mesh: node {peer_id} did not say its underlay families: {error}", peer=peer_id)
+        return set()
+    return set(join.peer_underlay(node, url, info))
 
 
 @dataclass
@@ -89,17 +128,27 @@ def _ospf_routes(node: Node) -> list[tuple[str, str]]:
 
 
 def build(node: Node) -> PassReport:
-    """One mesh pass: connect to each candidate, and report every node this
-    one should link with but cannot reach."""
+    """One mesh pass: remove the halves abandoned before completing a
+    handshake, connect to each candidate over each family it lacks, and
+    report every node this one should link with but cannot reach."""
     own_id = node.node_id
-    reachable = meshview.reachable_nodes(netlink.mesh_routes(4), node.plan, own_id)
-    reachable |= meshview.reachable_nodes(netlink.mesh_routes(6), node.plan, own_id, family=6)
+    reachable = set(meshview.reachable(node.plan, own_id))
+    _reclaim_reservations(node)
+    abandoned.sweep(node, reachable)
     links = linkfile.load_all(node.paths)[0]
     linked, is_client = {link.peer_id for link in links}, node.config.is_client
-    wanted = candidates(own_id, reachable, linked, is_client, node.plan)
-    # Only the candidates need a distance, so the cutoff is applied second.
-    peers = candidates(own_id, reachable, linked, is_client, node.plan, too_far(node, wanted)) if wanted else []
-    report = link_all(node, peers)
+    have = {(link.peer_id, link.family) for link in links}
+    ours = own_link_families(node)
+    wanted = missing_links(own_id, reachable, have, ours, {}, is_client, node.plan)
+    # Only the peers short of a link need a distance, so the cutoff is applied second.
+    far = too_far(node, wanted) if wanted else set()
+    # A peer with no link at all is joined like `wgmesh connect` does (it
+    # asks the peer's families itself); one with some links is asked first,
+    # so a family it lacks is never tried, nor reported, every pass.
+    partly = [peer for peer in wanted if peer in linked and peer not in far]
+    theirs = dict(zip(partly, _each(lambda peer: peer_families(node, peer), partly)))
+    wanted = missing_links(own_id, reachable, have, ours, theirs, is_client, node.plan, far)
+    report = link_all(node, {peer: (families if peer in linked else None) for peer, families in wanted.items()})
     leaf_peers = {link.name: link.peer_id for link in links
                   if node.plan.is_client(link.peer_id) or not link.peer_forwards}
     if leaf_peers:
@@ -111,18 +160,37 @@ def build(node: Node) -> PassReport:
     return report
 
 
-def link_all(node: Node, peers: list[int], url_of=None) -> PassReport:
+def _each(function, items: list) -> list:
+    """function over every item at once, results in order. A request waits
+    mostly on the other node and on the service manager, and a node joining
+    a mesh of N has N-1 of them to do; requests to different peers share
+    nothing but the allocator, which locks."""
+    if not items:
+        return []
+    with ThreadPoolExecutor(max_workers=min(PARALLEL_JOINS, len(items))) as pool:
+        return list(pool.map(function, items))
+
+
+def _reclaim_reservations(node: Node) -> None:
+    """Reservations whose holder died go before the pass allocates, so a
+    killed join never holds a link's name until the reservation expires.
+    Allocator.reclaim() comes with the allocator's holder locks (branch
+    'joins'); until it is there, expiry alone frees them, as before."""
+    allocator = node.allocator
+    if hasattr(allocator, "reclaim"):
+        allocator.reclaim()
+
+
+def link_all(node: Node, peers, url_of=None) -> PassReport:
     """Connect to every peer at once (url_of: peer -> its join API, over
-    the mesh by default). Whatever one peer does, the others are tried."""
+    the mesh by default). peers: a list (every family both can do), or
+    peer -> the families to link over (None: every family). Whatever one
+    peer does, the others are tried."""
     url_of = url_of or node.api_url_of
+    wanted = peers if isinstance(peers, dict) else dict.fromkeys(peers)
     report = PassReport()
-    if not peers:
-        return report
-    # Every peer at once: a join waits mostly on the other node and on the
-    # service manager, and a node joining a mesh of N has N-1 of them to do.
-    # Joins to different peers share nothing but the allocator, which locks.
-    with ThreadPoolExecutor(max_workers=min(PARALLEL_JOINS, len(peers))) as pool:
-        results = list(pool.map(lambda peer: _link_with(node, peer, url_of(peer)), peers))
+    peers = list(wanted)
+    results = _each(lambda peer: _link_with(node, peer, url_of(peer), wanted[peer]), peers)
     for peer, (links, problem) in zip(peers, results):
         report.made += links
         if problem:
@@ -130,17 +198,26 @@ def link_all(node: Node, peers: list[int], url_of=None) -> PassReport:
     return report
 
 
-def _link_with(node: Node, peer_id: int, url: str) -> tuple[list[linkfile.Link], str | None]:
-    try:
-        links = join.connect(node, url, None)
-    except WgmeshError as error:
-        problem = str(error)
-    except Exception as error:  # noqa: BLE001
-        # Whatever a hostile or broken peer makes the join raise, it costs
-        # that peer's link only, never the rest of the pass.
-        problem = f"unexpected {type(error).__name__}: {error}"
-    else:
-        log.event("mesh-link", f"mesh: linked with node {peer_id}", peer=peer_id)
-        return links, None
-    log.warning(f"mesh: could not connect to node {peer_id}: {problem}", peer=peer_id)
-    return [], problem
+def _link_with(node: Node, peer_id: int, url: str,
+               families: list[int] | None = None) -> tuple[list[linkfile.Link], str | None]:
+    made, problems = [], []
+    for family in families or [None]:
+        try:
+            made += join.connect(node, url, None, family=family)
+        except WgmeshError as error:
+            problems.append(_over(family, str(error)))
+        except Exception as error:  # noqa: BLE001
+            # Whatever a hostile or broken peer makes the join raise, it costs
+            # that peer's link only, never the rest of the pass.
+            problems.append(_over(family, f"unexpected {type(error).__name__}: {error}"))
+    if made:
+        log.event("mesh-link", f"mesh: linked with node {peer_id} ({', '.join(link.name for link in made)})",
+                  peer=peer_id)
+    problem = "; ".join(problems) or None
+    if problem:
+        log.warning(f"mesh: could not connect to node {peer_id}: {problem}", peer=peer_id)
+    return made, problem
+
+
+def _over(family: int | None, problem: str) -> str:
+    return f"IPv{family}: {problem}" if family else problem

@@ -8,6 +8,7 @@ VXLAN forwarding, collision checks and `wgmesh used` all start from here.
 import ipaddress
 from collections.abc import Iterable
 
+from . import netlink
 from .addressing import MeshPlan
 from .netlink import Route
 
@@ -39,6 +40,26 @@ def reachable_nodes(routes: Iterable[Route], plan: MeshPlan, own_id: int | None 
             found.add(node_id)
     found.discard(own_id)
     return found
+
+
+def routed_nodes(routes4: Iterable[Route], routes6: Iterable[Route], plan: MeshPlan,
+                 own_id: int | None) -> dict[int, str]:
+    """Every other node whose loopback has a route of its own in either
+    family -> the interface that route leaves by, the IPv4 route's where
+    both exist; lowest ID first (pure)."""
+    found: dict[int, str] = {}
+    for routes, family in ((routes6, 6), (routes4, 4)):
+        for route in routes:
+            for node_id in reachable_nodes([route], plan, own_id, family=family):
+                found[node_id] = route.interface or "?"
+    return dict(sorted(found.items()))
+
+
+def reachable(plan: MeshPlan, own_id: int | None) -> dict[int, str]:
+    """The nodes this node reaches now, read from the mesh's routing table:
+    the one place every command (mesh pass, join checks, proximity, status,
+    `wgmesh used`) learns which nodes there are."""
+    return routed_nodes(netlink.mesh_routes(4), netlink.mesh_routes(6), plan, own_id)
 
 
 def _owner_of6(plan: MeshPlan, address: ipaddress.IPv6Address) -> int | None:

@@ -6,7 +6,7 @@ import ipaddress
 import time
 from dataclasses import dataclass
 
-from . import joinclient, meshview, netlink, probe
+from . import joinclient, meshview, probe
 from .errors import WgmeshError
 from .node import Node
 from .tomlio import read_toml, write_toml
@@ -81,9 +81,10 @@ def _is_address(value) -> bool:
 def measure(node: Node, count: int = 3, peers: set[int] | None = None) -> list[Distance]:
     """Ask each reachable node (or just peers) for its underlay address (over
     the mesh) and ping that address; nearest first."""
-    reachable = meshview.reachable_nodes(netlink.mesh_routes(4), node.plan, node.node_id) if peers is None else peers
+    if peers is None:
+        peers = set(meshview.reachable(node.plan, node.node_id))
     results = []
-    for peer_id in sorted(reachable):
+    for peer_id in sorted(peers):
         try:
             info = joinclient.request(node.api_url_of(peer_id), "POST", "/connectivity", {"id": node.node_id},
                                       timeout=5)

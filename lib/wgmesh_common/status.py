@@ -5,7 +5,7 @@ table and --json come from the same rows."""
 import time
 from dataclasses import asdict, dataclass, field
 
-from . import bird, coststate, linkfile, linkops, meshview, netlink, pins
+from . import bird, coststate, linkfile, linkops, netlink, pins
 from .node import Node
 from .quality import LinkState, round_figure
 
@@ -126,19 +126,6 @@ def quality_fields(state: LinkState | None, pinned: bool) -> dict:
     return {"rtt": round_figure(state.rtt), "loss": round_figure(state.loss), "jitter": round_figure(state.jitter),
             "cost": state.cost, "why": explain(state, pinned),
             "penalties": {name: getattr(state, f"{name}_until") for name in state.penalties}}
-
-
-def routes_to_nodes(plan, own_id: int, routes) -> dict[int, str]:
-    """Node ID -> the interface its loopback is routed over (pure)."""
-    found = {}
-    for route in routes:
-        for node_id in meshview.reachable_nodes([route], plan, own_id):
-            found[node_id] = route.interface or "?"
-    return dict(sorted(found.items()))
-
-
-def reachable(node: Node) -> dict[int, str]:
-    return routes_to_nodes(node.plan, node.node_id, netlink.mesh_routes(4))
 
 
 def table(rows: list[LinkRow]) -> str:

@@ -81,6 +81,32 @@ def test_mesh_candidates_settle_every_pair_once(plan):
     assert len(connections) == len(nodes) * (len(nodes) - 1) // 2
 
 
+@pytest.mark.parametrize("own, linked, ours, theirs, too_far, wanted", [
+    # No link at all: every family of ours, the peer not asked yet.
+    (6, set(), {4, 6}, {}, set(), {0: [4, 6], 2: [4, 6], 4: [4, 6]}),
+    # An IPv6 link but no IPv4 one: the IPv4 one, where the peer has IPv4 ...
+    (6, {(0, 6), (2, 4), (2, 6), (4, 4), (4, 6)}, {4, 6}, {0: {4, 6}}, set(), {0: [4]}),
+    # ... and nothing where the peer has IPv6 only, or says nothing.
+    (6, {(0, 6), (2, 4), (2, 6), (4, 4), (4, 6)}, {4, 6}, {0: {6}}, set(), {}),
+    (6, {(0, 6), (2, 4), (2, 6), (4, 4), (4, 6)}, {4, 6}, {0: set()}, set(), {}),
+    # This node may link over IPv6 only (no IPv4 underlay, or transport = "6").
+    (6, {(0, 6)}, {6}, {0: {4, 6}}, set(), {2: [6], 4: [6]}),
+    # The IPv4 link missing, the IPv6 one there: only IPv4 is made.
+    (6, {(0, 4), (2, 4), (4, 4)}, {4, 6}, {0: {4, 6}, 2: {4}, 4: {4, 6}}, set(), {0: [6], 4: [6]}),
+    # Every link there: nothing to do. Too far: nothing either.
+    (6, {(p, f) for p in (0, 2, 4) for f in (4, 6)}, {4, 6}, {}, set(), {}),
+    (6, {(0, 6)}, {4, 6}, {0: {4, 6}}, {0, 4}, {2: [4, 6]}),
+    # The higher ID connects, never to a client; a client connects to nobody.
+    (2, set(), {4, 6}, {}, set(), {0: [4, 6]}),
+    (202, set(), {4, 6}, {}, set(), {}),
+    # No family this node can link over: nothing.
+    (6, set(), set(), {}, set(), {}),
+])
+def test_missing_links_are_per_family(plan, own, linked, ours, theirs, too_far, wanted):
+    reachable = {0, 2, 4, 6, 8, 200} - {own}
+    assert mesh.missing_links(own, reachable, linked, ours, theirs, plan.is_client(own), plan, too_far) == wanted
+
+
 @pytest.mark.parametrize("setting, requested, ours, theirs, families", [
     ("auto", None, {4, 6}, {4: "a", 6: "b"}, [4, 6]),
     ("auto", None, {4}, {4: "a", 6: "b"}, [4]),

@@ -67,18 +67,22 @@ def test_as_dicts_keeps_every_field():
                                   "tx_bytes": None}]
 
 
-def test_routes_to_nodes_names_the_interface_of_each_node_route():
+def test_routed_nodes_names_the_interface_of_each_node_route_in_either_family():
     import ipaddress
 
     from wgmesh_common.addressing import MeshPlan
+    from wgmesh_common.meshview import routed_nodes
     from wgmesh_common.netlink import Route
-    from wgmesh_common.status import routes_to_nodes
 
-    routes = [
+    routes4 = [
         Route(ipaddress.ip_network("10.0.2.1/32"), "10.0.0.5", "wgm2", 12),
         Route(ipaddress.ip_network("10.0.4.1/32"), "10.0.0.5", "wgm2", 12),
         Route(ipaddress.ip_network("10.0.0.4/31"), None, "wgm2", 12),    # a link, not a node
         Route(ipaddress.ip_network("10.0.0.1/32"), None, "lo", 12),      # this node itself
         Route(ipaddress.ip_network("10.0.6.1/32"), "198.18.0.1", "eth0", 3),  # not from bird
     ]
-    assert routes_to_nodes(MeshPlan.default(), 0, routes) == {2: "wgm2", 4: "wgm2"}
+    routes6 = [
+        Route(ipaddress.ip_network("fd10:0:0:2::1/128"), None, "wgm2v6", 12),  # IPv4's interface wins
+        Route(ipaddress.ip_network("fd10:0:0:8::1/128"), None, "wgm8v6", 12),  # routed over IPv6 only
+    ]
+    assert routed_nodes(routes4, routes6, MeshPlan.default(), 0) == {2: "wgm2", 4: "wgm2", 8: "wgm8v6"}

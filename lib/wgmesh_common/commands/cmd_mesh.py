@@ -5,7 +5,7 @@ import sys
 
 import click
 
-from .. import bird, graph, join, linkfile, mesh, meshview, netlink, probe, process, proximity, status
+from .. import bird, graph, join, linkfile, mesh, meshview, probe, process, proximity, status
 from .. import config as node_config
 from ..errors import WgmeshError
 from .common import load_node
@@ -28,8 +28,7 @@ def used_command() -> None:
     """List the node IDs in use in the mesh (as this node sees it)."""
     node = load_node()
     ids = {node.node_id}
-    ids |= meshview.reachable_nodes(netlink.mesh_routes(4), node.plan, node.node_id)
-    ids |= meshview.reachable_nodes(netlink.mesh_routes(6), node.plan, node.node_id, family=6)
+    ids |= set(meshview.reachable(node.plan, node.node_id))
     ids |= mesh.linked_peers(node)
     for node_id in sorted(ids):
         kind = "client" if node.plan.is_client(node_id) else "node"

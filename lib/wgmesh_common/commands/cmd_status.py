@@ -4,7 +4,7 @@ import json
 
 import click
 
-from .. import forwarding, linkfile, overlaps, status
+from .. import forwarding, linkfile, meshview, overlaps, status
 from ..errors import WgmeshError
 from .common import load_node
 
@@ -15,7 +15,7 @@ def status_command(as_json: bool) -> None:
     """Show this node's links: peer, endpoint, state, last handshake, OSPF."""
     node = load_node()
     rows, problems = status.gather(node)
-    routed = status.reachable(node)
+    routed = meshview.reachable(node.plan, node.node_id)
     cannot_forward = forwarding.problem(node.paths)
     host_overlaps = overlaps.host_overlaps(node.plan, node.node_id)
     if as_json:

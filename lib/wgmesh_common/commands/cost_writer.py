@@ -2,7 +2,7 @@
 
 import click
 
-from .. import counters, linkfile, log, metrics, probe, routing, status, tomlio
+from .. import counters, linkfile, log, meshview, metrics, probe, routing, status, tomlio
 from ..errors import ConfigError
 from .common import load_node
 
@@ -57,7 +57,7 @@ def write_metrics(node) -> None:
         return
     try:
         rows, _ = status.gather(node)
-        text = metrics.render(rows, len(status.reachable(node)), counters.load(node.paths))
+        text = metrics.render(rows, len(meshview.reachable(node.plan, node.node_id)), counters.load(node.paths))
         tomlio.write_atomic(target, text.encode())
     except Exception as error:  # noqa: BLE001 - see the docstring
         log.warning(f"could not write the metrics textfile {target}: {error}")
