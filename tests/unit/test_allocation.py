@@ -247,3 +247,49 @@ def test_concurrent_reservations_for_the_same_peer_give_exactly_one(paths, plan)
     for t in threads:
         t.join(30)
     assert sorted(outcomes) == ["ok"] + ["refused"] * (count - 1)
+
+
+EXPLICIT_PORT = 40000
+
+
+@pytest.mark.xfail(strict=True, reason="join._with_port checks and writes outside the allocator's lock")
+def test_two_allocations_of_one_explicit_port_at_once_give_it_to_one(node, monkeypatch):
+    """Two joins to different peers asking for the same --port at the same
+    moment: exactly one gets it, the other a clear error."""
+    original = __import__("wgmesh_common.tomlio", fromlist=["write_toml"]).write_toml
+    barrier = threading.Barrier(2)
+    from wgmesh_common import allocation, tomlio
+
+    def write_after_meeting(path, data, *args, **kwargs):
+        if data.get("listen_port") == EXPLICIT_PORT:
+            try:
+                barrier.wait(timeout=2)
+            except threading.BrokenBarrierError:
+                pass
+        return original(path, data, *args, **kwargs)
+
+    monkeypatch.setattr(allocation, "write_toml", write_after_meeting)
+    monkeypatch.setattr(tomlio, "write_toml", write_after_meeting)
+    results, errors = {}, {}
+
+    def allocate_with_port(peer: int) -> None:
+        try:
+            results[peer] = reserve_with_port(node, peer, EXPLICIT_PORT)
+        except AllocationError as error:
+            errors[peer] = str(error)
+
+    threads = [threading.Thread(target=allocate_with_port, args=(peer,)) for peer in (2, 4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(30)
+    assert len(results) == 1, f"both allocations got port {EXPLICIT_PORT}: {results}"
+    assert list(errors.values()) == [f"port {EXPLICIT_PORT} is already used by another link"]
+    held = [r for r in node.allocator.reservations() if r.listen_port == EXPLICIT_PORT]
+    assert len(held) == 1
+
+
+def reserve_with_port(node, peer: int, port: int):
+    from wgmesh_common import join
+
+    return join._with_port(node, node.allocator.reserve(peer, "client", 4), port)
