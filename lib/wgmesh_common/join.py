@@ -434,9 +434,7 @@ def connect(node: Node, url: str, token: str | None, family: int | None = None, 
 def _connect_family(node: Node, url: str, token: str | None, peer_id: int, family: int, host: str,
                     link_type: str, listen_port: int | None, peer_forwards: bool = True) -> Link:
     node_id = node.node_id
-    reservation = node.allocator.reserve(peer_id, "client", family)
-    if listen_port is not None:
-        reservation = _with_port(node, reservation, listen_port)
+    reservation = node.allocator.reserve(peer_id, "client", family, port=listen_port)
     try:
         private_key, public_key = keys.keypair()
         body = {"id": node_id, "public_key": public_key, "listen_port": reservation.listen_port,
@@ -479,26 +477,6 @@ def _existing_link_key(node: Node, peer_id: int) -> bytes | None:
     """The signing key of a link this node already has with peer_id."""
     links = [link for link in linkfile.load_all(node.paths)[0] if link.peer_id == peer_id]
     return next((key for _, key in _signing_keys(node, links)), None)
-
-
-def _with_port(node: Node, reservation, port: int):
-    from dataclasses import replace
-
-    from .allocation import AllocationError
-
-    if not 1 <= port <= 65535:
-        node.allocator.release(reservation.name)
-        raise WgmeshError(f"--port {port} is out of range (1-65535)")
-    links, _ = linkfile.load_all(node.paths)
-    taken = {l.listen_port for l in links} | {r.listen_port for r in node.allocator.reservations() if r.name != reservation.name}
-    if port in taken:
-        node.allocator.release(reservation.name)
-        raise AllocationError(f"port {port} is already used by another link")
-    reservation = replace(reservation, listen_port=port)
-    from .tomlio import write_toml
-
-    write_toml(node.paths.reservations_dir / f"{reservation.name}.toml", reservation.to_dict())
-    return reservation
 
 
 def _link_from_answer(node: Node, reservation, answer: dict, host: str, public_key: str, peer_id: int,
