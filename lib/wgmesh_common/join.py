@@ -14,7 +14,7 @@ from typing import Any
 
 from . import established, forwarding, joinclient, joinapi, keys, linkfile, linkkeys, log, meshview, netlink, pins
 from .errors import ConfigError, RemoteError, WgmeshError
-from .joinapi import PROTOCOL, ConnectRequest, RequestError, signed_body
+from .joinapi import ConnectAnswer, ConnectRequest, RequestError, signed_body
 from .linkfile import Link
 from .node import Node
 from .tomlio import write_atomic
@@ -284,7 +284,7 @@ def check_replay(node: Node, name: str, timestamp: float) -> None:
 
 
 def serve_connect(node: Node, request: ConnectRequest, source: str = "", raw: bytes = b"",
-                  signature: str | None = None) -> dict[str, Any]:
+                  signature: str | None = None) -> ConnectAnswer:
     if request.family not in own_families(node):
         raise RequestError(400, f"this node has no IPv{request.family} underlay address to serve a link on")
     if node.plan.is_client(node.node_id):
@@ -304,15 +304,8 @@ def serve_connect(node: Node, request: ConnectRequest, source: str = "", raw: by
     except BaseException:
         node.allocator.release(reservation.name)
         raise
-    return {
-        joinapi.PROTOCOL_FIELD: PROTOCOL,
-        "id": node.node_id,
-        "name": link.name,
-        "public_key": public_key,
-        "listen_port": link.listen_port,
-        "offset": link.offset,
-        "mtu": link.mtu,
-    }
+    return ConnectAnswer(peer_id=node.node_id, public_key=public_key, listen_port=link.listen_port,
+                         offset=link.offset, name=link.name, mtu=link.mtu)
 
 
 # ---------------------------------------------------------- connecting side
@@ -450,19 +443,20 @@ def _connect_family(node: Node, url: str, token: str | None, peer_id: int, famil
             # Once a link with the other node carried traffic, it takes a new
             # one only from who holds that link's key (see check_claim).
             body["timestamp"] = round(time.time(), 6)
-        answer = joinclient.request(url, "POST", "/connect", body, signing_key=proof,
-                                    timeout=joinclient.CONNECT_TIMEOUT)
+        document = joinclient.request(url, "POST", "/connect", body, signing_key=proof,
+                                      timeout=joinclient.CONNECT_TIMEOUT)
     except BaseException:
         node.allocator.release(reservation.name)
         raise
     try:
-        link = _link_from_answer(node, reservation, answer, host, public_key, peer_id, peer_forwards)
+        link = _link_from_answer(node, reservation, ConnectAnswer.from_wire(document), host, public_key,
+                                 peer_forwards)
         _install(node, link, private_key, linkkeys.preshared_key(private_key, link.peer_public_key))
     except BaseException as error:
         node.allocator.release(reservation.name)
         # The other side made its half already: ask it to drop it again.
         try:
-            peer_key = answer.get("public_key") if isinstance(answer, dict) else None
+            peer_key = document.get("public_key")
             signed_request(url, "/disconnect", {"id": node_id, "family": family},
                     linkkeys.signing_key(private_key, peer_key if isinstance(peer_key, str) else ""))
         except WgmeshError as undo_error:
@@ -479,23 +473,13 @@ def _existing_link_key(node: Node, peer_id: int) -> bytes | None:
     return next((key for _, key in _signing_keys(node, links)), None)
 
 
-def _link_from_answer(node: Node, reservation, answer: dict, host: str, public_key: str, peer_id: int,
+def _link_from_answer(node: Node, reservation, answer: ConnectAnswer, host: str, public_key: str,
                       peer_forwards: bool = True) -> Link:
-    if answer.get("id") != peer_id:
-        raise ValueError("the node ID changed between /connectivity and /connect")
-    try:
-        linkfile.check_key(answer["public_key"], "public_key")
-    except WgmeshError as error:
-        # A bad key is the remote's fault: report it as an unusable answer.
-        raise ValueError(str(error)) from None
-    port, offset = answer["listen_port"], answer["offset"]
-    if not isinstance(port, int) or isinstance(port, bool) or not 1 <= port <= 65535:
-        raise ValueError(f"listen_port {port!r}")
-    if not isinstance(offset, int) or isinstance(offset, bool) or offset < 0:
-        raise ValueError(f"offset {offset!r}")
-    endpoint = linkfile.format_endpoint(host, port)
-    return _make_link(node, reservation, "client", answer["public_key"], offset, peer_id,
-                      endpoint, public_key, peer_forwards)
+    if answer.peer_id != reservation.peer_id:
+        raise joinapi.UnusableAnswer("the node ID changed between /connectivity and /connect")
+    endpoint = linkfile.format_endpoint(host, answer.listen_port)
+    return _make_link(node, reservation, "client", answer.public_key,
+                      answer.offset, answer.peer_id, endpoint, public_key, peer_forwards)
 
 
 def signed_request(url: str, path: str, fields: dict[str, Any], signing_key: bytes,
