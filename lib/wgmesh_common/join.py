@@ -10,6 +10,7 @@ removes what it reserved or wrote before reporting the error.
 import ipaddress
 import threading
 import time
+from dataclasses import dataclass
 from typing import Any
 
 from . import established, forwarding, joinclient, joinapi, keys, linkfile, linkkeys, log, meshview, netlink, pins
@@ -406,26 +407,107 @@ def connect(node: Node, url: str, token: str | None, family: int | None = None, 
     # Only a literal false counts: an older node says nothing, and anything
     # else from the wire is no reason to route around a node.
     forwards = info.get("forwarding") is not False
+    # A join of this node's that was killed half-way left a reservation
+    # nobody holds: it must not stand in the way of this one.
+    node.allocator.reclaim()
+    live = {r.name for r in node.allocator.reservations()}
     made, errors = [], []
     for fam in families:
-        if linkfile.exists(node.paths, linkfile.link_name(peer_id, fam)):
-            continue
+        name = linkfile.link_name(peer_id, fam)
+        state = family_state(node, name, live)
         try:
-            made.append(_connect_family(node, url, token, peer_id, fam, underlay[fam], link_type, listen_port,
-                                        forwards))
+            link = _make_family(node, url, token, peer_id, fam, underlay[fam], link_type, listen_port, forwards,
+                                family_action(state), name)
         except WgmeshError as error:
             errors.append(f"IPv{fam}: {error}" if len(families) > 1 else str(error))
-    if errors and not made:
-        raise WgmeshError("; ".join(errors))
-    for error in errors:
-        log.warning(f"link to node {peer_id} over {error}", peer=peer_id)
-    if not made and not errors:
+            continue
+        if link is not None:
+            made.append(link)
+    if errors:
+        raise ConnectIncomplete("; ".join(errors), made) if made else WgmeshError("; ".join(errors))
+    if not made:
         raise WgmeshError(f"this node already has every link to node {peer_id}")
     return made
 
 
+class ConnectIncomplete(WgmeshError):
+    """A family asked for was not made while another was: the message says
+    which failed and why; `made` holds the links that were made."""
+
+    def __init__(self, message: str, made: list[Link]):
+        super().__init__(message)
+        self.made = made
+
+
+@dataclass(frozen=True)
+class FamilyState:
+    """What this node has of its link to a peer over one family."""
+    has_file: bool
+    running: bool  # the interface exists and is up
+    established: bool  # it completed a handshake once
+    reserved: bool  # a live reservation: a join is making it right now
+
+
+def family_action(state: FamilyState) -> str:
+    """What a connect does about one family (pure):
+    keep  - the link file and its running interface agree;
+    busy  - another join is making it right now (its holder lives);
+    start - a link that worked is only not running: start it;
+    redo  - files of a join that never completed (killed between writing
+            them and starting, or never handshook): remove both halves
+            and join again;
+    join  - nothing of it: join."""
+    if state.reserved:
+        return "busy"
+    if not state.has_file:
+        return "join"
+    if state.running:
+        return "keep"
+    return "start" if state.established else "redo"
+
+
+def family_state(node: Node, name: str, reserved: set[str]) -> FamilyState:
+    has_file = linkfile.exists(node.paths, name)
+    return FamilyState(has_file=has_file, running=has_file and netlink.interface_is_up(name),
+                       established=has_file and established.is_established(node.paths, name),
+                       reserved=name in reserved)
+
+
+def _make_family(node: Node, url: str, token: str | None, peer_id: int, family: int, host: str, link_type: str,
+                 listen_port: int | None, forwards: bool, action: str, name: str) -> Link | None:
+    """Carry out family_action's decision; the link made or started, None when kept."""
+    if action == "keep":
+        return None
+    if action == "busy":
+        raise WgmeshError(f"another join is making {name} right now (its reservation is held by a running "
+                          f"process); try again once it ends")
+    if action == "start":
+        node.supervisor.start_link(name)
+        log.event("link-started", f"link {name} to node {peer_id} had files but was not running: started",
+                  link=name, peer=peer_id)
+        return linkfile.load(node.paths, name)
+    proof = _remove_half_link(node, name) if action == "redo" else None
+    return _connect_family(node, url, token, peer_id, family, host, link_type, listen_port, forwards, proof)
+
+
+def _remove_half_link(node: Node, name: str) -> bytes | None:
+    """Remove this side of a link that never ran; its signing key, for the
+    /connect that replaces the other side's half (check_claim: the proof
+    lets it replace even a half that saw a handshake). Not a /disconnect:
+    the other side removes its half only after answering, and would then
+    remove the new half of the same name."""
+    try:
+        key = link_signing_key(node, linkfile.load(node.paths, name))
+    except (WgmeshError, OSError):
+        key = None
+    remove_local(node, name)
+    log.event("link-redone", f"link {name} had files but never ran: removed, joining again", link=name)
+    return key
+
+
 def _connect_family(node: Node, url: str, token: str | None, peer_id: int, family: int, host: str,
-                    link_type: str, listen_port: int | None, peer_forwards: bool = True) -> Link:
+                    link_type: str, listen_port: int | None, peer_forwards: bool = True,
+                    proof: bytes | None = None) -> Link:
     node_id = node.node_id
     reservation = node.allocator.reserve(peer_id, "client", family, port=listen_port)
     try:
@@ -438,7 +520,7 @@ def _connect_family(node: Node, url: str, token: str | None, peer_id: int, famil
             # Sent only when false, so a forwarding node's request is one
             # that older servers accept too.
             body["forwarding"] = False
-        proof = _existing_link_key(node, peer_id)
+        proof = proof or _existing_link_key(node, peer_id)
         if proof is not None:
             # Once a link with the other node carried traffic, it takes a new
             # one only from who holds that link's key (see check_claim).
