@@ -8,6 +8,8 @@ removes what it reserved or wrote before reporting the error.
 """
 
 import ipaddress
+import os
+import signal
 import threading
 import time
 from dataclasses import dataclass
@@ -65,11 +67,23 @@ def _make_link(node: Node, reservation, role: str, peer_public_key: str, offset:
     )
 
 
+# Where the recovery tests kill a join, as a power cut or an OOM kill would:
+# the process SIGKILLs itself on reaching the point named in this variable.
+KILL_POINT_VARIABLE = "WGMESH_TEST_KILL_AT"
+
+
+def kill_point(name: str) -> None:
+    if os.environ.get(KILL_POINT_VARIABLE) == name:
+        os.kill(os.getpid(), signal.SIGKILL)
+
+
 def _install(node: Node, link: Link, private_key: str, psk: str) -> None:
     """Write the link and start it; on failure nothing of it remains."""
     try:
         linkfile.save(node.paths, link, private_key, psk)
+        kill_point("written")
         node.supervisor.start_link(link.name)
+        kill_point("started")
     except BaseException:
         remove_local(node, link.name)
         raise
@@ -510,6 +524,7 @@ def _connect_family(node: Node, url: str, token: str | None, peer_id: int, famil
                     proof: bytes | None = None) -> Link:
     node_id = node.node_id
     reservation = node.allocator.reserve(peer_id, "client", family, port=listen_port)
+    kill_point("reserved")
     try:
         private_key, public_key = keys.keypair()
         body = {"id": node_id, "public_key": public_key, "listen_port": reservation.listen_port,
@@ -530,6 +545,7 @@ def _connect_family(node: Node, url: str, token: str | None, peer_id: int, famil
     except BaseException:
         node.allocator.release(reservation.name)
         raise
+    kill_point("answered")
     try:
         link = _link_from_answer(node, reservation, ConnectAnswer.from_wire(document), host, public_key,
                                  peer_forwards)
