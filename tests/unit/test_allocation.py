@@ -260,10 +260,18 @@ EXPLICIT_PORT = 40000
 
 def test_two_allocations_of_one_explicit_port_at_once_give_it_to_one(node, monkeypatch):
     """Two joins to different peers asking for the same --port at the same
-    moment: exactly one gets it, the other a clear error."""
-    original = __import__("wgmesh_common.tomlio", fromlist=["write_toml"]).write_toml
-    barrier = threading.Barrier(2)
+    moment: exactly one gets it, the other a clear error.
+
+    Each write of a reservation for that port first waits for the other
+    allocation at a barrier. Where the check and the write are not under one
+    lock (join._with_port before), both pass the check before either writes,
+    and both get the port; under the allocator's lock the second waits on
+    the lock, the barrier breaks (its timeout only ends the wait, nothing is
+    asserted on time) and the second finds the port taken."""
     from wgmesh_common import allocation, tomlio
+
+    original = tomlio.write_toml
+    barrier = threading.Barrier(2)
 
     def write_after_meeting(path, data, *args, **kwargs):
         if data.get("listen_port") == EXPLICIT_PORT:
