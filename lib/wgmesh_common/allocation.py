@@ -106,8 +106,13 @@ _holds_lock = threading.Lock()
 def _take_hold(path: Path) -> None:
     fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
     try:
-        # Never blocks: the allocator's lock is held and the name is free.
+        # The allocator's lock is held and the name is free, so only a
+        # holder whose reservation file was lost (unreadable, removed by
+        # hand) can still have it: that join is not over.
         fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        os.close(fd)
+        raise AllocationError(f"{path.stem} is being made by another join (it holds {path})") from None
     except OSError:
         os.close(fd)
         raise

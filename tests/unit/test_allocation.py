@@ -390,3 +390,20 @@ def test_is_stale():
     assert is_stale(held, holder_alive=True, now=221, ttl=120)
     assert not is_stale(unheld, holder_alive=False, now=101, ttl=120)
     assert is_stale(unheld, holder_alive=False, now=221, ttl=120)
+
+
+def test_a_holder_whose_reservation_file_was_lost_still_holds_the_name(allocator, paths):
+    allocator.reserve(2, "client", 4)
+    (paths.reservations_dir / "wgm2.toml").unlink()
+    other = {}
+
+    def reserve_elsewhere() -> None:
+        try:
+            Allocator(paths, allocator.plan, 51820).reserve(2, "client", 4)
+        except AllocationError as error:
+            other["error"] = str(error)
+
+    thread = threading.Thread(target=reserve_elsewhere)
+    thread.start()
+    thread.join(30)
+    assert other["error"].startswith("wgm2 is being made by another join")
