@@ -8,8 +8,11 @@ removes what it reserved or wrote before reporting the error.
 """
 
 import ipaddress
+import os
+import signal
 import threading
 import time
+from dataclasses import dataclass
 from typing import Any
 
 from . import (
@@ -30,7 +33,7 @@ from . import (
 from .allocation import AllocationError
 from .errors import ConfigError, RemoteError, WgmeshError
 from .fieldtypes import has_type
-from .joinapi import PROTOCOL, ConnectRequest, RequestError, signed_body
+from .joinapi import ConnectAnswer, ConnectRequest, RequestError, signed_body
 from .linkfile import Link
 from .node import Node
 from .tomlio import write_atomic
@@ -80,11 +83,23 @@ def _make_link(node: Node, reservation, role: str, peer_public_key: str, offset:
     )
 
 
+# Where the recovery tests kill a join, as a power cut or an OOM kill would:
+# the process SIGKILLs itself on reaching the point named in this variable.
+KILL_POINT_VARIABLE = "WGMESH_TEST_KILL_AT"
+
+
+def kill_point(name: str) -> None:
+    if os.environ.get(KILL_POINT_VARIABLE) == name:
+        os.kill(os.getpid(), signal.SIGKILL)
+
+
 def _install(node: Node, link: Link, private_key: str, psk: str) -> None:
     """Write the link and start it; on failure nothing of it remains."""
     try:
         linkfile.save(node.paths, link, private_key, psk)
+        kill_point("written")
         node.supervisor.start_link(link.name)
+        kill_point("started")
     except BaseException:
         remove_local(node, link.name)
         raise
@@ -290,7 +305,7 @@ def check_replay(node: Node, name: str, timestamp: float) -> None:
 
 
 def serve_connect(node: Node, request: ConnectRequest, source: str = "", raw: bytes = b"",
-                  signature: str | None = None) -> dict[str, Any]:
+                  signature: str | None = None) -> ConnectAnswer:
     if request.family not in own_families(node):
         raise RequestError(400, f"this node has no IPv{request.family} underlay address to serve a link on")
     if node.plan.is_client(node.node_id):
@@ -310,15 +325,8 @@ def serve_connect(node: Node, request: ConnectRequest, source: str = "", raw: by
     except BaseException:
         node.allocator.release(reservation.name)
         raise
-    return {
-        joinapi.PROTOCOL_FIELD: PROTOCOL,
-        "id": node.node_id,
-        "name": link.name,
-        "public_key": public_key,
-        "listen_port": link.listen_port,
-        "offset": link.offset,
-        "mtu": link.mtu,
-    }
+    return ConnectAnswer(peer_id=node.node_id, public_key=public_key, listen_port=link.listen_port,
+                         offset=link.offset, name=link.name, mtu=link.mtu)
 
 
 # ---------------------------------------------------------- connecting side
@@ -419,30 +427,110 @@ def connect(node: Node, url: str, token: str | None, family: int | None = None, 
     # Only a literal false counts: an older node says nothing, and anything
     # else from the wire is no reason to route around a node.
     forwards = info.get("forwarding") is not False
+    # A join of this node's that was killed half-way left a reservation
+    # nobody holds: it must not stand in the way of this one.
+    node.allocator.reclaim()
+    live = {r.name for r in node.allocator.reservations()}
     made, errors = [], []
     for fam in families:
-        if linkfile.exists(node.paths, linkfile.link_name(peer_id, fam)):
-            continue
+        name = linkfile.link_name(peer_id, fam)
+        state = family_state(node, name, live)
         try:
-            made.append(_connect_family(node, url, token, peer_id, fam, underlay[fam], link_type, listen_port,
-                                        forwards))
+            link = _make_family(node, url, token, peer_id, fam, underlay[fam], link_type, listen_port, forwards,
+                                family_action(state), name)
         except WgmeshError as error:
             errors.append(f"IPv{fam}: {error}" if len(families) > 1 else str(error))
-    if errors and not made:
-        raise WgmeshError("; ".join(errors))
-    for error in errors:
-        log.warning(f"link to node {peer_id} over {error}", peer=peer_id)
-    if not made and not errors:
+            continue
+        if link is not None:
+            made.append(link)
+    if errors:
+        raise ConnectIncomplete("; ".join(errors), made) if made else WgmeshError("; ".join(errors))
+    if not made:
         raise WgmeshError(f"this node already has every link to node {peer_id}")
     return made
 
 
+class ConnectIncomplete(WgmeshError):
+    """A family asked for was not made while another was: the message says
+    which failed and why; `made` holds the links that were made."""
+
+    def __init__(self, message: str, made: list[Link]):
+        super().__init__(message)
+        self.made = made
+
+
+@dataclass(frozen=True)
+class FamilyState:
+    """What this node has of its link to a peer over one family."""
+    has_file: bool
+    running: bool  # the interface exists and is up
+    established: bool  # it completed a handshake once
+    reserved: bool  # a live reservation: a join is making it right now
+
+
+def family_action(state: FamilyState) -> str:
+    """What a connect does about one family (pure):
+    keep  - the link file and its running interface agree;
+    busy  - another join is making it right now (its holder lives);
+    start - a link that worked is only not running: start it;
+    redo  - files of a join that never completed (killed between writing
+            them and starting, or never handshook): remove both halves
+            and join again;
+    join  - nothing of it: join."""
+    if state.reserved:
+        return "busy"
+    if not state.has_file:
+        return "join"
+    if state.running:
+        return "keep"
+    return "start" if state.established else "redo"
+
+
+def family_state(node: Node, name: str, reserved: set[str]) -> FamilyState:
+    has_file = linkfile.exists(node.paths, name)
+    return FamilyState(has_file=has_file, running=has_file and netlink.interface_is_up(name),
+                       established=has_file and established.is_established(node.paths, name),
+                       reserved=name in reserved)
+
+
+def _make_family(node: Node, url: str, token: str | None, peer_id: int, family: int, host: str, link_type: str,
+                 listen_port: int | None, forwards: bool, action: str, name: str) -> Link | None:
+    """Carry out family_action's decision; the link made or started, None when kept."""
+    if action == "keep":
+        return None
+    if action == "busy":
+        raise WgmeshError(f"another join is making {name} right now (its reservation is held by a running "
+                          f"process); try again once it ends")
+    if action == "start":
+        node.supervisor.start_link(name)
+        log.event("link-started", f"link {name} to node {peer_id} had files but was not running: started",
+                  link=name, peer=peer_id)
+        return linkfile.load(node.paths, name)
+    proof = _remove_half_link(node, name) if action == "redo" else None
+    return _connect_family(node, url, token, peer_id, family, host, link_type, listen_port, forwards, proof)
+
+
+def _remove_half_link(node: Node, name: str) -> bytes | None:
+    """Remove this side of a link that never ran; its signing key, for the
+    /connect that replaces the other side's half (check_claim: the proof
+    lets it replace even a half that saw a handshake). Not a /disconnect:
+    the other side removes its half only after answering, and would then
+    remove the new half of the same name."""
+    try:
+        key = link_signing_key(node, linkfile.load(node.paths, name))
+    except (WgmeshError, OSError):
+        key = None
+    remove_local(node, name)
+    log.event("link-redone", f"link {name} had files but never ran: removed, joining again", link=name)
+    return key
+
+
 def _connect_family(node: Node, url: str, token: str | None, peer_id: int, family: int, host: str,
-                    link_type: str, listen_port: int | None, peer_forwards: bool = True) -> Link:
+                    link_type: str, listen_port: int | None, peer_forwards: bool = True,
+                    proof: bytes | None = None) -> Link:
     node_id = node.node_id
-    reservation = node.allocator.reserve(peer_id, "client", family)
-    if listen_port is not None:
-        reservation = _with_port(node, reservation, listen_port)
+    reservation = node.allocator.reserve(peer_id, "client", family, port=listen_port)
+    kill_point("reserved")
     try:
         private_key, public_key = keys.keypair()
         body = {"id": node_id, "public_key": public_key, "listen_port": reservation.listen_port,
@@ -453,24 +541,26 @@ def _connect_family(node: Node, url: str, token: str | None, peer_id: int, famil
             # Sent only when false, so a forwarding node's request is one
             # that older servers accept too.
             body["forwarding"] = False
-        proof = _existing_link_key(node, peer_id)
+        proof = proof or _existing_link_key(node, peer_id)
         if proof is not None:
             # Once a link with the other node carried traffic, it takes a new
             # one only from who holds that link's key (see check_claim).
             body["timestamp"] = round(time.time(), 6)
-        answer = joinclient.request(url, "POST", "/connect", body, signing_key=proof,
-                                    timeout=joinclient.CONNECT_TIMEOUT)
+        document = joinclient.request(url, "POST", "/connect", body, signing_key=proof,
+                                      timeout=joinclient.CONNECT_TIMEOUT)
     except BaseException:
         node.allocator.release(reservation.name)
         raise
+    kill_point("answered")
     try:
-        link = _link_from_answer(node, reservation, answer, host, public_key, peer_id, peer_forwards)
+        link = _link_from_answer(node, reservation, ConnectAnswer.from_wire(document), host, public_key,
+                                 peer_forwards)
         _install(node, link, private_key, linkkeys.preshared_key(private_key, link.peer_public_key))
     except BaseException as error:
         node.allocator.release(reservation.name)
         # The other side made its half already: ask it to drop it again.
         try:
-            peer_key = answer.get("public_key") if isinstance(answer, dict) else None
+            peer_key = document.get("public_key")
             signed_request(url, "/disconnect", {"id": node_id, "family": family},
                     linkkeys.signing_key(private_key, peer_key if isinstance(peer_key, str) else ""))
         except WgmeshError as undo_error:
@@ -487,41 +577,13 @@ def _existing_link_key(node: Node, peer_id: int) -> bytes | None:
     return next((key for _, key in _signing_keys(node, links)), None)
 
 
-def _with_port(node: Node, reservation, port: int):
-    from dataclasses import replace
-
-    if not 1 <= port <= 65535:
-        node.allocator.release(reservation.name)
-        raise WgmeshError(f"--port {port} is out of range (1-65535)")
-    links, _ = linkfile.load_all(node.paths)
-    taken = {l.listen_port for l in links} | {r.listen_port for r in node.allocator.reservations() if r.name != reservation.name}
-    if port in taken:
-        node.allocator.release(reservation.name)
-        raise AllocationError(f"port {port} is already used by another link")
-    reservation = replace(reservation, listen_port=port)
-    from .tomlio import write_toml
-
-    write_toml(node.paths.reservations_dir / f"{reservation.name}.toml", reservation.to_dict())
-    return reservation
-
-
-def _link_from_answer(node: Node, reservation, answer: dict, host: str, public_key: str, peer_id: int,
+def _link_from_answer(node: Node, reservation, answer: ConnectAnswer, host: str, public_key: str,
                       peer_forwards: bool = True) -> Link:
-    if answer.get("id") != peer_id:
-        raise ValueError("the node ID changed between /connectivity and /connect")
-    try:
-        linkfile.check_key(answer["public_key"], "public_key")
-    except WgmeshError as error:
-        # A bad key is the remote's fault: report it as an unusable answer.
-        raise ValueError(str(error)) from None
-    port, offset = answer["listen_port"], answer["offset"]
-    if not has_type(port, int) or not 1 <= port <= 65535:
-        raise ValueError(f"listen_port {port!r}")
-    if not has_type(offset, int) or offset < 0:
-        raise ValueError(f"offset {offset!r}")
-    endpoint = linkfile.format_endpoint(host, port)
-    return _make_link(node, reservation, "client", answer["public_key"], offset, peer_id,
-                      endpoint, public_key, peer_forwards)
+    if answer.peer_id != reservation.peer_id:
+        raise joinapi.UnusableAnswer("the node ID changed between /connectivity and /connect")
+    endpoint = linkfile.format_endpoint(host, answer.listen_port)
+    return _make_link(node, reservation, "client", answer.public_key,
+                      answer.offset, answer.peer_id, endpoint, public_key, peer_forwards)
 
 
 def signed_request(url: str, path: str, fields: dict[str, Any], signing_key: bytes,

@@ -203,6 +203,60 @@ def parse_connect(body: dict, plan: MeshPlan, own_id: int) -> ConnectRequest:
                           forwards is not False, _timestamp(body, required=False))
 
 
+class UnusableAnswer(ValueError):
+    """An answer no node of this protocol would send: the reason names the field."""
+
+
+def _answer_int(document: dict, name: str, low: int, high: int | None = None, required: bool = True) -> int | None:
+    if name not in document and not required:
+        return None
+    value = document.get(name)
+    if not isinstance(value, int) or isinstance(value, bool) or value < low or (high is not None and value > high):
+        raise UnusableAnswer(f"{name} {value!r}")
+    return value
+
+
+@dataclass(frozen=True)
+class ConnectAnswer:
+    """The serving side's half of a new link, as /connect answers it: what
+    the joining side needs to make its own half. The serving side writes it
+    (to_wire) and the joining side reads it (from_wire), so the two agree on
+    one definition. A link type other than plain WireGuard (obfuscation, NAT
+    traversal) adds its own parameters here as optional fields; a reader
+    ignores fields it does not know, so newer answers still read."""
+    peer_id: int  # the serving node's ID ("id")
+    public_key: str
+    listen_port: int
+    offset: int  # of the link's /31 and /127 in the serving node's block
+    # The serving side's interface name and MTU: for logs, the joining
+    # side's half needs neither (an answer without them is still usable).
+    name: str | None = None
+    mtu: int | None = None
+
+    def to_wire(self) -> dict[str, Any]:
+        return {PROTOCOL_FIELD: PROTOCOL, "id": self.peer_id, "name": self.name, "public_key": self.public_key,
+                "listen_port": self.listen_port, "offset": self.offset, "mtu": self.mtu}
+
+    @classmethod
+    def from_wire(cls, document: Any) -> "ConnectAnswer":
+        """The answer, once every field it has is what a node would send;
+        UnusableAnswer naming the first that is not."""
+        if not isinstance(document, dict):
+            raise UnusableAnswer("not a JSON object")
+        peer_id = _answer_int(document, "id", 0)
+        try:
+            public_key = linkfile.check_key(document.get("public_key"), "public_key")
+        except ConfigError as error:
+            raise UnusableAnswer(str(error)) from None
+        listen_port = _answer_int(document, "listen_port", 1, 65535)
+        offset = _answer_int(document, "offset", 0)
+        name = document.get("name")
+        if name is not None and not linkfile.valid_name(name):
+            raise UnusableAnswer(f"name {name!r}")
+        mtu = _answer_int(document, "mtu", 1, 65535, required=False)
+        return cls(peer_id, public_key, listen_port, offset, name, mtu)
+
+
 def _timestamp(body: dict, required: bool) -> float | None:
     """The body's timestamp: a finite number of seconds (None when absent and not required)."""
     timestamp = body.get("timestamp")

@@ -326,8 +326,8 @@ class JoinService:
             if consumed:
                 self.tokens.refund(request.token)
             raise
-        log.event("join", f"node {request.peer_id} joined from {source}", peer=request.peer_id, link=answer["name"])
-        return answer
+        log.event("join", f"node {request.peer_id} joined from {source}", peer=request.peer_id, link=answer.name)
+        return answer.to_wire()
 
     def update(self, headers, raw, body, source, local):
         request, link = self._check_signed("PATCH", "/update", headers, raw, body, {"public_key"})

@@ -173,12 +173,8 @@ def _each(function, items: list) -> list:
 
 def _reclaim_reservations(node: Node) -> None:
     """Reservations whose holder died go before the pass allocates, so a
-    killed join never holds a link's name until the reservation expires.
-    Allocator.reclaim() comes with the allocator's holder locks (branch
-    'joins'); until it is there, expiry alone frees them, as before."""
-    allocator = node.allocator
-    if hasattr(allocator, "reclaim"):
-        allocator.reclaim()
+    killed join never holds a link's name until the reservation expires."""
+    node.allocator.reclaim()
 
 
 def link_all(node: Node, peers, url_of=None) -> PassReport:
@@ -204,6 +200,9 @@ def _link_with(node: Node, peer_id: int, url: str,
     for family in families or [None]:
         try:
             made += join.connect(node, url, None, family=family)
+        except join.ConnectIncomplete as error:
+            made += error.made
+            problems.append(_over(family, str(error)))
         except WgmeshError as error:
             problems.append(_over(family, str(error)))
         except Exception as error:  # noqa: BLE001

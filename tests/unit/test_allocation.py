@@ -1,6 +1,8 @@
 """Allocation of link names, /31 offsets and ports, alone and under contention."""
 
 import multiprocessing
+import os
+import signal
 import threading
 import time
 
@@ -99,7 +101,7 @@ def test_reserve_writes_a_reservation_and_skips_used_resources(allocator, paths)
     second = allocator.reserve(4, "server", 4)
     assert (first.listen_port, first.offset) == (51820, 4)
     assert (second.listen_port, second.offset) == (51821, 6)
-    assert sorted(p.name for p in paths.reservations_dir.iterdir()) == ["wgm2.toml", "wgm4.toml"]
+    assert sorted(p.name for p in paths.reservations_dir.glob("*.toml")) == ["wgm2.toml", "wgm4.toml"]
     assert allocator.reservations() == [first, second]
 
 
@@ -141,6 +143,7 @@ def test_expired_reservations_are_dropped(paths, plan):
     r = allocator.reserve(2, "server", 4)
     assert allocator.reservations(now=r.created + 59) == [r]
     assert allocator.reservations(now=r.created + 61) == []
+    assert allocator.reclaim(now=r.created + 61) == ["wgm2"]
     # ... and deleted, so a later reader does not see it either.
     assert not (paths.reservations_dir / "wgm2.toml").exists()
     assert allocator.reserve(2, "server", 4).offset == 4
@@ -158,6 +161,7 @@ def test_an_unreadable_reservation_is_dropped(allocator, paths):
     (paths.reservations_dir / "wgm2.toml").write_text("name = \n")
     (paths.reservations_dir / "wgm4.toml").write_text('name = "wgm4"\n')
     assert allocator.reservations() == []
+    allocator.reclaim()
     assert list(paths.reservations_dir.iterdir()) == []
 
 
@@ -209,6 +213,8 @@ def _process_worker(root: str, index: int, barrier, queue) -> None:
         queue.put(allocator.reserve(peer, role, 4).to_dict())
     except BaseException as error:  # noqa: BLE001 - the parent process reports it
         queue.put({"error": repr(error)})
+    # A reservation lasts as long as its holder: stay until all have reserved.
+    barrier.wait()
 
 
 def test_concurrent_reservations_from_processes_are_distinct(paths):
@@ -247,3 +253,157 @@ def test_concurrent_reservations_for_the_same_peer_give_exactly_one(paths, plan)
     for t in threads:
         t.join(30)
     assert sorted(outcomes) == ["ok"] + ["refused"] * (count - 1)
+
+
+EXPLICIT_PORT = 40000
+
+
+def test_two_allocations_of_one_explicit_port_at_once_give_it_to_one(node, monkeypatch):
+    """Two joins to different peers asking for the same --port at the same
+    moment: exactly one gets it, the other a clear error.
+
+    Each write of a reservation for that port first waits for the other
+    allocation at a barrier. Where the check and the write are not under one
+    lock (join._with_port before), both pass the check before either writes,
+    and both get the port; under the allocator's lock the second waits on
+    the lock, the barrier breaks (its timeout only ends the wait, nothing is
+    asserted on time) and the second finds the port taken."""
+    from wgmesh_common import allocation, tomlio
+
+    original = tomlio.write_toml
+    barrier = threading.Barrier(2)
+
+    def write_after_meeting(path, data, *args, **kwargs):
+        if data.get("listen_port") == EXPLICIT_PORT:
+            try:
+                barrier.wait(timeout=2)
+            except threading.BrokenBarrierError:
+                pass
+        return original(path, data, *args, **kwargs)
+
+    monkeypatch.setattr(allocation, "write_toml", write_after_meeting)
+    monkeypatch.setattr(tomlio, "write_toml", write_after_meeting)
+    results, errors = {}, {}
+
+    def allocate_with_port(peer: int) -> None:
+        try:
+            results[peer] = reserve_with_port(node, peer, EXPLICIT_PORT)
+        except AllocationError as error:
+            errors[peer] = str(error)
+
+    threads = [threading.Thread(target=allocate_with_port, args=(peer,)) for peer in (2, 4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(30)
+    assert len(results) == 1, f"both allocations got port {EXPLICIT_PORT}: {results}"
+    assert list(errors.values()) == [f"port {EXPLICIT_PORT} is already used by another link"]
+    held = [r for r in node.allocator.reservations() if r.listen_port == EXPLICIT_PORT]
+    assert len(held) == 1
+
+
+def reserve_with_port(node, peer: int, port: int):
+    return node.allocator.reserve(peer, "client", 4, port=port)
+
+
+def _reserve_and_wait(root: str, reserved) -> None:
+    allocator = Allocator(Paths(__import__("pathlib").Path(root)), MeshPlan.default(), 51820)
+    allocator.reserve(2, "client", 4)
+    reserved.set()
+    # Holds the reservation until killed.
+    threading.Event().wait()
+
+
+@pytest.fixture
+def holder(paths):
+    """A child process that reserved wgm2 and holds it (until killed)."""
+    context = multiprocessing.get_context("fork")
+    reserved = context.Event()
+    process = context.Process(target=_reserve_and_wait, args=(str(paths.root), reserved))
+    process.start()
+    try:
+        assert reserved.wait(30), "the child never reserved"
+        yield process
+    finally:
+        if process.is_alive():
+            os.kill(process.pid, signal.SIGKILL)
+        process.join(30)
+
+
+def test_a_reservation_whose_holder_was_killed_is_reclaimed_at_once(paths, plan, holder):
+    allocator = Allocator(paths, plan, 51820)
+    assert [r.name for r in allocator.reservations()] == ["wgm2"]
+    os.kill(holder.pid, signal.SIGKILL)
+    holder.join(30)
+    # Long before any expiry: the kernel dropped the dead holder's lock.
+    assert allocator.reservations() == []
+    reservation = allocator.reserve(2, "client", 4)
+    assert reservation.name == "wgm2" and reservation.listen_port == 51820
+    assert sorted(p.name for p in paths.reservations_dir.iterdir()) == ["wgm2.lock", "wgm2.toml"]
+
+
+def test_reclaim_reports_what_a_killed_holder_left(paths, plan, holder):
+    allocator = Allocator(paths, plan, 51820)
+    os.kill(holder.pid, signal.SIGKILL)
+    holder.join(30)
+    assert allocator.reclaim() == ["wgm2"]
+    assert list(paths.reservations_dir.iterdir()) == []
+
+
+def test_a_live_holders_reservation_is_not_reclaimed(paths, plan, holder):
+    allocator = Allocator(paths, plan, 51820)
+    assert allocator.reclaim() == []
+    with pytest.raises(AllocationError, match="being made"):
+        allocator.reserve(2, "client", 4)
+    assert [r.name for r in allocator.reservations()] == ["wgm2"]
+
+
+def test_a_reservation_held_by_another_thread_of_this_process_is_live(allocator):
+    """The join helper serves each request on a thread: one request's
+    reservation is not another's to reclaim."""
+    allocator.reserve(2, "server", 4)
+    other = {}
+    thread = threading.Thread(target=lambda: other.update(reclaimed=allocator.reclaim()))
+    thread.start()
+    thread.join(30)
+    assert other["reclaimed"] == []
+    assert allocator.release("wgm2") is True
+    # Released: nothing of it is left, lock file included.
+    assert list(allocator.paths.reservations_dir.iterdir()) == []
+
+
+def test_a_reservation_without_a_holder_lives_until_it_expires(paths, plan):
+    """wgmesh-allocator reserve exits at once: only expiry frees its reservation."""
+    allocator = Allocator(paths, plan, 51820, ttl=60)
+    r = allocator.reserve(2, "client", 4, hold=False)
+    assert allocator.reclaim(now=r.created + 59) == []
+    assert allocator.reclaim(now=r.created + 61) == ["wgm2"]
+
+
+def test_is_stale():
+    from wgmesh_common.allocation import is_stale
+
+    held = Reservation("wgm2", 2, "client", 4, 51820, None, 100.0, held=True)
+    unheld = Reservation("wgm2", 2, "client", 4, 51820, None, 100.0)
+    assert is_stale(held, holder_alive=False, now=101, ttl=120)
+    assert not is_stale(held, holder_alive=True, now=101, ttl=120)
+    assert is_stale(held, holder_alive=True, now=221, ttl=120)
+    assert not is_stale(unheld, holder_alive=False, now=101, ttl=120)
+    assert is_stale(unheld, holder_alive=False, now=221, ttl=120)
+
+
+def test_a_holder_whose_reservation_file_was_lost_still_holds_the_name(allocator, paths):
+    allocator.reserve(2, "client", 4)
+    (paths.reservations_dir / "wgm2.toml").unlink()
+    other = {}
+
+    def reserve_elsewhere() -> None:
+        try:
+            Allocator(paths, allocator.plan, 51820).reserve(2, "client", 4)
+        except AllocationError as error:
+            other["error"] = str(error)
+
+    thread = threading.Thread(target=reserve_elsewhere)
+    thread.start()
+    thread.join(30)
+    assert other["error"].startswith("wgm2 is being made by another join")

@@ -398,6 +398,59 @@ def test_connect_refused_at_connect_releases_the_reservation(wgmesh, root, join_
     assert no_join_leftovers(root)
 
 
+def _reserve_in_a_process(root, peer: int, ready, stop) -> None:
+    from wgmesh_common.node import Node
+
+    Node.load(Paths(root)).allocator.reserve(peer, "client", 4)
+    ready.set()
+    stop.wait(60)
+
+
+@pytest.fixture
+def other_join(wgmesh, root):
+    """On an initialised node, another process that is making the link to
+    node 2 over IPv4: it holds wgm2's reservation until told to stop, or killed."""
+    import multiprocessing
+
+    initialise(wgmesh)
+    context = multiprocessing.get_context("fork")
+    ready, stop = context.Event(), context.Event()
+    process = context.Process(target=_reserve_in_a_process, args=(root, 2, ready, stop))
+    process.start()
+    try:
+        assert ready.wait(30)
+        yield process
+    finally:
+        # Not after a kill: setting an event a dead process waited on hangs.
+        if process.is_alive():
+            stop.set()
+        process.join(30)
+
+
+def test_connect_while_another_join_makes_the_link_says_so(wgmesh, root, join_server, other_join):
+    remote = join_server({"/connectivity": CONNECTIVITY})
+    result = wgmesh("connect", remote.url, "tok")
+    assert result.exit_code == 1
+    assert "another join is making wgm2 right now" in str(result.exception)
+    assert remote.paths_asked() == ["/connectivity"]
+    # The other join's reservation is its own: left alone.
+    assert (Paths(root).reservations_dir / "wgm2.toml").exists()
+
+
+def test_connect_after_a_killed_join_takes_its_reservation_at_once(wgmesh, root, join_server, other_join):
+    import signal
+
+    os.kill(other_join.pid, signal.SIGKILL)
+    other_join.join(30)
+    remote = join_server({"/connectivity": CONNECTIVITY,
+                          "/connect": (409, {"error": "a link to node 0 over IPv4 already exists"})})
+    result = wgmesh("connect", remote.url, "tok")
+    # Past the dead join's reservation to the other node: its answer is the error.
+    assert remote.paths_asked() == ["/connectivity", "/connect"]
+    assert "refused /connect (409)" in str(result.exception)
+    assert no_join_leftovers(root)
+
+
 def test_an_unusable_connect_answer_is_undone_on_both_sides(wgmesh, root, join_server):
     from wgmesh_common import keys, linkkeys
 

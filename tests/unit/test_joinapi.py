@@ -182,3 +182,54 @@ def test_increasing_timestamps_are_accepted_in_turn():
     for t in (1000.0, 1000.000001, 1001.0, 1100.0):
         joinapi.check_fresh(t, last, 1050.0)
         last = t
+
+
+# ------------------------------------------------------- the /connect answer
+
+def _answer_document(**changes):
+    from unit_helpers import random_key
+
+    document = {"protocol": 2, "id": 2, "name": "wgm0", "public_key": random_key(), "listen_port": 51820,
+                "offset": 4, "mtu": 1420}
+    document.update(changes)
+    return document
+
+
+def test_the_connect_answer_is_the_protocol_2_document():
+    from wgmesh_common.joinapi import ConnectAnswer
+
+    answer = ConnectAnswer(peer_id=2, public_key="k", listen_port=51820, offset=4, name="wgm0", mtu=1420)
+    # The same keys, in the same order, as every protocol-2 node sends.
+    assert list(answer.to_wire()) == ["protocol", "id", "name", "public_key", "listen_port", "offset", "mtu"]
+    assert answer.to_wire()["protocol"] == 2
+
+
+def test_a_connect_answer_reads_back_as_written():
+    from wgmesh_common.joinapi import ConnectAnswer
+
+    document = _answer_document()
+    answer = ConnectAnswer.from_wire(json.loads(json.dumps(document)))
+    assert answer.to_wire() == document
+    # Fields of a newer node are ignored; name and mtu are not needed.
+    assert ConnectAnswer.from_wire({**document, "obfuscation": {"kind": "x"}}) == answer
+    del document["name"], document["mtu"]
+    assert ConnectAnswer.from_wire(document).offset == 4
+
+
+@pytest.mark.parametrize("field, value, reason", [
+    ("id", "2", "id '2'"),
+    ("id", True, "id True"),
+    ("public_key", "not-a-key", "public_key is not valid base64"),
+    ("listen_port", 70000, "listen_port 70000"),
+    ("listen_port", None, "listen_port None"),
+    ("offset", -2, "offset -2"),
+    ("offset", 4.5, "offset 4.5"),
+    ("name", "../etc", "name '../etc'"),
+    ("mtu", "1420", "mtu '1420'"),
+])
+def test_a_connect_answer_with_a_bad_field_names_it(field, value, reason):
+    from wgmesh_common.joinapi import ConnectAnswer, UnusableAnswer
+
+    with pytest.raises(UnusableAnswer) as caught:
+        ConnectAnswer.from_wire(_answer_document(**{field: value}))
+    assert str(caught.value) == reason

@@ -500,3 +500,33 @@ def test_migrate_refuses_a_newer_schema(node):
     migrations.schema_file(node.paths).write_text("99\n")
     with pytest.raises(ConfigError, match="newer than this wgmesh"):
         migrations.migrate(node.paths)
+
+
+# ------------------------------------------- what a connect does per family
+
+@pytest.mark.parametrize("has_file, running, established, reserved, action", [
+    (False, False, False, False, "join"),
+    # A live holder is making it: neither joined again nor removed under it.
+    (False, False, False, True, "busy"),
+    (True, False, False, True, "busy"),
+    (True, True, False, False, "keep"),
+    (True, True, True, False, "keep"),
+    # Files of a join killed before it started them: both halves go, joined anew.
+    (True, False, False, False, "redo"),
+    # A link that worked once and is only not running (a stopped unit).
+    (True, False, True, False, "start"),
+])
+def test_family_action(has_file, running, established, reserved, action):
+    state = join.FamilyState(has_file=has_file, running=running, established=established, reserved=reserved)
+    assert join.family_action(state) == action
+
+
+def test_family_state_reads_files_reservations_and_interfaces(node):
+    from unit_helpers import make_link, random_key
+
+    link = make_link()
+    linkfile.save(node.paths, link, random_key(), random_key())
+    # The unit tests stop at netlink: no interface wgm2 on this host.
+    assert join.family_state(node, link.name, set()) == join.FamilyState(True, False, False, False)
+    assert join.family_action(join.family_state(node, link.name, set())) == "redo"
+    assert join.family_state(node, "wgm2v6", {"wgm2v6"}) == join.FamilyState(False, False, False, True)

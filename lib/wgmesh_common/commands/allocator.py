@@ -26,7 +26,8 @@ def reserve(peer_id: int, role: str, family: str, as_json: bool) -> None:
         raise WgmeshError(f"--peer {problem}")
     if peer_id == node.node_id:
         raise WgmeshError(f"--peer {peer_id} is this node's own ID")
-    reservation = node.allocator.reserve(peer_id, role, int(family))
+    # This process ends at once: no holder, so only expiry frees it.
+    reservation = node.allocator.reserve(peer_id, role, int(family), hold=False)
     data = reservation.to_dict()
     if reservation.offset is not None:
         addresses = node.plan.link_addresses(node.node_id, reservation.offset)

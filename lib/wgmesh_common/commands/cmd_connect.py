@@ -55,7 +55,16 @@ def connect_command(url: str, token: str | None, token_file: str | None, link_ty
     node = load_node()
     if link_type not in linkfile.LINK_TYPES:
         raise WgmeshError(f"unknown link type {link_type!r} (known: {', '.join(linkfile.LINK_TYPES)})")
-    for link in join.connect(node, url, token, int(transport) if transport else None, link_type, port):
+    try:
+        made = join.connect(node, url, token, int(transport) if transport else None, link_type, port)
+    except join.ConnectIncomplete as error:
+        _report(error.made)
+        raise
+    _report(made)
+
+
+def _report(links: list[linkfile.Link]) -> None:
+    for link in links:
         click.echo(f"connected to node {link.peer_id} over IPv{link.family}: link {link.name}, "
                    f"{link.local4} <-> {link.peer4}")
 
