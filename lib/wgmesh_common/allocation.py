@@ -196,6 +196,16 @@ class Allocator:
         now = time.time() if now is None else now
         return [r for r in self._read_all()[0] if not self._stale(r, now)]
 
+    def wait_released(self, name: str, timeout: float, interval: float = 0.1) -> bool:
+        """Wait until no live reservation holds name (its maker finished or
+        died); False if one still does after timeout."""
+        deadline = time.monotonic() + timeout
+        while any(r.name == name for r in self.reservations()):
+            if time.monotonic() >= deadline:
+                return False
+            time.sleep(interval)
+        return True
+
     def _reclaim_locked(self, now: float) -> list[Reservation]:
         found, unreadable = self._read_all()
         for path in unreadable:

@@ -430,11 +430,13 @@ def connect(node: Node, url: str, token: str | None, family: int | None = None, 
     # A join of this node's that was killed half-way left a reservation
     # nobody holds: it must not stand in the way of this one.
     node.allocator.reclaim()
-    live = {r.name for r in node.allocator.reservations()}
     made, errors = [], []
     for fam in families:
         name = linkfile.link_name(peer_id, fam)
-        state = family_state(node, name, live)
+        # Another join making this link right now (a mesh pass, a second
+        # connect) is let finish: what it leaves decides what is left to do.
+        node.allocator.wait_released(name, BUSY_WAIT)
+        state = family_state(node, name, {r.name for r in node.allocator.reservations()})
         try:
             link = _make_family(node, url, token, peer_id, fam, underlay[fam], link_type, listen_port, forwards,
                                 family_action(state), name)
@@ -448,6 +450,11 @@ def connect(node: Node, url: str, token: str | None, family: int | None = None, 
     if not made:
         raise WgmeshError(f"this node already has every link to node {peer_id}")
     return made
+
+
+# How long a connect waits for another join of the same link to end: that
+# join's two requests at most.
+BUSY_WAIT = joinclient.TIMEOUT + joinclient.CONNECT_TIMEOUT
 
 
 class ConnectIncomplete(WgmeshError):
@@ -499,8 +506,8 @@ def _make_family(node: Node, url: str, token: str | None, peer_id: int, family: 
     if action == "keep":
         return None
     if action == "busy":
-        raise WgmeshError(f"another join is making {name} right now (its reservation is held by a running "
-                          f"process); try again once it ends")
+        raise WgmeshError(f"another join has been making {name} for over {BUSY_WAIT:.0f} s (its reservation is "
+                          f"held by a running process); try again once it ends")
     if action == "start":
         node.supervisor.start_link(name)
         log.event("link-started", f"link {name} to node {peer_id} had files but was not running: started",

@@ -417,6 +417,7 @@ def other_join(wgmesh, root):
     ready, stop = context.Event(), context.Event()
     process = context.Process(target=_reserve_in_a_process, args=(root, 2, ready, stop))
     process.start()
+    process.stop = stop
     try:
         assert ready.wait(30)
         yield process
@@ -427,11 +428,27 @@ def other_join(wgmesh, root):
         process.join(30)
 
 
-def test_connect_while_another_join_makes_the_link_says_so(wgmesh, root, join_server, other_join):
+def test_connect_waits_for_another_join_of_the_same_link_and_goes_on_once_it_ends(wgmesh, root, join_server,
+                                                                                     other_join):
+    import threading
+
+    remote = join_server({"/connectivity": CONNECTIVITY,
+                          "/connect": (409, {"error": "a link to node 0 over IPv4 already exists"})})
+    threading.Timer(0.5, other_join.stop.set).start()
+    result = wgmesh("connect", remote.url, "tok")
+    # Not turned away by the other join: on to /connect once it ended.
+    assert remote.paths_asked() == ["/connectivity", "/connect"]
+    assert "refused /connect (409)" in str(result.exception)
+
+
+def test_connect_gives_up_on_another_join_that_does_not_end(wgmesh, root, join_server, other_join, monkeypatch):
+    from wgmesh_common import join
+
+    monkeypatch.setattr(join, "BUSY_WAIT", 0.3)
     remote = join_server({"/connectivity": CONNECTIVITY})
     result = wgmesh("connect", remote.url, "tok")
     assert result.exit_code == 1
-    assert "another join is making wgm2 right now" in str(result.exception)
+    assert "another join has been making wgm2 for over 0 s" in str(result.exception)
     assert remote.paths_asked() == ["/connectivity"]
     # The other join's reservation is its own: left alone.
     assert (Paths(root).reservations_dir / "wgm2.toml").exists()
