@@ -10,13 +10,17 @@ thread that reserved (its own open file description) and dropped by
 release(), or by the kernel when the process dies. A reservation whose
 lock is free has no holder any more (a join killed half-way, a request
 that died) and is reclaimed at once by the next reserve() or reclaim().
-Expiry (RESERVATION_TTL) stays as the last resort, and is all that frees a
-reservation made without a holder (wgmesh-allocator reserve, which exits
-at once) or written before reservations had holders.
+A live holder's reservation never expires (the holder's own timeouts bound
+its work); expiry (RESERVATION_TTL) is the last resort for a reservation
+made without a holder (wgmesh-allocator reserve, which exits at once) or
+written before reservations had holders. Each held reservation carries its
+holder's random token: release() drops a reservation only for the holder
+that made it, so a join that ended late never frees another's.
 """
 
 import fcntl
 import os
+import secrets
 import threading
 import time
 from dataclasses import asdict, dataclass, replace
@@ -43,6 +47,8 @@ class Reservation:
     created: float
     # True while a process holds the reservation's lock file (see above).
     held: bool = False
+    # The holder's token: who may release it ("" for one made without a holder).
+    holder: str = ""
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -97,14 +103,16 @@ def usage_of(links: list[linkfile.Link], reservations: list[Reservation]) -> Usa
     )
 
 
-# The lock files this process holds, by path: the Allocator is made anew
-# for each use (Node.allocator), the hold outlives it.
-_holds: dict[Path, int] = {}
+# The lock files this process holds, by path, with the holder's token: the
+# Allocator is made anew for each use (Node.allocator), the hold outlives it.
+_holds: dict[Path, tuple[str, int]] = {}
 _holds_lock = threading.Lock()
+# Lock files are root's, in a root-only directory; never follow a link there.
+_LOCK_FLAGS = os.O_RDWR | os.O_CLOEXEC | os.O_NOFOLLOW
 
 
-def _take_hold(path: Path) -> None:
-    fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+def _take_hold(path: Path, holder: str) -> None:
+    fd = os.open(path, _LOCK_FLAGS | os.O_CREAT, 0o600)
     try:
         # The allocator's lock is held and the name is free, so only a
         # holder whose reservation file was lost (unreadable, removed by
@@ -117,26 +125,31 @@ def _take_hold(path: Path) -> None:
         os.close(fd)
         raise
     with _holds_lock:
+        # A hold of this path by this process that the lock no longer
+        # covers (its file was reclaimed): its descriptor only leaks.
         stale = _holds.pop(path, None)
-        _holds[path] = fd
+        _holds[path] = (holder, fd)
     if stale is not None:
-        os.close(stale)
+        os.close(stale[1])
 
 
-def _drop_hold(path: Path) -> None:
+def _drop_hold(path: Path, holder: str) -> None:
+    """Drop this process's hold of path, if it is holder's."""
     with _holds_lock:
-        fd = _holds.pop(path, None)
+        mine = _holds.get(path)
+        if mine is None or mine[0] != holder:
+            return
+        del _holds[path]
     # Unlinked before it is unlocked: whoever tests it next finds no file.
     path.unlink(missing_ok=True)
-    if fd is not None:
-        os.close(fd)
+    os.close(mine[1])
 
 
 def holder_alive(path: Path) -> bool:
     """True while some open file description (this process's included)
     holds the flock on path."""
     try:
-        fd = os.open(path, os.O_RDWR | os.O_CLOEXEC)
+        fd = os.open(path, _LOCK_FLAGS)
     except FileNotFoundError:
         return False
     try:
@@ -150,8 +163,12 @@ def holder_alive(path: Path) -> bool:
 
 def is_stale(reservation: Reservation, holder_alive: bool, now: float, ttl: float) -> bool:
     """Whether a reservation is to be reclaimed (pure): its holder is gone,
-    or, the last resort, it is older than ttl."""
-    return (reservation.held and not holder_alive) or now - reservation.created > ttl
+    or, the last resort for one made without a holder, it is older than ttl.
+    A live holder's never is: another join must not take its name while it
+    still works (its own timeouts bound that work)."""
+    if reservation.held:
+        return not holder_alive
+    return now - reservation.created > ttl
 
 
 class Allocator:
@@ -182,9 +199,15 @@ class Allocator:
                 # TOML has no null: a client-side reservation is written without
                 # its offset (None), and must read back as one, not be dropped.
                 data.setdefault("offset", None)
-                found.append(Reservation(**data))
+                reservation = Reservation(**data)
             except (ConfigError, TypeError, OSError):
                 unreadable.append(path)
+                continue
+            # The name inside says which files are its own: only the one it is in.
+            if reservation.name != path.stem:
+                unreadable.append(path)
+            else:
+                found.append(reservation)
         return found, unreadable
 
     def _stale(self, reservation: Reservation, now: float) -> bool:
@@ -242,20 +265,37 @@ class Allocator:
             usage = usage_of(links, self._reclaim_locked(now))
             usage = Usage(usage.names | frozenset(names_on_disk), usage.ports, usage.offsets)
             reservation = replace(allocate(self.plan, self.port_base, usage, peer_id, role, family, now, port),
-                                  held=hold)
+                                  held=hold, holder=secrets.token_hex(8) if hold else "")
             if hold:
                 self.paths.reservations_dir.mkdir(parents=True, exist_ok=True)
-                _take_hold(self._hold_file(reservation.name))
+                _take_hold(self._hold_file(reservation.name), reservation.holder)
             try:
                 write_toml(self._file(reservation.name), reservation.to_dict())
             except BaseException:
-                _drop_hold(self._hold_file(reservation.name))
+                _drop_hold(self._hold_file(reservation.name), reservation.holder)
                 raise
             return reservation
 
-    def release(self, name: str) -> bool:
-        """Drop a reservation (the link was written, or the join failed)."""
+    def release(self, reservation: Reservation) -> bool:
+        """Drop the caller's own reservation (the link was written, or the
+        join failed); one of the same name made by another holder stays."""
         with self.lock():
-            existed = remove(self._file(name))
-            _drop_hold(self._hold_file(name))
+            current = next((r for r in self._read_all()[0] if r.name == reservation.name), None)
+            existed = current is not None and current.holder == reservation.holder
+            if existed:
+                remove(self._file(reservation.name))
+            _drop_hold(self._hold_file(reservation.name), reservation.holder)
             return existed
+
+    def discard(self, name: str) -> bool:
+        """Drop a reservation made without a holder (wgmesh-allocator
+        release); AllocationError for one a running join holds."""
+        with self.lock():
+            current = next((r for r in self._read_all()[0] if r.name == name), None)
+            if current is None:
+                return False
+            if current.held and holder_alive(self._hold_file(name)):
+                raise AllocationError(f"{name} is held by a running join; it is released when that join ends")
+            remove(self._file(name))
+            self._hold_file(name).unlink(missing_ok=True)
+            return True

@@ -30,7 +30,7 @@ from . import (
     pins,
     status,
 )
-from .allocation import AllocationError
+from .allocation import AllocationError, Reservation
 from .errors import ConfigError, RemoteError, WgmeshError
 from .fieldtypes import has_type
 from .joinapi import ConnectAnswer, ConnectRequest, RequestError, signed_body
@@ -93,8 +93,9 @@ def kill_point(name: str) -> None:
         os.kill(os.getpid(), signal.SIGKILL)
 
 
-def _install(node: Node, link: Link, private_key: str, psk: str) -> None:
-    """Write the link and start it; on failure nothing of it remains."""
+def _install(node: Node, reservation: Reservation, link: Link, private_key: str, psk: str) -> None:
+    """Write the link and start it, then release its reservation; on failure
+    nothing of the link remains (the caller releases the reservation)."""
     try:
         linkfile.save(node.paths, link, private_key, psk)
         kill_point("written")
@@ -103,7 +104,7 @@ def _install(node: Node, link: Link, private_key: str, psk: str) -> None:
     except BaseException:
         remove_local(node, link.name)
         raise
-    node.allocator.release(link.name)
+    node.allocator.release(reservation)
     try:
         node.supervisor.links_changed()
     except WgmeshError as error:
@@ -120,7 +121,6 @@ def remove_local(node: Node, name: str) -> bool:
     except WgmeshError as error:
         log.warning(f"stopping {name}: {error}", link=name)
     existed = linkfile.delete(node.paths, name)
-    node.allocator.release(name)
     # A pin belongs to the link: a new link of the same name starts measured.
     try:
         pins.set_pin(node.paths, name, None)
@@ -321,9 +321,9 @@ def serve_connect(node: Node, request: ConnectRequest, source: str = "", raw: by
             raise RequestError(400, str(error)) from None
         link = _make_link(node, reservation, "server", request.public_key, reservation.offset, node.node_id,
                           None, public_key, peer_forwards=request.forwards)
-        _install(node, link, private_key, psk)
+        _install(node, reservation, link, private_key, psk)
     except BaseException:
-        node.allocator.release(reservation.name)
+        node.allocator.release(reservation)
         raise
     return ConnectAnswer(peer_id=node.node_id, public_key=public_key, listen_port=link.listen_port,
                          offset=link.offset, name=link.name, mtu=link.mtu)
@@ -556,15 +556,15 @@ def _connect_family(node: Node, url: str, token: str | None, peer_id: int, famil
         document = joinclient.request(url, "POST", "/connect", body, signing_key=proof,
                                       timeout=joinclient.CONNECT_TIMEOUT)
     except BaseException:
-        node.allocator.release(reservation.name)
+        node.allocator.release(reservation)
         raise
     kill_point("answered")
     try:
         link = _link_from_answer(node, reservation, ConnectAnswer.from_wire(document), host, public_key,
                                  peer_forwards)
-        _install(node, link, private_key, linkkeys.preshared_key(private_key, link.peer_public_key))
+        _install(node, reservation, link, private_key, linkkeys.preshared_key(private_key, link.peer_public_key))
     except BaseException as error:
-        node.allocator.release(reservation.name)
+        node.allocator.release(reservation)
         # The other side made its half already: ask it to drop it again.
         try:
             peer_key = document.get("public_key")

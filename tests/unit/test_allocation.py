@@ -130,17 +130,18 @@ def test_a_malformed_link_file_still_holds_its_name(allocator, paths):
 
 
 def test_release(allocator, paths):
-    allocator.reserve(2, "server", 4)
-    assert allocator.release("wgm2") is True
-    assert allocator.release("wgm2") is False
+    reservation = allocator.reserve(2, "server", 4)
+    assert allocator.release(reservation) is True
+    assert allocator.release(reservation) is False
     assert allocator.reservations() == []
     # The released resources are free again.
     assert allocator.reserve(4, "server", 4).offset == 4
 
 
 def test_expired_reservations_are_dropped(paths, plan):
+    """Expiry, the last resort, for a reservation made without a holder."""
     allocator = Allocator(paths, plan, 51820, ttl=60)
-    r = allocator.reserve(2, "server", 4)
+    r = allocator.reserve(2, "server", 4, hold=False)
     assert allocator.reservations(now=r.created + 59) == [r]
     assert allocator.reservations(now=r.created + 61) == []
     assert allocator.reclaim(now=r.created + 61) == ["wgm2"]
@@ -151,9 +152,17 @@ def test_expired_reservations_are_dropped(paths, plan):
 
 def test_an_expired_reservation_frees_its_name_for_reserve(paths, plan):
     allocator = Allocator(paths, plan, 51820, ttl=0.05)
-    allocator.reserve(2, "server", 4)
+    allocator.reserve(2, "server", 4, hold=False)
     time.sleep(0.1)
     assert allocator.reserve(2, "server", 4).name == "wgm2"
+
+
+def test_a_live_holders_reservation_never_expires(paths, plan):
+    allocator = Allocator(paths, plan, 51820, ttl=0.05)
+    allocator.reserve(2, "server", 4)
+    time.sleep(0.1)
+    with pytest.raises(AllocationError, match="wgm2"):
+        allocator.reserve(2, "server", 4)
 
 
 def test_an_unreadable_reservation_is_dropped(allocator, paths):
@@ -361,13 +370,13 @@ def test_a_live_holders_reservation_is_not_reclaimed(paths, plan, holder):
 def test_a_reservation_held_by_another_thread_of_this_process_is_live(allocator):
     """The join helper serves each request on a thread: one request's
     reservation is not another's to reclaim."""
-    allocator.reserve(2, "server", 4)
+    reservation = allocator.reserve(2, "server", 4)
     other = {}
     thread = threading.Thread(target=lambda: other.update(reclaimed=allocator.reclaim()))
     thread.start()
     thread.join(30)
     assert other["reclaimed"] == []
-    assert allocator.release("wgm2") is True
+    assert allocator.release(reservation) is True
     # Released: nothing of it is left, lock file included.
     assert list(allocator.paths.reservations_dir.iterdir()) == []
 
@@ -387,7 +396,7 @@ def test_is_stale():
     unheld = Reservation("wgm2", 2, "client", 4, 51820, None, 100.0)
     assert is_stale(held, holder_alive=False, now=101, ttl=120)
     assert not is_stale(held, holder_alive=True, now=101, ttl=120)
-    assert is_stale(held, holder_alive=True, now=221, ttl=120)
+    assert not is_stale(held, holder_alive=True, now=10_000, ttl=120)  # a live holder's never expires
     assert not is_stale(unheld, holder_alive=False, now=101, ttl=120)
     assert is_stale(unheld, holder_alive=False, now=221, ttl=120)
 
@@ -407,3 +416,36 @@ def test_a_holder_whose_reservation_file_was_lost_still_holds_the_name(allocator
     thread.start()
     thread.join(30)
     assert other["error"].startswith("wgm2 is being made by another join")
+
+
+def test_a_join_that_ends_late_never_releases_another_holders_reservation(allocator, paths):
+    """A holder whose reservation was reclaimed (its file lost) and then
+    taken by another join must not free that join's when it ends."""
+    first = allocator.reserve(2, "client", 4)
+    # The first join's files go (by hand, a bug): the name is taken again by a second join.
+    (paths.reservations_dir / "wgm2.toml").unlink()
+    allocator.release(first)
+    second = allocator.reserve(2, "client", 4)
+    assert allocator.release(first) is False  # the late end of the first join
+    assert [r.name for r in allocator.reservations()] == ["wgm2"]
+    with pytest.raises(AllocationError, match="wgm2"):
+        allocator.reserve(2, "client", 4)
+    assert allocator.release(second) is True
+    assert allocator.reservations() == []
+
+
+def test_discard_drops_a_reservation_without_a_holder_but_not_a_live_holders(allocator):
+    allocator.reserve(2, "client", 4, hold=False)
+    assert allocator.discard("wgm2") is True
+    assert allocator.discard("wgm2") is False
+    allocator.reserve(4, "client", 4)
+    with pytest.raises(AllocationError, match="held by a running join"):
+        allocator.discard("wgm4")
+
+
+def test_a_reservation_file_under_another_name_is_not_read_as_that_name(allocator, paths):
+    allocator.reserve(2, "client", 4)
+    (paths.reservations_dir / "evil.toml").write_text((paths.reservations_dir / "wgm2.toml").read_text())
+    allocator.reclaim()
+    # The copy went as unreadable; wgm2's own file, lock and all, stays.
+    assert sorted(p.name for p in paths.reservations_dir.iterdir()) == ["wgm2.lock", "wgm2.toml"]

@@ -361,7 +361,7 @@ def test_a_half_that_carried_traffic_is_replaced_with_proof_of_its_key(service, 
     established.mark(node.paths, "wgm2")
     replaced = []
     monkeypatch.setattr(join, "remove_local", lambda node, name: replaced.append(name) or linkfile.delete(node.paths, name))
-    monkeypatch.setattr(join, "_install", lambda node, link, private_key, psk: None)  # the link-maker is beyond this test
+    monkeypatch.setattr(join, "_install", lambda node, reservation, link, private_key, psk: None)  # the link-maker is beyond this test
     raw = json.dumps({joinapi.PROTOCOL_FIELD: joinapi.PROTOCOL, **connect_body(token), "timestamp": time.time()}).encode()
     headers = {joinapi.SIGNATURE_HEADER: linkkeys.sign(half_of_node_2, "POST", "/connect", raw)}
     status, document, _ = call(service, "/connect", raw, headers=headers)
@@ -374,7 +374,7 @@ def test_a_token_holder_cannot_claim_a_linked_node_over_the_other_family(service
     from wgmesh_common import established, join, linkkeys, netlink
 
     monkeypatch.setattr(netlink, "underlay_addresses", lambda: {4: PUBLIC_LOCAL, 6: "2001:db8::2"})
-    monkeypatch.setattr(join, "_install", lambda node, link, private_key, psk: None)
+    monkeypatch.setattr(join, "_install", lambda node, reservation, link, private_key, psk: None)
     established.mark(node.paths, "wgm2")  # node 2's IPv4 link has carried traffic
     status, document, _ = call(service, "/connect", connect_body(token, family=6))
     assert status == 409 and "wgm2" in document["error"], document
@@ -397,7 +397,7 @@ def test_a_half_that_never_completed_a_handshake_is_replaced_without_proof(servi
 
     replaced = []
     monkeypatch.setattr(join, "remove_local", lambda node, name: replaced.append(name) or linkfile.delete(node.paths, name))
-    monkeypatch.setattr(join, "_install", lambda node, link, private_key, psk: None)
+    monkeypatch.setattr(join, "_install", lambda node, reservation, link, private_key, psk: None)
     status, document, _ = call(service, "/connect", connect_body(token))
     assert status == 200, document
     assert replaced == ["wgm2"]

@@ -166,7 +166,7 @@ def test_check_compatible(node):
 def test_a_crossing_join_lower_id_waits_and_serves(node):
     """Node 0 is connecting to node 2 (a client reservation) while node 2
     connects here: the lower ID (0) serves once its own attempt is gone."""
-    node.allocator.reserve(2, "client", 4)
+    ours = node.allocator.reserve(2, "client", 4)
     result = {}
 
     def serve():
@@ -176,7 +176,7 @@ def test_a_crossing_join_lower_id_waits_and_serves(node):
     thread.start()
     time.sleep(0.3)
     assert thread.is_alive()  # still waiting for our own attempt to end
-    node.allocator.release("wgm2")
+    node.allocator.release(ours)
     thread.join(5)
     reservation = result["reservation"]
     assert reservation.role == "server" and reservation.name == "wgm2" and reservation.offset == 4

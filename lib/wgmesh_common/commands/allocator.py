@@ -40,7 +40,7 @@ def reserve(peer_id: int, role: str, family: str, as_json: bool) -> None:
 @click.argument("name")
 def release(name: str) -> None:
     """Drop the reservation NAME."""
-    if not load_node().allocator.release(name):
+    if not load_node().allocator.discard(name):
         raise WgmeshError(f"no reservation named {name!r}")
 
 
