@@ -448,13 +448,18 @@ def connect(node: Node, url: str, token: str | None, family: int | None = None, 
     if errors:
         raise ConnectIncomplete("; ".join(errors), made) if made else WgmeshError("; ".join(errors))
     if not made:
-        raise WgmeshError(f"this node already has every link to node {peer_id}")
+        raise AlreadyLinked(f"this node already has every link to node {peer_id}")
     return made
 
 
 # How long a connect waits for another join of the same link to end: that
 # join's two requests at most.
 BUSY_WAIT = joinclient.TIMEOUT + joinclient.CONNECT_TIMEOUT
+
+
+class AlreadyLinked(WgmeshError):
+    """Every family asked for has its link, made and running: nothing to do
+    (a connect is told so, and has succeeded)."""
 
 
 class ConnectIncomplete(WgmeshError):

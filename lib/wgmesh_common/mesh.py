@@ -200,6 +200,8 @@ def _link_with(node: Node, peer_id: int, url: str,
     for family in families or [None]:
         try:
             made += join.connect(node, url, None, family=family)
+        except join.AlreadyLinked:
+            continue
         except join.ConnectIncomplete as error:
             made += error.made
             problems.append(_over(family, str(error)))

@@ -57,6 +57,10 @@ def connect_command(url: str, token: str | None, token_file: str | None, link_ty
         raise WgmeshError(f"unknown link type {link_type!r} (known: {', '.join(linkfile.LINK_TYPES)})")
     try:
         made = join.connect(node, url, token, int(transport) if transport else None, link_type, port)
+    except join.AlreadyLinked as done:
+        # Connect asks for an end state, and it holds already.
+        click.echo(str(done))
+        return
     except join.ConnectIncomplete as error:
         _report(error.made)
         raise
