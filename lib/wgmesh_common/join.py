@@ -141,7 +141,7 @@ def _live_endpoints(node: Node, links: list[Link]) -> set[str]:
     now = time.time()
     found = set()
     for link in links:
-        device = linkops.device_status(node.config, link.name)
+        device = linkops.device_status(node.paths, node.config, link.name)
         for peer in device.peers if device else []:
             if peer.endpoint and now - peer.last_handshake < status.HANDSHAKE_FRESH:
                 found.add(linkfile.parse_endpoint(peer.endpoint)[0])
@@ -153,7 +153,7 @@ def current_endpoint_hosts(node: Node, link: Link) -> set[str]:
     WireGuard packets come from, and the one this side dials."""
     from . import linkops
 
-    device = linkops.device_status(node.config, link.name)
+    device = linkops.device_status(node.paths, node.config, link.name)
     endpoints = [peer.endpoint for peer in (device.peers if device else []) if peer.endpoint]
     if link.endpoint:
         endpoints.append(link.endpoint)
@@ -212,7 +212,7 @@ def has_carried_traffic(node: Node, link: Link) -> bool:
         return True
     from . import linkops
 
-    device = linkops.device_status(node.config, link.name)
+    device = linkops.device_status(node.paths, node.config, link.name)
     return any(peer.last_handshake > 0 for peer in (device.peers if device else []))
 
 
