@@ -92,8 +92,8 @@ class Supervisor(Protocol):
         restart (a rekey, a new endpoint), or start it if it is down."""
 
     def links_changed(self) -> None:
-        """The set of link files changed: bring bird in line (one
-        cost-writer run however many links a burst of changes touched)."""
+        """The set of link files changed: bring bird in line, in this
+        process (routing.apply: the published costs, no Python start-up)."""
 
     def start_mesh_pass(self) -> bool:
         """Start a mesh pass in the background (`wgmesh mesh`); False when
@@ -221,10 +221,11 @@ class SystemdSupervisor:
         self._systemctl("reload-or-restart", f"wgmesh-link@{name}.service")
 
     def links_changed(self) -> None:
-        # The only trigger of a cost-writer run for a link change (the path
-        # unit watches the prober's rounds only): --no-block merges a burst
-        # of changes into the one start job still queued.
-        self._systemctl("start", "--no-block", "wgmesh-cost-writer.service")
+        # In this process, as the direct supervisor does: starting
+        # wgmesh-cost-writer.service for it cost a Python start-up per link
+        # (and the path unit watching /etc/wgmesh/links ran it again). The
+        # costs are the published ones; the next probe round re-costs.
+        routing.apply(self.paths, self.config)
 
     def start_mesh_pass(self) -> bool:
         state = self._unit_state("wgmesh-mesh.service")
