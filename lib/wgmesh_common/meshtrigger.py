@@ -5,44 +5,70 @@ node appear; a mesh pass started then links it within seconds, instead of
 at the next tick of wgmesh-mesh.timer (kept as a safety net). Nodes join in
 bursts (a whole mesh connecting to one node), and each appearance arrives
 as several route events: the trigger waits HOLD seconds after the first
-new node it sees, so one pass covers the burst. A node that leaves the
-routes is forgotten, so its return starts a pass too (one with nothing to
-do exits in a moment).
+new node it sees, so one pass covers the burst. A pass that fails (most
+often: this node has the new node's route a moment before the new node has
+this one's, so the join cannot be answered yet) is tried again after a
+backoff, so a failure costs seconds, not the timer's interval. A node that
+leaves the routes is forgotten, so its return starts a pass too (one with
+nothing to do exits in a moment).
 
 Side of the join split: privileged (wgmesh-vxlan-sync, which starts the
 pass through its supervisor).
 """
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 HOLD = 1.0  # seconds from the first new node to the pass
 RETRY = 2.0  # seconds before asking again while a pass is running
+CHECK = 1.0  # seconds between looks at whether a started pass has finished
+MAX_BACKOFF = 30.0  # the longest wait before trying a failed pass again (the timer's interval)
 
 
 @dataclass(frozen=True)
 class MeshTrigger:
     covered: frozenset[int] = frozenset()  # nodes a started pass has seen
     due: float | None = None  # when to start a pass for the nodes not covered
+    handed: frozenset[int] | None = None  # the nodes of the pass started and not yet finished
+    check: float | None = None  # when to look whether that pass has finished
+    failures: int = 0  # passes failed in a row
 
     def seen(self, routed: frozenset[int], now: float) -> "MeshTrigger":
         """The nodes in the routes now."""
         covered = self.covered & routed
         if not routed - covered:
-            return MeshTrigger(covered, None)
-        return MeshTrigger(covered, self.due if self.due is not None else now + HOLD)
+            return replace(self, covered=covered, due=None)
+        return replace(self, covered=covered, due=self.due if self.due is not None else now + HOLD)
 
     def is_due(self, now: float) -> bool:
         return self.due is not None and now >= self.due
 
-    def started(self, routed: frozenset[int]) -> "MeshTrigger":
+    def started(self, routed: frozenset[int], now: float) -> "MeshTrigger":
         """A pass was started while routed were the nodes in the routes."""
-        return MeshTrigger(self.covered | routed, None)
+        return replace(self, covered=self.covered | routed, due=None, handed=routed, check=now + CHECK)
 
     def busy(self, now: float) -> "MeshTrigger":
         """A pass was running already: it may have read the routes before
         the new nodes came, so ask again a little later."""
-        return MeshTrigger(self.covered, now + RETRY)
+        return replace(self, due=now + RETRY)
+
+    def check_due(self, now: float) -> bool:
+        return self.handed is not None and self.check is not None and now >= self.check
+
+    def finished(self, succeeded: bool | None, now: float) -> "MeshTrigger":
+        """What became of the pass started: None (still queued or running),
+        True, or False (its nodes are not covered after all: tried again
+        after a backoff that doubles up to MAX_BACKOFF)."""
+        if succeeded is None:
+            return replace(self, check=now + CHECK)
+        if succeeded:
+            return replace(self, handed=None, check=None, failures=0)
+        failures = self.failures + 1
+        backoff = min(RETRY * 2 ** (failures - 1), MAX_BACKOFF)
+        return replace(self, covered=self.covered - (self.handed or frozenset()), handed=None, check=None,
+                       failures=failures, due=now + backoff)
 
     def wait(self, now: float, longest: float) -> float:
-        """How long the event loop may sleep before the trigger is due."""
-        return longest if self.due is None else max(0.0, min(longest, self.due - now))
+        """How long the event loop may sleep before the trigger needs it."""
+        moments = [moment for moment in (self.due, self.check if self.handed is not None else None)
+                   if moment is not None]
+        return max(0.0, min([longest] + [moment - now for moment in moments]))

@@ -100,6 +100,10 @@ class Supervisor(Protocol):
         one is running already (its view of the routes may predate what the
         caller saw, so the caller asks again once it has finished)."""
 
+    def mesh_pass_succeeded(self) -> bool | None:
+        """Whether the last mesh pass linked every node it should have;
+        None while one is queued or running."""
+
     def start_node(self) -> None:
         """Bring the whole node up: addresses, links, bird, join API, overlay."""
 
@@ -131,6 +135,9 @@ class DirectSupervisor:
         # scheduler), and the tests that run nodes this way rely on no link
         # being made behind their back. Nothing to start.
         return True
+
+    def mesh_pass_succeeded(self) -> bool | None:
+        return True  # none was started
 
     def _start_routing(self) -> None:
         routing.apply(self.paths, self.config)
@@ -236,10 +243,16 @@ class SystemdSupervisor:
         self._systemctl("start", "--no-block", "wgmesh-mesh.service")
         return True
 
+    def mesh_pass_succeeded(self) -> bool | None:
+        state = self._unit_state("wgmesh-mesh.service")
+        if state.get("Job") or state.get("ActiveState") in ("activating", "deactivating"):
+            return None
+        return state.get("Result") == "success"
+
     @staticmethod
     def _unit_state(unit: str) -> dict[str, str]:
         try:
-            result = subprocess.run(["systemctl", "show", "--property=LoadState,ActiveState", unit],
+            result = subprocess.run(["systemctl", "show", "--property=LoadState,ActiveState,Result,Job", unit],
                                     capture_output=True, text=True, timeout=30)
         except (OSError, subprocess.TimeoutExpired) as error:
             raise WgmeshError(f"systemctl show {unit} failed: {error}") from None

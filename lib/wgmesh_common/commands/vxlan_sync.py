@@ -107,15 +107,18 @@ def main(once: bool, remove: bool) -> None:
 
 def _maybe_start_pass(node, trigger: MeshTrigger, routed: frozenset[int]) -> MeshTrigger:
     now = time.monotonic()
-    if not trigger.is_due(now):
-        return trigger
     try:
-        started = node.supervisor.start_mesh_pass()
+        if trigger.check_due(now):
+            trigger = trigger.finished(node.supervisor.mesh_pass_succeeded(), now)
+            if trigger.failures and trigger.handed is None and trigger.due is not None:
+                log.info(f"the mesh pass failed; another in {trigger.due - now:.0f} s")
+        if not trigger.is_due(now):
+            return trigger
+        if not node.supervisor.start_mesh_pass():
+            return trigger.busy(now)
     except WgmeshError as error:
         log.warning(f"could not start a mesh pass for a new node: {error}")
         return trigger.busy(now)
-    if not started:
-        return trigger.busy(now)
     log.event("mesh-pass-started", f"new nodes in the routes: started a mesh pass ({len(routed)} nodes routed)",
               nodes=len(routed))
-    return trigger.started(routed)
+    return trigger.started(routed, now)
