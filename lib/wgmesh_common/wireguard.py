@@ -25,8 +25,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Protocol, runtime_checkable
 
+from . import netlink
 from .errors import WgmeshError
 from .keys import from_hex, to_hex
+from .process import read_pid
 from .tomlio import write_atomic
 
 
@@ -192,15 +194,13 @@ class UserspaceBackend:
         self.binary = binary
 
     def create(self, ifname: str, pid_file: Path, log_path: Path) -> None:
-        from . import netlink
-        from .process import read_pid
-
         if read_pid(pid_file) and netlink.interface_exists(ifname):
             return
         if netlink.interface_exists(ifname):
             netlink.delete_interface(ifname)
+        for directory in {pid_file.parent, log_path.parent}:
+            directory.mkdir(parents=True, exist_ok=True)
         process = self._start(ifname, log_path)
-        pid_file.parent.mkdir(parents=True, exist_ok=True)
         write_atomic(pid_file, f"{process.pid}\n".encode())
 
     def _start(self, ifname: str, log_path: Path) -> subprocess.Popen:
@@ -229,8 +229,6 @@ class UserspaceBackend:
         is systemd's own child and main process), while a detached helper
         waits for its control socket, configures it and reports READY; if
         that fails the helper stops the daemon and the start fails."""
-        from . import netlink
-
         if netlink.interface_exists(ifname):
             netlink.delete_interface(ifname)
         main_pid = os.getpid()
@@ -332,8 +330,6 @@ class KernelBackend:
     @staticmethod
     def _add(ifname: str) -> None:
         from pyroute2.netlink.exceptions import NetlinkError
-
-        from . import netlink
 
         with netlink.handle() as ipr:
             try:
