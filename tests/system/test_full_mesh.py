@@ -177,8 +177,9 @@ def test_a_new_node_in_the_routes_starts_a_mesh_pass_without_the_timer(mesh_lab)
     started = nodes[2].run(["journalctl", "--no-pager", "-o", "cat", "-u", "wgmesh-vxlan-sync.service",
                             "WGMESH_EVENT=mesh-pass-started"]).stdout
     assert "started a mesh pass" in started
-    ran = nodes[2].run(["journalctl", "--no-pager", "-o", "cat", "-u", "wgmesh-mesh.service"]).stdout
-    assert "linked with node 2" in ran, ran
+    # The pass that made the link (the files are there before it reports).
+    assert wait_until(lambda: "linked with node 2" in nodes[2].run(
+        ["journalctl", "--no-pager", "-o", "cat", "-u", "wgmesh-mesh.service"]).stdout, 15)
     wait_for_mesh(nodes, (4,), timeout=30)
 
 
