@@ -31,20 +31,29 @@ class MeshTrigger:
     handed: frozenset[int] | None = None  # the nodes of the pass started and not yet finished
     check: float | None = None  # when to look whether that pass has finished
     failures: int = 0  # passes failed in a row
+    retrying: frozenset[int] = frozenset()  # the nodes of a failed pass, waiting out its backoff
 
     def seen(self, routed: frozenset[int], now: float) -> "MeshTrigger":
-        """The nodes in the routes now."""
+        """The nodes in the routes now. A node never handed to a pass is
+        due HOLD seconds after it appears, even during a failed pass's
+        backoff (the backoff is for the nodes that failed)."""
         covered = self.covered & routed
-        if not routed - covered:
-            return replace(self, covered=covered, due=None)
-        return replace(self, covered=covered, due=self.due if self.due is not None else now + HOLD)
+        retrying = self.retrying & routed
+        pending = routed - covered
+        if not pending:
+            return replace(self, covered=covered, retrying=retrying, due=None)
+        due = self.due if self.due is not None else now + HOLD
+        if pending - retrying:
+            due = min(due, now + HOLD)
+        return replace(self, covered=covered, retrying=retrying, due=due)
 
     def is_due(self, now: float) -> bool:
         return self.due is not None and now >= self.due
 
     def started(self, routed: frozenset[int], now: float) -> "MeshTrigger":
         """A pass was started while routed were the nodes in the routes."""
-        return replace(self, covered=self.covered | routed, due=None, handed=routed, check=now + CHECK)
+        return replace(self, covered=self.covered | routed, due=None, handed=routed, check=now + CHECK,
+                       retrying=frozenset())
 
     def busy(self, now: float) -> "MeshTrigger":
         """A pass was running already: it may have read the routes before
@@ -64,7 +73,8 @@ class MeshTrigger:
             return replace(self, handed=None, check=None, failures=0)
         failures = self.failures + 1
         backoff = min(RETRY * 2 ** (failures - 1), MAX_BACKOFF)
-        return replace(self, covered=self.covered - (self.handed or frozenset()), handed=None, check=None,
+        failed = self.handed or frozenset()
+        return replace(self, covered=self.covered - failed, retrying=failed, handed=None, check=None,
                        failures=failures, due=now + backoff)
 
     def wait(self, now: float, longest: float) -> float:

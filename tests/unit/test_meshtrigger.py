@@ -66,3 +66,15 @@ def test_the_loop_sleeps_no_longer_than_until_the_trigger_needs_it():
     assert trigger.wait(10.0, 30.0) == HOLD
     assert trigger.wait(10.0 + 5 * HOLD, 30.0) == 0.0
     assert trigger.started(frozenset({2}), 11.0).wait(11.0, 30.0) == CHECK
+
+
+def test_a_new_node_during_a_failed_pass_backoff_is_not_kept_waiting_by_it():
+    trigger = MeshTrigger(failures=3).seen(frozenset({2}), 0.0).started(frozenset({2}), 1.0)
+    trigger = trigger.finished(False, 2.0)  # 4th failure in a row: a long backoff for node 2
+    assert trigger.due - 2.0 == 8 * RETRY
+    trigger = trigger.seen(frozenset({2}), 2.5)
+    assert not trigger.is_due(2.5 + HOLD)  # node 2 alone waits its backoff out
+    trigger = trigger.seen(frozenset({2, 6}), 3.0)  # a node never tried before
+    assert trigger.is_due(3.0 + HOLD)
+    trigger = trigger.started(frozenset({2, 6}), 3.0 + HOLD)  # one pass for both
+    assert not trigger.seen(frozenset({2, 6}), 5.0).is_due(1e9)
