@@ -7,8 +7,10 @@ bursts (a whole mesh connecting to one node), and each appearance arrives
 as several route events: the trigger waits HOLD seconds after the first
 new node it sees, so one pass covers the burst. A pass that fails (most
 often: this node has the new node's route a moment before the new node has
-this one's, so the join cannot be answered yet) is tried again after a
-backoff, so a failure costs seconds, not the timer's interval. A node that
+this one's, or a join under load ran out of time) is tried again after a
+backoff that grows by RETRY per failure up to MAX_BACKOFF, so a failure
+costs seconds, not the timer's interval, and a peer that stays down costs
+a pass every MAX_BACKOFF seconds (the mesh timer used to run one every 5 s). A node that
 leaves the routes is forgotten, so its return starts a pass too (one with
 nothing to do exits in a moment).
 
@@ -21,7 +23,7 @@ from dataclasses import dataclass, replace
 HOLD = 1.0  # seconds from the first new node to the pass
 RETRY = 2.0  # seconds before asking again while a pass is running
 CHECK = 1.0  # seconds between looks at whether a started pass has finished
-MAX_BACKOFF = 30.0  # the longest wait before trying a failed pass again (the timer's interval)
+MAX_BACKOFF = 10.0  # the longest wait before trying a failed pass again
 
 
 @dataclass(frozen=True)
@@ -66,13 +68,13 @@ class MeshTrigger:
     def finished(self, succeeded: bool | None, now: float) -> "MeshTrigger":
         """What became of the pass started: None (still queued or running),
         True, or False (its nodes are not covered after all: tried again
-        after a backoff that doubles up to MAX_BACKOFF)."""
+        after a backoff that grows by RETRY per failure up to MAX_BACKOFF)."""
         if succeeded is None:
             return replace(self, check=now + CHECK)
         if succeeded:
             return replace(self, handed=None, check=None, failures=0)
         failures = self.failures + 1
-        backoff = min(RETRY * 2 ** (failures - 1), MAX_BACKOFF)
+        backoff = min(RETRY * failures, MAX_BACKOFF)
         failed = self.handed or frozenset()
         return replace(self, covered=self.covered - failed, retrying=failed, handed=None, check=None,
                        failures=failures, due=now + backoff)

@@ -30,7 +30,7 @@ def test_a_running_pass_defers_the_start_and_the_new_nodes_stay_pending():
     assert trigger.is_due(HOLD + RETRY)
 
 
-def test_a_failed_pass_is_tried_again_with_a_doubling_backoff_and_a_success_resets_it():
+def test_a_failed_pass_is_tried_again_with_a_growing_backoff_and_a_success_resets_it():
     trigger = MeshTrigger().seen(frozenset({2}), 0.0).started(frozenset({2}), 1.0)
     assert not trigger.check_due(1.0 + CHECK / 2) and trigger.check_due(1.0 + CHECK)
     trigger = trigger.finished(None, 2.0)  # still running: look again later
@@ -43,7 +43,7 @@ def test_a_failed_pass_is_tried_again_with_a_doubling_backoff_and_a_success_rese
         now = trigger.due
         assert trigger.is_due(now)
         trigger = trigger.started(frozenset({2}), now)
-    assert waits == [RETRY, 2 * RETRY, 4 * RETRY, 8 * RETRY, MAX_BACKOFF, MAX_BACKOFF]
+    assert waits == [RETRY, 2 * RETRY, 3 * RETRY, 4 * RETRY, MAX_BACKOFF, MAX_BACKOFF] and MAX_BACKOFF == 5 * RETRY
     trigger = trigger.finished(True, now)
     assert trigger.failures == 0 and not trigger.seen(frozenset({2}), now).is_due(1e9)
 
@@ -71,7 +71,7 @@ def test_the_loop_sleeps_no_longer_than_until_the_trigger_needs_it():
 def test_a_new_node_during_a_failed_pass_backoff_is_not_kept_waiting_by_it():
     trigger = MeshTrigger(failures=3).seen(frozenset({2}), 0.0).started(frozenset({2}), 1.0)
     trigger = trigger.finished(False, 2.0)  # 4th failure in a row: a long backoff for node 2
-    assert trigger.due - 2.0 == 8 * RETRY
+    assert trigger.due - 2.0 == 4 * RETRY
     trigger = trigger.seen(frozenset({2}), 2.5)
     assert not trigger.is_due(2.5 + HOLD)  # node 2 alone waits its backoff out
     trigger = trigger.seen(frozenset({2, 6}), 3.0)  # a node never tried before
