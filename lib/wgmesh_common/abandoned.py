@@ -55,7 +55,7 @@ def _halves_to_check(node: Node, now: float, bound: float) -> list[Half]:
             continue  # removed meanwhile
         if now - written <= bound or established.is_established(node.paths, link.name):
             continue
-        device = linkops.device_status(node.config, link.name)
+        device = linkops.device_status(node.paths, node.config, link.name)
         handshake = max((peer.last_handshake for peer in (device.peers if device else [])), default=0.0)
         halves.append(Half(link.name, link.peer_id, written, handshake, False))
     return halves

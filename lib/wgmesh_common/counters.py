@@ -2,7 +2,7 @@
 reconfigurations and published cost changes since the node booted.
 
 Written only under the routing lock, by whoever reconfigures bird
-(routing._write_and_configure: the cost-writer, and the commands that add
+(routing.configure_bird: the cost-writer, and the commands that add
 or remove links) and by the cost pass for cost changes; every one of them
 can already write /run/wgmesh (it holds bird.conf). It lives under /run on
 purpose: bird, the cost states and the penalties all start afresh at boot,

@@ -170,7 +170,7 @@ def _live_endpoints(node: Node, links: list[Link]) -> set[str]:
     now = time.time()
     found = set()
     for link in links:
-        device = linkops.device_status(node.config, link.name)
+        device = linkops.device_status(node.paths, node.config, link.name)
         for peer in device.peers if device else []:
             if peer.endpoint and now - peer.last_handshake < status.HANDSHAKE_FRESH:
                 found.add(linkfile.parse_endpoint(peer.endpoint)[0])
@@ -180,7 +180,7 @@ def _live_endpoints(node: Node, links: list[Link]) -> set[str]:
 def current_endpoint_hosts(node: Node, link: Link) -> set[str]:
     """Where the link's peer is on the underlay now: the endpoint its
     WireGuard packets come from, and the one this side dials."""
-    device = linkops.device_status(node.config, link.name)
+    device = linkops.device_status(node.paths, node.config, link.name)
     endpoints = [peer.endpoint for peer in (device.peers if device else []) if peer.endpoint]
     if link.endpoint:
         endpoints.append(link.endpoint)
@@ -233,7 +233,7 @@ def has_carried_traffic(node: Node, link: Link) -> bool:
     or ever (the prober saw an answer over it; that survives restarts)."""
     if established.is_established(node.paths, link.name):
         return True
-    device = linkops.device_status(node.config, link.name)
+    device = linkops.device_status(node.paths, node.config, link.name)
     return any(peer.last_handshake > 0 for peer in (device.peers if device else []))
 
 

@@ -2,8 +2,6 @@
 remove it. Idempotent both ways, so a retry finishes a half-done job."""
 
 import ipaddress
-import os
-import signal
 
 from . import linkfile, log, netlink
 from .addressing import LINK_PREFIX4, LINK_PREFIX6, link_local6
@@ -11,9 +9,8 @@ from .config import NodeConfig
 from .errors import WgmeshError
 from .linkfile import Link
 from .paths import Paths
-from .process import read_pid, stop_daemon
-from .tomlio import write_atomic
-from .wireguard import DeviceSettings, UserspaceBackend, choose_backend
+from .process import stop_daemon
+from .wireguard import Backend, DeviceSettings, choose_backend
 
 
 def interface_addresses(link: Link) -> list[str]:
@@ -54,62 +51,34 @@ def _configure(paths: Paths, backend, link: Link, private_key: str, psk: str) ->
     log.event("link-up", f"link {link.name} to node {link.peer_id} is up", link=link.name, peer=link.peer_id)
 
 
+def backend_of(paths: Paths, config: NodeConfig) -> Backend:
+    return choose_backend(config.backend, paths.wireguard_socket_dir)
+
+
 def bring_up(paths: Paths, config: NodeConfig, name: str) -> None:
     """Create and configure the link's interface, without a service manager:
     wireguard-go (if used) is left running in its own session, with a pid file."""
     link, private_key, psk = _load(paths, name)
-    backend = choose_backend(config.backend)
-    if isinstance(backend, UserspaceBackend):
-        paths.pid_dir.mkdir(parents=True, exist_ok=True)
-        pid_file = paths.pid_file(f"wg-{name}")
-        if not (read_pid(pid_file) and netlink.interface_exists(name)):
-            if netlink.interface_exists(name):
-                netlink.delete_interface(name)
-            process = backend.start(name, log_path=paths.run_dir / f"wg-{name}.log", detach=True)
-            write_atomic(pid_file, f"{process.pid}\n".encode())
-    else:
-        backend.start(name)
-    _configure(paths, backend, link, private_key, psk)
+    backend = backend_of(paths, config)
+    with netlink.session():
+        backend.create(name, paths.pid_file(f"wg-{name}"), paths.run_dir / f"wg-{name}.log")
+        _configure(paths, backend, link, private_key, psk)
 
 
 def bring_up_supervised(paths: Paths, config: NodeConfig, name: str, notify) -> None:
-    """Bring the link up as the main process of wgmesh-link@NAME.service.
-
-    Kernel module: configure, report READY, return (the unit remains active).
-    wireguard-go: this process becomes wireguard-go (exec, same PID, so the
-    daemon is systemd's own child and main process), while a detached helper
-    waits for its control socket, configures it and reports READY; if that
-    fails the helper stops the daemon and the start fails."""
+    """Bring the link up as the main process of wgmesh-link@NAME.service
+    (the backend decides whether that process stays, see Backend)."""
     link, private_key, psk = _load(paths, name)
-    backend = choose_backend(config.backend)
-    if not isinstance(backend, UserspaceBackend):
-        backend.start(name)
-        _configure(paths, backend, link, private_key, psk)
-        notify("READY=1")
-        return
-    if netlink.interface_exists(name):
-        netlink.delete_interface(name)
-    main_pid = os.getpid()
-    helper = os.fork()
-    if helper == 0:
-        # Fork again so the configuring process is not wireguard-go's child
-        # (it would never be reaped); it is adopted by the service manager.
-        if os.fork() != 0:
-            os._exit(0)
+
+    def configure() -> None:
         try:
-            backend.wait_ready(name)
             _configure(paths, backend, link, private_key, psk)
-            notify("READY=1")
-            os._exit(0)
-        except BaseException as error:  # noqa: BLE001 - report, stop the daemon, fail the start
+        except BaseException as error:
             log.error(f"link {name} could not be configured: {error}", link=name)
-            notify(f"STATUS=configuring {name} failed: {error}")
-            try:
-                os.kill(main_pid, signal.SIGTERM)
-            finally:
-                os._exit(1)
-    os.waitpid(helper, 0)
-    backend.exec_foreground(name)
+            raise
+
+    backend = backend_of(paths, config)
+    backend.run_supervised(name, configure, notify)
 
 
 def reload(paths: Paths, config: NodeConfig, name: str) -> None:
@@ -119,7 +88,7 @@ def reload(paths: Paths, config: NodeConfig, name: str) -> None:
     if not netlink.interface_exists(name):
         raise WgmeshError(f"link {name} is not up, so there is nothing to reload (start it: wgmesh up)")
     link, private_key, psk = _load(paths, name)
-    backend = choose_backend(config.backend)
+    backend = backend_of(paths, config)
     backend.update(name, device_settings(link, private_key, psk))
     netlink.configure_interface(name, link.mtu, interface_addresses(link))
     log.event("link-reloaded", f"link {name} to node {link.peer_id} reloaded from its file",
@@ -138,8 +107,8 @@ def take_down(paths: Paths, name: str) -> bool:
     return existed
 
 
-def device_status(config: NodeConfig, name: str):
+def device_status(paths: Paths, config: NodeConfig, name: str):
     try:
-        return choose_backend(config.backend).status(name)
+        return backend_of(paths, config).status(name)
     except (WgmeshError, OSError):
         return None

@@ -3,6 +3,11 @@
 The only module that talks rtnetlink; everything here is idempotent, so the
 link-maker can be re-run over a half-made interface and finish the job.
 
+Every call opens its own socket, unless it runs inside session(): then the
+calls of that thread share one (a mesh pass, a vxlan-sync round or a link's
+bring-up make dozens of calls, and each socket is a bind and pyroute2's
+set-up).
+
 pyroute2 is imported in the functions that use it: it is the slowest import
 of all (a few hundred milliseconds), and many callers of this module never
 reach netlink (a `--help`, a dry run, a unit test of the core).
@@ -11,6 +16,7 @@ reach netlink (a `--help`, a dry run, a unit test of the core).
 import errno
 import ipaddress
 import socket
+import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -22,8 +28,35 @@ IFA_F_NODAD = 0x02
 RT_SCOPE_UNIVERSE = 0
 
 
+# Per thread: pyroute2's IPRoute is not made for two threads at once (the
+# join helper serves requests in threads).
+_shared = threading.local()
+
+
 @contextmanager
-def _ipr() -> Iterator:
+def session() -> Iterator[None]:
+    """Share one rtnetlink socket among every call of this thread inside;
+    nested sessions use the outer one."""
+    if getattr(_shared, "ipr", None) is not None:
+        yield
+        return
+    from pyroute2 import IPRoute
+
+    _shared.ipr = IPRoute()
+    try:
+        yield
+    finally:
+        ipr, _shared.ipr = _shared.ipr, None
+        ipr.close()
+
+
+@contextmanager
+def handle() -> Iterator:
+    """The session's socket, or one of this call's own."""
+    shared = getattr(_shared, "ipr", None)
+    if shared is not None:
+        yield shared
+        return
     from pyroute2 import IPRoute
 
     ipr = IPRoute()
@@ -33,18 +66,19 @@ def _ipr() -> Iterator:
         ipr.close()
 
 
+
 def _index(ipr, ifname: str) -> int | None:
     found = ipr.link_lookup(ifname=ifname)
     return found[0] if found else None
 
 
 def interface_exists(ifname: str) -> bool:
-    with _ipr() as ipr:
+    with handle() as ipr:
         return _index(ipr, ifname) is not None
 
 
 def interface_is_up(ifname: str) -> bool:
-    with _ipr() as ipr:
+    with handle() as ipr:
         index = _index(ipr, ifname)
         if index is None:
             return False
@@ -69,7 +103,7 @@ def _add_address(ipr, index: int, cidr: str) -> None:
 
 def addresses_of(ifname: str) -> list[str]:
     """The interface's addresses as CIDR strings."""
-    with _ipr() as ipr:
+    with handle() as ipr:
         index = _index(ipr, ifname)
         if index is None:
             return []
@@ -77,7 +111,7 @@ def addresses_of(ifname: str) -> list[str]:
 
 
 def ensure_addresses(ifname: str, cidrs: list[str]) -> None:
-    with _ipr() as ipr:
+    with handle() as ipr:
         index = _index(ipr, ifname)
         if index is None:
             raise WgmeshError(f"interface {ifname} does not exist")
@@ -89,7 +123,7 @@ def ensure_addresses(ifname: str, cidrs: list[str]) -> None:
 def remove_addresses(ifname: str, cidrs: list[str]) -> None:
     from pyroute2.netlink.exceptions import NetlinkError
 
-    with _ipr() as ipr:
+    with handle() as ipr:
         index = _index(ipr, ifname)
         if index is None:
             return
@@ -163,7 +197,7 @@ def enable_forwarding() -> None:
 def configure_interface(ifname: str, mtu: int, cidrs: list[str]) -> None:
     disable_ipv6_autoconf(ifname)
     loose_reverse_path(ifname)
-    with _ipr() as ipr:
+    with handle() as ipr:
         index = _index(ipr, ifname)
         if index is None:
             raise WgmeshError(f"interface {ifname} does not exist")
@@ -176,7 +210,7 @@ def configure_interface(ifname: str, mtu: int, cidrs: list[str]) -> None:
 def delete_interface(ifname: str) -> bool:
     from pyroute2.netlink.exceptions import NetlinkError
 
-    with _ipr() as ipr:
+    with handle() as ipr:
         index = _index(ipr, ifname)
         if index is None:
             return False
@@ -199,7 +233,7 @@ class Route:
 def routes(family: int, table: int) -> list[Route]:
     """The unicast routes of one table."""
     result = []
-    with _ipr() as ipr:
+    with handle() as ipr:
         names = {link["index"]: link.get_attr("IFLA_IFNAME") for link in ipr.get_links()}
         af = socket.AF_INET if family == 4 else socket.AF_INET6
         for route in ipr.get_routes(family=af, table=table):
@@ -241,7 +275,7 @@ def ensure_rules() -> None:
     has no route for fall through to the next rules."""
     from pyroute2.netlink.exceptions import NetlinkError
 
-    with _ipr() as ipr:
+    with handle() as ipr:
         for af in (socket.AF_INET, socket.AF_INET6):
             if _mesh_rules(ipr, af):
                 continue
@@ -256,7 +290,7 @@ def ensure_rules() -> None:
 def remove_rules() -> None:
     from pyroute2.netlink.exceptions import NetlinkError
 
-    with _ipr() as ipr:
+    with handle() as ipr:
         for af in (socket.AF_INET, socket.AF_INET6):
             for _ in _mesh_rules(ipr, af):
                 try:
@@ -269,7 +303,7 @@ def mesh_table() -> int:
     """The table bird writes to and the mesh's routes are read from: the
     mesh's own once its rules are there (an upgrade or a rule flush must
     not leave routes where nothing looks them up), `main` until then."""
-    with _ipr() as ipr:
+    with handle() as ipr:
         return MESH_TABLE if _mesh_rules(ipr, socket.AF_INET) else MAIN_TABLE
 
 
@@ -281,7 +315,7 @@ def route_interface(address: str) -> str | None:
     """The interface the kernel would send a packet to address out of."""
     from pyroute2.netlink.exceptions import NetlinkError
 
-    with _ipr() as ipr:
+    with handle() as ipr:
         try:
             answer = ipr.route("get", dst=address)
         except NetlinkError:
@@ -299,7 +333,7 @@ def underlay_addresses() -> dict[int, str]:
     """This node's own public addresses: a global address on the interface of
     each family's default route. Learned locally; nothing is asked of anyone."""
     found: dict[int, str] = {}
-    with _ipr() as ipr:
+    with handle() as ipr:
         for family, af in ((4, socket.AF_INET), (6, socket.AF_INET6)):
             for route in ipr.get_routes(family=af, table=254):
                 if route["dst_len"] != 0 or route["type"] != 1:

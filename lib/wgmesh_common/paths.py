@@ -79,6 +79,9 @@ class Paths:
 
     @property
     def wireguard_socket_dir(self) -> Path:
+        """wireguard-go's control sockets (IFNAME.sock). wireguard-go itself
+        always uses /var/run/wireguard, which is this directory under the
+        root /; another WGMESH_ROOT only serves tests with a fake daemon."""
         return self.root / "run/wireguard"
 
     def link_file(self, name: str) -> Path:

@@ -5,7 +5,8 @@ probe window (quality.decide), remember the decisions, render, write only
 when the text changed, and ask bird to reconfigure. apply() renders with
 the costs last published, for the commands that add or remove links. OSPF
 applies cost changes in place on `configure`, so neither ever resets an
-adjacency.
+adjacency. Both end in configure_bird, the one function that reconfigures
+bird.
 """
 
 import ipaddress
@@ -91,7 +92,7 @@ def _apply(paths: Paths, config: NodeConfig, interfaces: list[bird.OspfInterface
         for problem in problems:
             log.warning(f"skipping a link file: {problem}")
         interfaces = base_interfaces(config, links, known_costs(paths, config, links), forwarding.forwards(paths))
-    return _write_and_configure(paths, config, interfaces)
+    return configure_bird(paths, config, interfaces)
 
 
 def known_costs(paths: Paths, config: NodeConfig, links: list[linkfile.Link]) -> dict[str, int]:
@@ -107,7 +108,11 @@ def known_costs(paths: Paths, config: NodeConfig, links: list[linkfile.Link]) ->
     return costs
 
 
-def _write_and_configure(paths: Paths, config: NodeConfig, interfaces: list[bird.OspfInterface]) -> bool:
+def configure_bird(paths: Paths, config: NodeConfig, interfaces: list[bird.OspfInterface]) -> bool:
+    """Render bird's config, write it if it changed, and `configure` a
+    running bird: the only way wgmesh reconfigures bird (apply, recost, and
+    so the cost-writer, wgmesh-bird.service's reload and the supervisors'
+    links_changed all end here). Call it under routing.lock."""
     text = render_config(config, interfaces, netlink.mesh_table(), forwarding.forwards(paths))
     target = paths.bird_config
     # Set while a written config may not have reached bird yet: a failed
@@ -200,7 +205,7 @@ def recost(paths: Paths, config: NodeConfig, windows: dict[str, list[quality.Rou
             counters.add(paths, cost_changes=changes)
         coststate.save(paths, {item.link.name: item.decision.state for item in decisions})
         costs = {item.link.name: item.decision.cost for item in decisions}
-        _write_and_configure(paths, config, base_interfaces(config, links, costs, forwarding.forwards(paths)))
+        configure_bird(paths, config, base_interfaces(config, links, costs, forwarding.forwards(paths)))
     return decisions
 
 

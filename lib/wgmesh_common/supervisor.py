@@ -1,8 +1,14 @@
-"""The one seam between wgmesh and whatever runs its processes.
+"""The one seam between wgmesh and whatever runs its processes (Supervisor).
 
 SystemdSupervisor starts and stops units (wgmesh-link@NAME and friends);
 DirectSupervisor runs the same programs itself, for machines and tests
-without systemd as PID 1. Everything else in wgmesh calls only this.
+without systemd as PID 1. Both offer exactly the Supervisor operations;
+everything else in wgmesh calls only those, never asks which one it has.
+
+Side of the join split: privileged only. The join helper
+(wgmesh-join-helper, root), the `wgmesh` commands, wgmesh-vxlan-sync and a
+mesh pass use a supervisor; the unprivileged front end (wgmesh-join-server)
+never does: it asks the helper, which starts, stops and reloads links.
 """
 
 import shutil
@@ -10,6 +16,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import Protocol, runtime_checkable
 
 from . import bird, firewall, forwarding, linkfile, linkops, log, netlink, routing, servicemanager, vxlan
 from .addressing import MeshPlan
@@ -69,8 +76,41 @@ def _program(name: str) -> str:
     return found
 
 
+@runtime_checkable
+class Supervisor(Protocol):
+    """What wgmesh asks of whatever runs its processes."""
+
+    def start_link(self, name: str) -> None:
+        """Bring link NAME's interface up from its file (written before)."""
+
+    def stop_link(self, name: str) -> None:
+        """Take link NAME's interface down (its file may stay or go)."""
+
+    def reload_link(self, name: str) -> None:
+        """Apply link NAME's file to its running interface without a
+        restart (a rekey, a new endpoint), or start it if it is down."""
+
+    def links_changed(self) -> None:
+        """The set of link files changed: bring bird in line, in this
+        process (routing.apply: the published costs, no Python start-up)."""
+
+    def start_mesh_pass(self) -> bool:
+        """Start a mesh pass in the background (`wgmesh mesh`); False when
+        one is running already (its view of the routes may predate what the
+        caller saw, so the caller asks again once it has finished)."""
+
+    def mesh_pass_succeeded(self) -> bool | None:
+        """Whether the last mesh pass linked every node it should have;
+        None while one is queued or running."""
+
+    def start_node(self) -> None:
+        """Bring the whole node up: addresses, links, bird, join API, overlay."""
+
+    def stop_node(self) -> None:
+        """Take the whole node down (link files stay)."""
+
+
 class DirectSupervisor:
-    kind = "direct"
 
     def __init__(self, paths: Paths, config: NodeConfig):
         self.paths = paths
@@ -88,7 +128,17 @@ class DirectSupervisor:
     def links_changed(self) -> None:
         routing.apply(self.paths, self.config)
 
-    def start_routing(self) -> None:
+    def start_mesh_pass(self) -> bool:
+        # Without systemd there is no wgmesh-mesh.timer either: mesh passes
+        # are the operator's (`wgmesh mesh`, by hand or from their own
+        # scheduler), and the tests that run nodes this way rely on no link
+        # being made behind their back. Nothing to start.
+        return True
+
+    def mesh_pass_succeeded(self) -> bool | None:
+        return True  # none was started
+
+    def _start_routing(self) -> None:
         routing.apply(self.paths, self.config)
         control = bird.BirdControl(self.paths.bird_socket)
         if control.alive():
@@ -104,13 +154,13 @@ class DirectSupervisor:
                 raise WgmeshError(f"bird did not start; see {self.paths.run_dir / 'bird.log'}")
             time.sleep(0.05)
 
-    def start_join_server(self) -> None:
+    def _start_join_server(self) -> None:
         pid_file = self.paths.pid_file("join-server")
         if read_pid(pid_file):
             return
         spawn_daemon([_program("wgmesh-join-server")], pid_file, self.paths.run_dir / "join-server.log")
 
-    def start_vxlan_sync(self) -> None:
+    def _start_vxlan_sync(self) -> None:
         pid_file = self.paths.pid_file("vxlan-sync")
         if not read_pid(pid_file):
             spawn_daemon([_program("wgmesh-vxlan-sync")], pid_file, self.paths.run_dir / "vxlan-sync.log")
@@ -123,9 +173,9 @@ class DirectSupervisor:
                 self.start_link(link.name)
             except WgmeshError as error:
                 log.error(f"link {link.name} did not come up: {error}", link=link.name)
-        self.start_routing()
-        self.start_join_server()
-        self.start_vxlan_sync()
+        self._start_routing()
+        self._start_join_server()
+        self._start_vxlan_sync()
 
     def stop_node(self) -> None:
         stop_daemon(self.paths.pid_file("join-server"))
@@ -139,7 +189,6 @@ class DirectSupervisor:
 
 
 class SystemdSupervisor:
-    kind = "systemd"
 
     def __init__(self, paths: Paths, config: NodeConfig):
         self.paths = paths
@@ -156,28 +205,53 @@ class SystemdSupervisor:
         if result.returncode != 0:
             raise WgmeshError(f"systemctl {' '.join(args)} failed: {result.stderr.strip() or result.returncode}")
 
+    # No daemon-reload per link: a started template instance runs without
+    # the generator's wants, and the generator runs again at every boot
+    # (and at start_node), so a link made or removed now is wanted, or not,
+    # from the next boot on. Between the two, a want left behind by a
+    # removed link is harmless: its unit's ConditionPathExists= on the link
+    # file skips it. A daemon-reload costs every unit file parsed again and
+    # the generator run, seconds for a node joining a mesh of many links.
     def start_link(self, name: str) -> None:
-        # The generator only runs on daemon-reload; reloading keeps the
-        # wants of wgmesh.target equal to the link files.
-        self._systemctl("daemon-reload")
         self._systemctl("start", f"wgmesh-link@{name}.service")
 
     def stop_link(self, name: str) -> None:
         self._systemctl("stop", f"wgmesh-link@{name}.service")
-        self._systemctl("daemon-reload")
 
     def reload_link(self, name: str) -> None:
         # ExecReload= (wgmesh-link reload), or a start if the unit is down.
         self._systemctl("reload-or-restart", f"wgmesh-link@{name}.service")
 
     def links_changed(self) -> None:
-        self._systemctl("start", "--no-block", "wgmesh-cost-writer.service")
+        # In this process, as the direct supervisor does: starting
+        # wgmesh-cost-writer.service for it cost a Python start-up per link
+        # (and the path unit watching /etc/wgmesh/links ran it again). The
+        # costs are the published ones; the next probe round re-costs.
+        routing.apply(self.paths, self.config)
 
-    def start_routing(self) -> None:
-        self._systemctl("start", "wgmesh-bird.service")
+    def start_mesh_pass(self) -> bool:
+        state = self._unit_state("wgmesh-mesh.service")
+        if state.get("LoadState") == "masked":
+            return True  # the operator turned mesh passes off
+        if state.get("ActiveState") == "activating":
+            return False
+        self._systemctl("start", "--no-block", "wgmesh-mesh.service")
+        return True
 
-    def start_join_server(self) -> None:
-        self._systemctl("start", "wgmesh-join-server.socket")
+    def mesh_pass_succeeded(self) -> bool | None:
+        state = self._unit_state("wgmesh-mesh.service")
+        if state.get("Job") or state.get("ActiveState") in ("activating", "deactivating"):
+            return None
+        return state.get("Result") == "success"
+
+    @staticmethod
+    def _unit_state(unit: str) -> dict[str, str]:
+        try:
+            result = run(["systemctl", "show", "--property=LoadState,ActiveState,Result,Job", unit],
+                         capture_output=True, text=True, timeout=30, check=False)
+        except (OSError, subprocess.TimeoutExpired) as error:
+            raise WgmeshError(f"systemctl show {unit} failed: {error}") from None
+        return dict(line.partition("=")[::2] for line in result.stdout.splitlines())
 
     def start_node(self) -> None:
         self._systemctl("daemon-reload")
@@ -187,7 +261,7 @@ class SystemdSupervisor:
         self._systemctl("stop", "wgmesh.target")
 
 
-def choose(paths: Paths, config: NodeConfig):
+def choose(paths: Paths, config: NodeConfig) -> Supervisor:
     manager = config.service_manager
     if manager == "auto":
         manager = "systemd" if servicemanager.booted() else "direct"

@@ -56,20 +56,13 @@ def desired_entries(plan: MeshPlan, own_id: int, routes: list[netlink.Route], de
     return {str(plan.loopback6(n)) for n in nodes}
 
 
-def _ipr():
-    # pyroute2 where used: see netlink's docstring.
-    from pyroute2 import IPRoute
-
-    return IPRoute()
-
-
 def ensure_device(config: NodeConfig, device: OverlayDevice) -> int:
     """Create the device if missing and give it its addresses; its index."""
     from pyroute2.netlink.exceptions import NetlinkError
 
     plan = MeshPlan.from_config(config)
     node_id = config.require_id()
-    with _ipr() as ipr:
+    with netlink.handle() as ipr:
         found = ipr.link_lookup(ifname=device.name)
         if not found:
             local_key = "vxlan_local" if device.family == 4 else "vxlan_local6"
@@ -103,7 +96,7 @@ def refresh_addresses(config: NodeConfig) -> list[str]:
 
 
 def current_entries(index: int) -> set[str]:
-    with _ipr() as ipr:
+    with netlink.handle() as ipr:
         return {n.get_attr("NDA_DST") for n in ipr.get_neighbours(family=socket.AF_BRIDGE, ifindex=index)
                 if n.get_attr("NDA_LLADDR") == ZERO_MAC and n.get_attr("NDA_DST")}
 
@@ -111,7 +104,7 @@ def current_entries(index: int) -> set[str]:
 def apply_entries(index: int, add: set[str], remove: set[str]) -> None:
     from pyroute2.netlink.exceptions import NetlinkError
 
-    with _ipr() as ipr:
+    with netlink.handle() as ipr:
         for dst in sorted(add):
             try:
                 ipr.fdb("append", ifindex=index, lladdr=ZERO_MAC, dst=dst)
@@ -126,14 +119,17 @@ def apply_entries(index: int, add: set[str], remove: set[str]) -> None:
                     raise
 
 
-def reconcile(config: NodeConfig) -> dict[str, tuple[set[str], set[str]]]:
-    """Make every overlay device's entries equal the reachable nodes.
+def reconcile(config: NodeConfig, routes: dict[int, list[netlink.Route]] | None = None,
+              ) -> dict[str, tuple[set[str], set[str]]]:
+    """Make every overlay device's entries equal the reachable nodes (from
+    routes, per family, when the caller has read them already).
     Returns, per device, the entries added and removed."""
     plan = MeshPlan.from_config(config)
+    routes = routes or {family: netlink.mesh_routes(family) for family in (4, 6)}
     changes = {}
     for device in DEVICES:
         index = ensure_device(config, device)
-        wanted = desired_entries(plan, config.require_id(), netlink.mesh_routes(device.family), device)
+        wanted = desired_entries(plan, config.require_id(), routes[device.family], device)
         have = current_entries(index)
         add, remove = wanted - have, have - wanted
         if add or remove:

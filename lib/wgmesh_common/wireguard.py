@@ -1,27 +1,38 @@
-"""WireGuard devices behind one interface, with two implementations.
+"""WireGuard devices behind one interface (Backend), with two implementations.
 
 KernelBackend talks generic netlink through pyroute2; UserspaceBackend runs
 wireguard-go in the foreground and configures it over its UAPI socket (the
-protocol `wg` itself speaks). Both take the same DeviceSettings, so the
-link-maker does not care which one it has. pyroute2 is imported where the
-kernel backend uses it (see netlink's docstring: the slowest import).
+protocol `wg` itself speaks). Both take the same DeviceSettings and offer
+exactly the Backend operations, so the link-maker never asks which one it
+has; a third (AmneziaWG) is one more class with the same operations.
+pyroute2 is imported where the kernel backend uses it (see netlink's
+docstring: the slowest import).
+
+Side of the join split: privileged only. A backend is used by wgmesh-link
+(wgmesh-link@NAME.service, or the direct supervisor) to make and reload
+interfaces, and read (status) by the cost-writer and `wgmesh status`; the
+unprivileged join front end (wgmesh-join-server) never touches one: a
+reload it asks for goes through the helper (wgmesh-join-helper) and the
+supervisor.
 """
 
 import errno
 import os
+import signal
 import socket
 import subprocess
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Protocol, runtime_checkable
 
-from . import log
+from . import log, netlink
 from .errors import WgmeshError
 from .keys import from_hex, public_key, to_hex
 from .linkfile import format_endpoint, parse_endpoint
-from .process import run
-
-UAPI_DIR = Path("/var/run/wireguard")
+from .process import read_pid, run
+from .tomlio import write_atomic
 
 
 @dataclass(frozen=True)
@@ -124,7 +135,7 @@ def parse_uapi_get(text: str) -> DeviceStatus:  # noqa: C901 - a branch per UAPI
     return status
 
 
-def uapi_exchange(ifname: str, request: str, directory: Path = UAPI_DIR, timeout: float = 5.0) -> str:
+def uapi_exchange(ifname: str, request: str, directory: Path, timeout: float = 5.0) -> str:
     path = directory / f"{ifname}.sock"
     with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as sock:
         sock.settimeout(timeout)
@@ -146,47 +157,114 @@ def uapi_exchange(ifname: str, request: str, directory: Path = UAPI_DIR, timeout
     return text
 
 
+@runtime_checkable
+class Backend(Protocol):
+    """What wgmesh asks of a WireGuard implementation, and nothing more."""
+
+    name: str
+
+    def create(self, ifname: str, pid_file: Path, log_path: Path) -> None:
+        """Make the device without a service manager (the direct supervisor):
+        a daemon it needs runs in its own session, its PID in pid_file and
+        its output in log_path. A device already there with its daemon
+        alive is kept, so a retry finishes a half-done start."""
+
+    def run_supervised(self, ifname: str, configure: Callable[[], None], notify: Callable[[str], None]) -> None:
+        """Make the device as the main process of wgmesh-link@NAME.service:
+        configure() it, then notify("READY=1"). May never return (a daemon
+        that takes over this process)."""
+
+    def configure(self, ifname: str, settings: DeviceSettings) -> None:
+        """Make the device exactly settings (any other peer goes)."""
+
+    def update(self, ifname: str, settings: DeviceSettings) -> None:
+        """Move a running device to settings; a peer that stays keeps its
+        session (the reload path: a new key, endpoint or keepalive)."""
+
+    def status(self, ifname: str) -> DeviceStatus:
+        """The device's port, public key and peers (handshakes, counters)."""
+
+
 class UserspaceBackend:
     name = "userspace"
 
-    def __init__(self, binary: str = "wireguard-go", socket_dir: Path = UAPI_DIR):
-        self.binary = binary
+    def __init__(self, socket_dir: Path, binary: str = "wireguard-go"):
+        # wireguard-go puts its sockets in /var/run/wireguard (the same
+        # directory as /run/wireguard); Paths.wireguard_socket_dir names it.
         self.socket_dir = socket_dir
+        self.binary = binary
 
-    def start(self, ifname: str, log_path: Path | None = None, detach: bool = True) -> subprocess.Popen:
-        """Run wireguard-go for ifname; return once its UAPI socket answers."""
+    def create(self, ifname: str, pid_file: Path, log_path: Path) -> None:
+        if read_pid(pid_file) and netlink.interface_exists(ifname):
+            return
+        if netlink.interface_exists(ifname):
+            netlink.delete_interface(ifname)
+        for directory in {pid_file.parent, log_path.parent}:
+            directory.mkdir(parents=True, exist_ok=True)
+        process = self._start(ifname, log_path)
+        write_atomic(pid_file, f"{process.pid}\n".encode())
+
+    def _start(self, ifname: str, log_path: Path) -> subprocess.Popen:
+        """Run wireguard-go for ifname in its own session; return once its
+        UAPI socket answers."""
         env = self._environment()
-        # Without a log file, output goes where ours goes (the journal, under systemd).
-        out = open(log_path, "ab") if log_path else None  # noqa: SIM115 - closed below, once Popen has its copy
         log.debug(f"starting {self.binary} -f {ifname}")
+        with open(log_path, "ab") as out:
+            try:
+                process = subprocess.Popen(
+                    [self.binary, "-f", ifname],
+                    stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT,
+                    env=env, start_new_session=True, close_fds=True,
+                )
+            except FileNotFoundError:
+                raise WgmeshError(f"{self.binary} is not installed (needed without the WireGuard kernel module)") from None
         try:
-            process = subprocess.Popen(
-                [self.binary, "-f", ifname],
-                stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT,
-                env=env, start_new_session=detach, close_fds=True,
-            )
+            self._wait_ready(ifname, process)
+        except WgmeshError:
+            process.kill()
+            process.wait()
+            raise
+        return process
+
+    def run_supervised(self, ifname: str, configure: Callable[[], None], notify: Callable[[str], None]) -> None:
+        """This process becomes wireguard-go (exec, same PID, so the daemon
+        is systemd's own child and main process), while a detached helper
+        waits for its control socket, configures it and reports READY; if
+        that fails the helper stops the daemon and the start fails."""
+        if netlink.interface_exists(ifname):
+            netlink.delete_interface(ifname)
+        main_pid = os.getpid()
+        helper = os.fork()
+        if helper == 0:
+            # Fork again so the configuring process is not wireguard-go's
+            # child (it would never be reaped); the service manager adopts it.
+            if os.fork() != 0:
+                os._exit(0)
+            try:
+                self._wait_ready(ifname)
+                configure()
+                notify("READY=1")
+                os._exit(0)
+            except BaseException as error:  # noqa: BLE001 - report, stop the daemon, fail the start
+                notify(f"STATUS=configuring {ifname} failed: {error}")
+                try:
+                    os.kill(main_pid, signal.SIGTERM)
+                finally:
+                    os._exit(1)
+        os.waitpid(helper, 0)
+        env = self._environment()
+        log.debug(f"becoming {self.binary} -f {ifname}")
+        try:
+            os.execvpe(self.binary, [self.binary, "-f", ifname], env)
         except FileNotFoundError:
             raise WgmeshError(f"{self.binary} is not installed (needed without the WireGuard kernel module)") from None
-        finally:
-            if log_path:
-                out.close()
-        deadline = time.monotonic() + 10
-        while time.monotonic() < deadline:
-            if process.poll() is not None:
-                raise WgmeshError(f"{ifname}: wireguard-go exited at start (status {process.returncode})")
-            try:
-                uapi_exchange(ifname, "get=1\n\n", self.socket_dir, timeout=1)
-                return process
-            except WgmeshError:
-                time.sleep(0.02)
-        process.kill()
-        process.wait()
-        raise WgmeshError(f"{ifname}: wireguard-go did not open its control socket within 10 s")
 
-    def wait_ready(self, ifname: str, timeout: float = 10.0) -> None:
-        """Until wireguard-go (started elsewhere) answers on its socket."""
+    def _wait_ready(self, ifname: str, process: subprocess.Popen | None = None, timeout: float = 10.0) -> None:
+        """Until wireguard-go answers on its socket."""
         deadline = time.monotonic() + timeout
         while True:
+            if process is not None and process.poll() is not None:
+                raise WgmeshError(f"{ifname}: wireguard-go exited at start (status {process.returncode})")
             try:
                 uapi_exchange(ifname, "get=1\n\n", self.socket_dir, timeout=1)
                 return
@@ -194,15 +272,6 @@ class UserspaceBackend:
                 if time.monotonic() > deadline:
                     raise WgmeshError(f"{ifname}: wireguard-go did not open its control socket within {timeout:.0f} s")
                 time.sleep(0.02)
-
-    def exec_foreground(self, ifname: str) -> None:
-        """Replace this process with wireguard-go (never returns)."""
-        env = self._environment()
-        log.debug(f"becoming {self.binary} -f {ifname}")
-        try:
-            os.execvpe(self.binary, [self.binary, "-f", ifname], env)
-        except FileNotFoundError:
-            raise WgmeshError(f"{self.binary} is not installed (needed without the WireGuard kernel module)") from None
 
     @staticmethod
     def _environment() -> dict:
@@ -248,11 +317,22 @@ def kernel_set_arguments(ifname: str, settings: DeviceSettings) -> dict:
 class KernelBackend:
     name = "kernel"
 
-    def start(self, ifname: str, log_path: Path | None = None, detach: bool = True) -> None:
-        from pyroute2 import IPRoute
+    def create(self, ifname: str, pid_file: Path, log_path: Path) -> None:
+        # The kernel is the daemon: no process, no pid file, no log.
+        self._add(ifname)
+
+    def run_supervised(self, ifname: str, configure: Callable[[], None], notify: Callable[[str], None]) -> None:
+        # Nothing to supervise: configure, report READY and return (the
+        # unit remains active through RemainAfterExit).
+        self._add(ifname)
+        configure()
+        notify("READY=1")
+
+    @staticmethod
+    def _add(ifname: str) -> None:
         from pyroute2.netlink.exceptions import NetlinkError
 
-        with IPRoute() as ipr:
+        with netlink.handle() as ipr:
             try:
                 ipr.link("add", ifname=ifname, kind="wireguard")
             except NetlinkError as error:
@@ -344,9 +424,9 @@ def kernel_module_available() -> bool:
         return False
 
 
-def choose_backend(setting: str):
-    if setting == "kernel":
+def choose_backend(setting: str, socket_dir: Path) -> Backend:
+    """The backend of the `wireguard.backend` setting; "auto": the kernel
+    module where there is one. socket_dir: Paths.wireguard_socket_dir."""
+    if setting == "kernel" or (setting == "auto" and kernel_module_available()):
         return KernelBackend()
-    if setting == "userspace":
-        return UserspaceBackend()
-    return KernelBackend() if kernel_module_available() else UserspaceBackend()
+    return UserspaceBackend(socket_dir)

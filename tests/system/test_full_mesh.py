@@ -20,7 +20,7 @@ from tests.system.meshcheck import (
 )
 
 NODE0_URL = "http://198.18.0.2:8080"
-MESH_PASS = 5  # seconds between wgmesh-mesh.timer passes
+MESH_PASS = 5  # seconds for a mesh pass to follow what starts one (a new node, a wider cutoff)
 
 
 def init_all(nodes, transport: str = "auto", public=(0,)) -> str:
@@ -138,8 +138,9 @@ def test_the_overlay_follows_the_routes_of_a_node_with_one_link(mesh_lab):
     connect_at_once(nodes[1:], NODE0_URL, token)
     wait_for_mesh(nodes, (4,), timeout=30)
 
-    # The late node joins node 0 only: its mesh timer stays off.
-    late.run(["systemctl", "mask", "--now", "wgmesh-mesh.timer"])
+    # The late node joins node 0 only: its mesh passes stay off (the timer,
+    # and the service vxlan-sync would start when the other nodes appear).
+    late.run(["systemctl", "mask", "--now", "wgmesh-mesh.timer", "wgmesh-mesh.service"])
     watchers = {n.mesh_id: n.popen(watch_script("10.0.6.1", "fd10:0:0:6::1"), stdout=-1, text=True)
                 for n in nodes[1:]}
     late.run(["wgmesh", "connect", NODE0_URL, token])
@@ -165,6 +166,30 @@ def test_the_overlay_follows_the_routes_of_a_node_with_one_link(mesh_lab):
         report(f"node {node_id}: VXLAN entries of the removed node gone {timings['fdb4'] - timings['route4']:.2f} s "
                f"after its route")
         assert timings["fdb4"] - timings["route4"] <= 5 and timings["fdb6"] - timings["route6"] <= 5
+
+
+@pytest.mark.ids((0, 2, 4))
+def test_a_new_node_in_the_routes_starts_a_mesh_pass_without_the_timer(mesh_lab):
+    nodes = [mesh_lab[i] for i in (0, 2, 4)]
+    token = init_all(nodes, transport="4")
+    # No timer anywhere: only vxlan-sync seeing node 2 in node 4's routes
+    # (through node 0) can start the pass that links 4 with 2.
+    for node in nodes:
+        node.run(["systemctl", "mask", "--now", "wgmesh-mesh.timer"])
+    nodes[1].run(["wgmesh", "connect", NODE0_URL, token])
+    nodes[2].run(["wgmesh", "connect", NODE0_URL, token])
+    connected = time.monotonic()
+    assert wait_until(lambda: "wgm2" in link_files(nodes[2]) and "wgm4" in link_files(nodes[1]), 30), \
+        "no mesh pass linked node 4 with node 2"
+    report(f"node 4 linked with node 2 by a pass vxlan-sync started, {time.monotonic() - connected:.1f} s "
+           f"after node 4's connect returned (no mesh timer)")
+    started = nodes[2].run(["journalctl", "--no-pager", "-o", "cat", "-u", "wgmesh-vxlan-sync.service",
+                            "WGMESH_EVENT=mesh-pass-started"]).stdout
+    assert "started a mesh pass" in started
+    # The pass that made the link (the files are there before it reports).
+    assert wait_until(lambda: "linked with node 2" in nodes[2].run(
+        ["journalctl", "--no-pager", "-o", "cat", "-u", "wgmesh-mesh.service"]).stdout, 15)
+    wait_for_mesh(nodes, (4,), timeout=30)
 
 
 def watch_script(address4: str, address6: str, gone: bool = False, timeout: int = 40) -> str:

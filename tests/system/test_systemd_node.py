@@ -44,7 +44,8 @@ def test_join_makes_one_link_unit_per_link_on_both_sides(mesh_lab):
     # The unit's main process is wireguard-go itself (no kernel module here).
     pid = unit_property(node2, "wgmesh-link@wgm0.service", "MainPID")
     assert node2.run(["cat", f"/proc/{pid}/comm"]).stdout.strip() == "wireguard-go"
-    # The generator wants exactly the link units of the link files.
+    # Part of wgmesh.target (stopped with it); the generator's want of it
+    # comes at the next boot (test_links_come_back_after_a_reboot).
     wants = node2.run(["systemctl", "list-dependencies", "--plain", "--no-pager", "wgmesh.target"]).stdout
     assert "wgmesh-link@wgm0.service" in wants
     assert "wgmesh.target" in node2.run(["systemctl", "list-dependencies", "--plain", "--no-pager",
@@ -87,9 +88,17 @@ def test_join_makes_one_link_unit_per_link_on_both_sides(mesh_lab):
             unit_property(node2, "wgmesh-link@wgm0.service", "MainPID")) == daemons
 
 
+def wants_of_target(node) -> list[str]:
+    """What wgmesh.target Wants= (the generator's symlinks as systemd last loaded them)."""
+    return unit_property(node, "wgmesh.target", "Wants").split()
+
+
 @pytest.mark.ids((0, 2))
 def test_links_come_back_after_a_reboot(mesh_lab):
     node0, node2 = join_two(mesh_lab, transport="auto")
+    # Made at run time, and no daemon-reload since: nothing but the link
+    # files and the generator at boot can bring them back.
+    assert "wgmesh-link@wgm0.service" not in wants_of_target(node2)
     node2.poweroff()
     node2.boot()
     node2.wait_running(timeout=120)
@@ -100,6 +109,23 @@ def test_links_come_back_after_a_reboot(mesh_lab):
     report(f"after a reboot, 10.0.N.1 reachable both ways {elapsed:.1f} s after systemd said 'running'")
     assert elapsed <= 20
     assert active(node2, "wgmesh-link@wgm0.service") and active(node2, "wgmesh-link@wgm0v6.service")
+    wants = wants_of_target(node2)
+    assert "wgmesh-link@wgm0.service" in wants and "wgmesh-link@wgm0v6.service" in wants
+
+    # A link removed at run time: its unit stops and nothing fails; the want
+    # the generator made at boot stays until the next one, and starting the
+    # unit through it does nothing (ConditionPathExists= on the link file).
+    node2.run(["wgmesh", "disconnect", "wgm0v6"])
+    assert not active(node2, "wgmesh-link@wgm0v6.service") and "wgm0v6" not in interfaces(node2)
+    node2.run(["systemctl", "start", "wgmesh.target", "wgmesh-link@wgm0v6.service"])
+    assert unit_property(node2, "wgmesh-link@wgm0v6.service", "ConditionResult") == "no"
+    assert "wgm0v6" not in interfaces(node2) and active(node2, "wgmesh-link@wgm0.service")
+    assert node2.run(["systemctl", "--failed", "--plain", "--no-legend"]).stdout.strip() == ""
+    node2.poweroff()
+    node2.boot()
+    node2.wait_running(timeout=120)
+    assert "wgmesh-link@wgm0v6.service" not in wants_of_target(node2)
+    assert wait_until(lambda: active(node2, "wgmesh-link@wgm0.service"), 20)
 
 
 @pytest.mark.ids((0, 2))

@@ -205,7 +205,7 @@ def test_connect_for_a_link_in_use_is_409_and_refunds_the_token(paths, monkeypat
     # The link carries handshakes from where the request comes from (the WireGuard device is the boundary).
     live = DeviceStatus(peers=[PeerStatus(public_key=random_key(), endpoint=f"{OUTSIDE}:51820",
                                           last_handshake=time.time() - 5)])
-    monkeypatch.setattr(linkops, "device_status", lambda config, name: live)
+    monkeypatch.setattr(linkops, "device_status", lambda paths, config, name: live)
     store = TokenStore(node.paths.tokens_file)
     one_use = store.create(uses=1)
     body = {"id": 2, "public_key": random_key(), "listen_port": 51820, "family": 4, "token": one_use.value}
@@ -498,7 +498,7 @@ def test_a_linked_id_asking_from_another_address_is_a_collision(service, node, t
                         peers=[PeerStatus(public_key=random_key(), endpoint="198.51.100.2:51820",
                                           last_handshake=time.time() - 5)])
     # The WireGuard device (its UAPI socket) is the boundary: it says where node 2 is.
-    monkeypatch.setattr(linkops, "device_status", lambda config, name: live)
+    monkeypatch.setattr(linkops, "device_status", lambda paths, config, name: live)
     status, document, _ = call(service, "/connectivity", {"id": 2, "token": token}, source="198.51.100.9")
     assert status == 409 and "collision" in document["error"] and "another address" in document["error"]
     assert call(service, "/connectivity", {"id": 2, "token": token}, source="198.51.100.2")[0] == 200

@@ -354,6 +354,7 @@ def test_parse_kernel_info_reads_what_the_kernel_sends(wgkeys):
     assert (peer.rx_bytes, peer.tx_bytes) == (1234, 5678)
 
 
-def test_choose_backend_honours_an_explicit_setting():
-    assert isinstance(wireguard.choose_backend("kernel"), wireguard.KernelBackend)
-    assert isinstance(wireguard.choose_backend("userspace"), wireguard.UserspaceBackend)
+def test_choose_backend_honours_an_explicit_setting(tmp_path):
+    assert isinstance(wireguard.choose_backend("kernel", tmp_path), wireguard.KernelBackend)
+    userspace = wireguard.choose_backend("userspace", tmp_path)
+    assert isinstance(userspace, wireguard.UserspaceBackend) and userspace.socket_dir == tmp_path

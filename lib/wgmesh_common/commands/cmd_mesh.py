@@ -5,7 +5,7 @@ import sys
 
 import click
 
-from .. import bird, graph, join, linkfile, mesh, meshview, probe, process, proximity, status
+from .. import bird, graph, join, linkfile, mesh, meshview, netlink, probe, process, proximity, status
 from .. import config as node_config
 from ..errors import WgmeshError
 from .common import load_node
@@ -16,7 +16,8 @@ def mesh_command() -> None:
     """Connect to every node this one routes to but has no link with.
     One line per link made and per node it could not link with (then the
     exit status is 1)."""
-    report = mesh.build(load_node())
+    with netlink.session():
+        report = mesh.build(load_node())
     for line in report.lines():
         click.echo(line)
     if report.exit_status:
@@ -56,7 +57,7 @@ def clean_command(yes: bool) -> None:
             continue
         endpoint = link.endpoint
         if not endpoint:
-            device = status.linkops.device_status(node.config, link.name)
+            device = status.linkops.device_status(node.paths, node.config, link.name)
             endpoint = device.peers[0].endpoint if device and device.peers else None
         host = linkfile.parse_endpoint(endpoint)[0] if endpoint else None
         if not _answers(host):
@@ -97,6 +98,10 @@ def proximity_command(cutoff: int | None) -> None:
         if link.peer_id in far:
             join.disconnect(node, link.name, force=True)
             click.echo(f"removed {link.name}: node {link.peer_id} is beyond {cutoff} ms")
+    # A wider limit may let nodes be linked that were not: a pass now, not
+    # at the mesh timer's next tick (a safety net of 30 s).
+    if not node.config.is_client:
+        node.supervisor.start_mesh_pass()
 
 
 @click.command("graph")

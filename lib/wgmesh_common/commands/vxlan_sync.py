@@ -5,6 +5,10 @@ route appearing or going away is exactly when entries must change), so a
 change is applied within a fraction of a second and nothing runs when
 nothing changes. A full resync also runs every RESYNC seconds, and the
 systemd watchdog is fed from the same loop, so a stuck loop gets restarted.
+
+It is also the first to see a new node in the routes, so it starts the
+mesh pass that links this node with it (meshtrigger: debounced, one pass
+for a burst; wgmesh-mesh.timer is only the safety net).
 """
 
 import os
@@ -13,14 +17,27 @@ import time
 
 import click
 
-from .. import log, netlink, servicemanager, vxlan
+from .. import log, meshview, netlink, servicemanager, vxlan
+from ..addressing import MeshPlan
+from ..errors import WgmeshError
+from ..meshtrigger import MeshTrigger
 from .common import load_node
 
 RESYNC = 30.0
 DEBOUNCE = 0.2
 
 
-def _apply(config) -> None:
+def _apply(config) -> frozenset[int]:
+    """One round: rules, overlay entries; the nodes in the routes."""
+    with netlink.session():
+        routes = {family: netlink.mesh_routes(family) for family in (4, 6)}
+        _reconcile(config, routes)
+    plan, own = MeshPlan.from_config(config), config.require_id()
+    return frozenset(meshview.reachable_nodes(routes[4], plan, own)
+                     | meshview.reachable_nodes(routes[6], plan, own, family=6))
+
+
+def _reconcile(config, routes) -> None:
     # The mesh's routing rules were added when the node came up; something
     # may have flushed them since (systemd-networkd drops the rules it does
     # not know when it starts): put them back, or bird's next run moves the
@@ -29,7 +46,7 @@ def _apply(config) -> None:
         netlink.ensure_rules()
     except Exception as error:  # noqa: BLE001 - the overlay matters more than the rules
         log.warning(f"could not restore the mesh's routing rules: {error}")
-    for device, (added, removed) in vxlan.reconcile(config).items():
+    for device, (added, removed) in vxlan.reconcile(config, routes).items():
         for dst in sorted(added):
             log.event("vxlan-add", f"{device}: forwarding to {dst}", device=device, vtep=dst)
         for dst in sorted(removed):
@@ -55,13 +72,18 @@ def main(once: bool, remove: bool) -> None:
 
     watchdog = int(os.environ.get("WATCHDOG_USEC", "0")) / 1e6
     tick = min(RESYNC, watchdog / 3) if watchdog else RESYNC
+    # A client is not meshed: it has no pass to start.
+    trigger = None if node.config.is_client else MeshTrigger()
     with IPRoute() as events:
         events.bind(groups=RTMGRP_IPV4_ROUTE | RTMGRP_IPV6_ROUTE)
-        _apply(node.config)
+        routed = _apply(node.config)
         servicemanager.notify("READY=1")
         last_full = time.monotonic()
         while True:
-            ready, _, _ = select.select([events.fileno()], [], [], tick)
+            if trigger is not None:
+                trigger = _maybe_start_pass(node, trigger.seen(routed, time.monotonic()), routed)
+            wait = trigger.wait(time.monotonic(), tick) if trigger is not None else tick
+            ready, _, _ = select.select([events.fileno()], [], [], wait)
             if ready:
                 # A route change rarely comes alone (OSPF installs many at
                 # once): drain the burst, then apply once.
@@ -72,6 +94,25 @@ def main(once: bool, remove: bool) -> None:
                     if remaining <= 0 or not select.select([events.fileno()], [], [], remaining)[0]:
                         break
             if ready or time.monotonic() - last_full >= RESYNC:
-                _apply(node.config)
+                routed = _apply(node.config)
                 last_full = time.monotonic()
             servicemanager.notify("WATCHDOG=1")
+
+
+def _maybe_start_pass(node, trigger: MeshTrigger, routed: frozenset[int]) -> MeshTrigger:
+    now = time.monotonic()
+    try:
+        if trigger.check_due(now):
+            trigger = trigger.finished(node.supervisor.mesh_pass_succeeded(), now)
+            if trigger.failures and trigger.handed is None and trigger.due is not None:
+                log.info(f"the mesh pass failed; another in {trigger.due - now:.0f} s")
+        if not trigger.is_due(now):
+            return trigger
+        if not node.supervisor.start_mesh_pass():
+            return trigger.busy(now)
+    except WgmeshError as error:
+        log.warning(f"could not start a mesh pass for a new node: {error}")
+        return trigger.busy(now)
+    log.event("mesh-pass-started", f"new nodes in the routes: started a mesh pass ({len(routed)} nodes routed)",
+              nodes=len(routed))
+    return trigger.started(routed, now)
