@@ -7,11 +7,13 @@ import threading
 import time
 
 import pytest
+from click.testing import CliRunner
 
 from unit_helpers import make_link, random_key
 from wgmesh_common import linkfile
 from wgmesh_common.addressing import MeshPlan
 from wgmesh_common.allocation import Allocator, Reservation, Usage, allocate, usage_of
+from wgmesh_common.commands.allocator import main as allocator_main
 from wgmesh_common.errors import AllocationError
 from wgmesh_common.paths import Paths
 
@@ -407,3 +409,18 @@ def test_a_holder_whose_reservation_file_was_lost_still_holds_the_name(allocator
     thread.start()
     thread.join(30)
     assert other["error"].startswith("wgm2 is being made by another join")
+
+
+def test_the_allocator_command_takes_the_role_words(node):
+    def reserve(peer: str, role: str):
+        return CliRunner(mix_stderr=False).invoke(allocator_main, ["reserve", "--peer", peer, "--role", role, "--json"],
+                                                  env={"WGMESH_ROOT": str(node.paths.root)})
+
+    listener = reserve("2", "listener")
+    assert listener.exit_code == 0, listener.stderr
+    assert '"role": "listener"' in listener.stdout and '"listener4": "10.0.0.4"' in listener.stdout
+    assert '"dialer4": "10.0.0.5"' in listener.stdout
+    dialer = reserve("4", "dialer")
+    assert dialer.exit_code == 0 and '"role": "dialer"' in dialer.stdout and "listener4" not in dialer.stdout
+    # The old words were the join server's and the client nodes' too: gone from the command line.
+    assert reserve("6", "server").exit_code == 2
