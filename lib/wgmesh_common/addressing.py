@@ -29,25 +29,26 @@ LINK_PREFIX6 = 127
 
 @dataclass(frozen=True)
 class LinkAddresses:
-    """Both ends of one link, from the serving node's block."""
+    """Both ends of one link, from the listener's block. role is a link's
+    role (linkfile.ROLES; that module imports this one)."""
 
     offset: int
-    server4: IPv4
-    client4: IPv4
-    server6: IPv6
-    client6: IPv6
+    listener4: IPv4
+    dialer4: IPv4
+    listener6: IPv6
+    dialer6: IPv6
 
     def local4(self, role: str) -> IPv4:
-        return self.server4 if role == "server" else self.client4
+        return self.listener4 if role == "listener" else self.dialer4
 
     def peer4(self, role: str) -> IPv4:
-        return self.client4 if role == "server" else self.server4
+        return self.dialer4 if role == "listener" else self.listener4
 
     def local6(self, role: str) -> IPv6:
-        return self.server6 if role == "server" else self.client6
+        return self.listener6 if role == "listener" else self.dialer6
 
     def peer6(self, role: str) -> IPv6:
-        return self.client6 if role == "server" else self.server6
+        return self.dialer6 if role == "listener" else self.listener6
 
 
 @dataclass(frozen=True)
@@ -168,11 +169,11 @@ class MeshPlan:
         """Offsets of the /31s a node can serve: every even one after the loopback."""
         return range(FIRST_LINK_OFFSET, self.block_size - 1, 2)
 
-    def link_addresses(self, server_id: int, offset: int) -> LinkAddresses:
+    def link_addresses(self, listener_id: int, offset: int) -> LinkAddresses:
         if offset not in self.link_offsets():
             raise ValueError(f"link offset {offset} is not a /31 in a node block")
-        base4 = self.node_block(server_id).network_address
-        base6 = self.node_block6(server_id).network_address
+        base4 = self.node_block(listener_id).network_address
+        base6 = self.node_block6(listener_id).network_address
         return LinkAddresses(offset, base4 + offset, base4 + offset + 1, base6 + offset, base6 + offset + 1)
 
     def owner_of(self, address: ipaddress.IPv4Address) -> int | None:

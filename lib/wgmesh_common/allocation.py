@@ -43,7 +43,7 @@ class Reservation:
     role: str
     family: int
     listen_port: int
-    offset: int | None  # only the serving side owns the /31
+    offset: int | None  # only the listener owns the /31
     created: float
     # True while a process holds the reservation's lock file (see above).
     held: bool = False
@@ -86,7 +86,7 @@ def allocate(
     if port is None:
         raise AllocationError(f"no free listen port in {port_base}-{port_base + PORT_RANGE - 1}")
     offset = None
-    if role == "server":
+    if role == linkfile.LISTENER:
         offset = next((o for o in plan.link_offsets() if o not in usage.offsets), None)
         if offset is None:
             raise AllocationError("no free link address left in this node's block")
@@ -98,7 +98,7 @@ def usage_of(links: list[linkfile.Link], reservations: list[Reservation]) -> Usa
         names=frozenset([l.name for l in links] + [r.name for r in reservations]),
         ports=frozenset([l.listen_port for l in links] + [r.listen_port for r in reservations]),
         offsets=frozenset(
-            [l.offset for l in links if l.role == "server"] + [r.offset for r in reservations if r.offset is not None]
+            [l.offset for l in links if l.role == linkfile.LISTENER] + [r.offset for r in reservations if r.offset is not None]
         ),
     )
 
@@ -171,6 +171,27 @@ def is_stale(reservation: Reservation, holder_alive: bool, now: float, ttl: floa
     return now - reservation.created > ttl
 
 
+def rewrite_legacy_roles(paths: Paths) -> list[str]:
+    """Rewrite the reservation files that still say a legacy role word (the
+    migration to schema 3), under the allocator's lock so no reserve()
+    interleaves; held ones stay held (their lock files are untouched). The
+    names rewritten."""
+    rewritten = []
+    directory = paths.reservations_dir
+    if not directory.is_dir():
+        return rewritten
+    with file_lock(paths.lock_file):
+        for path in sorted(directory.glob("*.toml")):
+            try:
+                data = read_toml(path)
+            except (ConfigError, OSError):
+                continue  # not a reservation: reclaim() removes it
+            if data.get("role") in linkfile.LEGACY_ROLES:
+                write_toml(path, {**data, "role": linkfile.current_role(data["role"])})
+                rewritten.append(path.stem)
+    return rewritten
+
+
 class Allocator:
     def __init__(self, paths: Paths, plan: MeshPlan, port_base: int, ttl: float = RESERVATION_TTL):
         self.paths = paths
@@ -196,9 +217,12 @@ class Allocator:
         for path in sorted(directory.glob("*.toml")):
             try:
                 data = read_toml(path)
-                # TOML has no null: a client-side reservation is written without
+                # TOML has no null: a dialer's reservation is written without
                 # its offset (None), and must read back as one, not be dropped.
                 data.setdefault("offset", None)
+                # One written before schema 3 (a join that spans the upgrade)
+                # still belongs to its holder.
+                data["role"] = linkfile.current_role(data.get("role"))
                 reservation = Reservation(**data)
             except (ConfigError, TypeError, OSError):
                 unreadable.append(path)

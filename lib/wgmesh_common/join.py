@@ -60,9 +60,9 @@ def mesh_parameters(node: Node) -> dict[str, Any]:
             "vxlan_subnet": str(c.vxlan_subnet)}
 
 
-def _make_link(node: Node, reservation, role: str, peer_public_key: str, offset: int, server_id: int,
+def _make_link(node: Node, reservation, role: str, peer_public_key: str, offset: int, listener_id: int,
                endpoint: str | None, public_key: str, peer_forwards: bool = True) -> Link:
-    addresses = node.plan.link_addresses(server_id, offset)
+    addresses = node.plan.link_addresses(listener_id, offset)
     return Link(
         name=reservation.name,
         peer_id=reservation.peer_id,
@@ -205,24 +205,24 @@ def check_collision(node: Node, peer_id: int, source: str) -> None:
 
 
 def _reserve_serving(node: Node, peer_id: int, family: int):
-    """Reserve the serving side, settling a join that crosses one of ours.
+    """Reserve the listener's end, settling a join that crosses one of ours.
 
     When this node is connecting to peer_id at the same moment peer_id
-    connects here, the lower ID serves: the higher-ID side refuses at once,
+    connects here, the lower ID listens: the higher-ID side refuses at once,
     which makes the lower-ID side's own attempt fail and free the name, so
-    the lower-ID side then waits for that and serves. Exactly one link."""
+    the lower-ID side then waits for that and listens. Exactly one link."""
     name = linkfile.link_name(peer_id, family)
     deadline = time.monotonic() + CONCURRENT_JOIN_WAIT
     while True:
         try:
-            return node.allocator.reserve(peer_id, "server", family)
+            return node.allocator.reserve(peer_id, linkfile.LISTENER, family)
         except AllocationError as error:
-            ours = [r for r in node.allocator.reservations() if r.name == name and r.role == "client"]
+            ours = [r for r in node.allocator.reservations() if r.name == name and r.role == linkfile.DIALER]
             if not ours or linkfile.exists(node.paths, name):
                 raise RequestError(409, str(error)) from None
             if node.node_id > peer_id:
                 raise RequestError(409, f"this node is joining node {peer_id} itself right now; "
-                                        f"the lower ID ({peer_id}) serves") from None
+                                        f"the lower ID ({peer_id}) listens") from None
             if time.monotonic() > deadline:
                 raise RequestError(409, str(error)) from None
             time.sleep(0.1)
@@ -319,7 +319,7 @@ def serve_connect(node: Node, request: ConnectRequest, source: str = "", raw: by
             psk = linkkeys.preshared_key(private_key, request.public_key)
         except WgmeshError as error:
             raise RequestError(400, str(error)) from None
-        link = _make_link(node, reservation, "server", request.public_key, reservation.offset, node.node_id,
+        link = _make_link(node, reservation, linkfile.LISTENER, request.public_key, reservation.offset, node.node_id,
                           None, public_key, peer_forwards=request.forwards)
         _install(node, reservation, link, private_key, psk)
     except BaseException:
@@ -541,7 +541,7 @@ def _connect_family(node: Node, url: str, token: str | None, peer_id: int, famil
                     link_type: str, listen_port: int | None, peer_forwards: bool = True,
                     proof: bytes | None = None) -> Link:
     node_id = node.node_id
-    reservation = node.allocator.reserve(peer_id, "client", family, port=listen_port)
+    reservation = node.allocator.reserve(peer_id, linkfile.DIALER, family, port=listen_port)
     kill_point("reserved")
     try:
         private_key, public_key = keys.keypair()
@@ -594,7 +594,7 @@ def _link_from_answer(node: Node, reservation, answer: ConnectAnswer, host: str,
     if answer.peer_id != reservation.peer_id:
         raise joinapi.UnusableAnswer("the node ID changed between /connectivity and /connect")
     endpoint = linkfile.format_endpoint(host, answer.listen_port)
-    return _make_link(node, reservation, "client", answer.public_key,
+    return _make_link(node, reservation, linkfile.DIALER, answer.public_key,
                       answer.offset, answer.peer_id, endpoint, public_key, peer_forwards)
 
 
@@ -613,7 +613,7 @@ def peer_api_urls(node: Node, link: Link) -> list[str]:
     """Where the other side's join API may answer: over the mesh first, then
     (for a link this node made) at the underlay address it was joined at."""
     urls = [node.api_url_of(link.peer_id)]
-    if link.role == "client" and link.endpoint:
+    if link.role == linkfile.DIALER and link.endpoint:
         host, _ = linkfile.parse_endpoint(link.endpoint)
         urls.append(f"http://{linkfile.format_endpoint(host, node.config.api_port)}")
     return urls

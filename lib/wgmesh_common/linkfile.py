@@ -21,7 +21,16 @@ from .paths import Paths
 from .tomlio import SECRET_MODE, read_toml, remove, write_atomic, write_toml
 
 LINK_TYPES = ("wireguard",)
-ROLES = ("server", "client")
+# A link's two ends: the listener answered the /connect, owns the link's
+# /31 and /127 (from its block) and waits for the peer; the dialer asked,
+# knows the listener's endpoint and sends the keepalives.
+LISTENER, DIALER = "listener", "dialer"
+ROLES = (LISTENER, DIALER)
+# Before schema 3 the roles were "server" and "client". The migration
+# rewrites them, but the generator reads link files at boot and during an
+# upgrade, before `wgmesh migrate` has run (or on a node where it failed):
+# reading the old words keeps those links up. Only the new ones are written.
+LEGACY_ROLES = {"server": LISTENER, "client": DIALER}
 FAMILIES = (4, 6)
 # Linux interface names are at most 15 bytes; the name doubles as a file name
 # and a systemd instance name, so keep it to characters all three accept.
@@ -125,11 +134,11 @@ def parse(data: dict[str, Any], source: str) -> Link:  # noqa: C901 - a check pe
         value = data[key]
         if not has_type(value, kind):
             raise ConfigError(f"{source}: {key} has the wrong type ({type(value).__name__})")
-    link = Link(**data)
+    link = Link(**{**data, "role": current_role(data["role"])})
     if not valid_name(link.name):
         raise ConfigError(f"{source}: name {link.name!r} is not a valid interface name")
     if link.role not in ROLES:
-        raise ConfigError(f"{source}: role must be server or client, not {link.role!r}")
+        raise ConfigError(f"{source}: role must be {LISTENER} or {DIALER}, not {link.role!r}")
     if link.family not in FAMILIES:
         raise ConfigError(f"{source}: family must be 4 or 6, not {link.family}")
     if link.type not in LINK_TYPES:
@@ -146,11 +155,17 @@ def parse(data: dict[str, Any], source: str) -> Link:  # noqa: C901 - a check pe
                 raise ValueError(key)
     except ValueError:
         raise ConfigError(f"{source}: {key} is not an IPv{version} address") from None
-    if link.role == "client" and not link.endpoint:
-        raise ConfigError(f"{source}: a client link needs an endpoint")
+    if link.role == DIALER and not link.endpoint:
+        raise ConfigError(f"{source}: a {DIALER} link needs an endpoint")
     if link.endpoint is not None:
         parse_endpoint(link.endpoint, f"{source}: endpoint")
     return link
+
+
+def current_role(role: Any) -> Any:
+    """The role's word as written today (a legacy word mapped, anything else
+    as it is, for parse to judge)."""
+    return LEGACY_ROLES.get(role, role) if isinstance(role, str) else role
 
 
 def parse_endpoint(endpoint: str, what: str = "endpoint") -> tuple[str, int]:
@@ -214,6 +229,26 @@ def save(paths: Paths, link: Link, private_key: str, psk: str) -> None:
 def save_settings(paths: Paths, link: Link) -> None:
     """Rewrite a link's settings (MTU, keepalive, endpoint); its keys stay."""
     write_toml(paths.link_file(link.name), link.to_dict())
+
+
+def rewrite_legacy_roles(paths: Paths) -> list[str]:
+    """Rewrite every link file that still says a legacy role word with the
+    new word (atomically, nothing else changed); the names rewritten. A file
+    that does not parse is left as it is, for load_all to report."""
+    rewritten = []
+    if not paths.links_dir.is_dir():
+        return rewritten
+    for path in sorted(paths.links_dir.glob("*.toml")):
+        try:
+            data = read_toml(path)
+            if data.get("role") not in LEGACY_ROLES:
+                continue
+            load(paths, path.stem)
+        except (ConfigError, OSError):
+            continue
+        write_toml(path, {**data, "role": current_role(data["role"])})
+        rewritten.append(path.stem)
+    return rewritten
 
 
 def delete(paths: Paths, name: str) -> bool:

@@ -30,9 +30,9 @@ def device_settings(link: Link, private_key: str, psk: str) -> DeviceSettings:
         preshared_key=psk,
         # Only the connecting side knows where the other is; the serving side
         # learns the endpoint from the first handshake, so NAT works.
-        endpoint=link.endpoint if link.role == "client" else None,
-        # Keepalives from the client keep NAT mappings open.
-        keepalive=link.keepalive if link.role == "client" else 0,
+        endpoint=link.endpoint if link.role == linkfile.DIALER else None,
+        # Keepalives from the dialer keep NAT mappings open.
+        keepalive=link.keepalive if link.role == linkfile.DIALER else 0,
     )
 
 

@@ -7,8 +7,8 @@ postinst runs `wgmesh migrate`, so an upgrade never needs a manual step.
 
 from collections.abc import Callable
 
+from . import allocation, linkfile, vxlan
 from . import config as node_config
-from . import linkfile, vxlan
 from .errors import ConfigError
 from .paths import Paths
 from .tomlio import write_atomic
@@ -32,7 +32,15 @@ def _schema_2(paths: Paths) -> None:
         vxlan.refresh_addresses(config)
 
 
-MIGRATIONS: list[tuple[int, Callable[[Paths], None]]] = [(1, _schema_1), (2, _schema_2)]
+def _schema_3(paths: Paths) -> None:
+    """The link roles "server" and "client" became "listener" and "dialer"
+    (the words server and client are the join server's and the client
+    nodes'): link files and pending reservations say the new words."""
+    linkfile.rewrite_legacy_roles(paths)
+    allocation.rewrite_legacy_roles(paths)
+
+
+MIGRATIONS: list[tuple[int, Callable[[Paths], None]]] = [(1, _schema_1), (2, _schema_2), (3, _schema_3)]
 CURRENT = MIGRATIONS[-1][0]
 
 

@@ -28,7 +28,7 @@ def make_tree(root: Path, count: int) -> None:
         name = f"wgm{i}"
         offset = 4 + 2 * (i % 250)
         (links / f"{name}.toml").write_text(
-            f'name = "{name}"\npeer_id = {2 * (i % 100) + 2}\nrole = "server"\nfamily = 4\n'
+            f'name = "{name}"\npeer_id = {2 * (i % 100) + 2}\nrole = "listener"\nfamily = 4\n'
             f'listen_port = {51820 + i}\npublic_key = "{KEY}"\npeer_public_key = "{KEY}"\noffset = {offset}\n'
             f'local4 = "10.0.0.{offset % 256}"\npeer4 = "10.0.0.{(offset + 1) % 256}"\n'
             f'local6 = "fd10::{offset:x}"\npeer6 = "fd10::{offset + 1:x}"\n')

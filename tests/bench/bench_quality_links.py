@@ -48,7 +48,7 @@ def make_links(count: int, rng: random.Random) -> list[tuple[linkfile.Link, str,
         offset = 4 + 2 * i
         v4, v6 = ipaddress.ip_address("10.0.0.0") + offset, ipaddress.ip_address("fd10::") + offset
         link = linkfile.parse({
-            "name": f"wgm{i}", "peer_id": i + 1, "role": "server", "family": 4,
+            "name": f"wgm{i}", "peer_id": i + 1, "role": "listener", "family": 4,
             "listen_port": 51820 + i, "public_key": key(), "peer_public_key": key(), "offset": offset,
             "local4": str(v4), "peer4": str(v4 + 1), "local6": str(v6), "peer6": str(v6 + 1),
         }, "bench")

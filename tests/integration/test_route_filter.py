@@ -58,7 +58,7 @@ def link_name(peer: int) -> str:
 def link_nets(server: int, client: int) -> tuple[ipaddress.IPv4Network, ipaddress.IPv6Network]:
     offset = 4 + 2 * [link for link in LINKS if link[0] == server].index((server, client))
     addresses = PLAN.link_addresses(server, offset)
-    return (ipaddress.IPv4Network((addresses.server4, 31)), ipaddress.IPv6Network((addresses.server6, 127)))
+    return (ipaddress.IPv4Network((addresses.listener4, 31)), ipaddress.IPv6Network((addresses.listener6, 127)))
 
 
 def wire(lab) -> dict[int, list[bird.OspfInterface]]:

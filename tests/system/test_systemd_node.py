@@ -153,6 +153,11 @@ def test_stop_and_start_exactly_one_link_and_repair_a_killed_daemon(mesh_lab):
 @pytest.mark.ids((0, 2))
 def test_an_upgrade_keeps_the_link(mesh_lab, upgrade_deb):
     node0, node2 = join_two(mesh_lab, transport="4")
+    # Both nodes as schema 2 left them, with the link roles' old words: the
+    # upgrade's daemon-reload reads them before its `wgmesh migrate` does.
+    for node, name, old_role in ((node0, "wgm2", "server"), (node2, "wgm0", "client")):
+        node.run(["sed", "-i", f's/^role = .*/role = "{old_role}"/', f"/etc/wgmesh/links/{name}.toml"])
+        node.run(["sh", "-c", "echo 2 > /var/lib/wgmesh/schema"])
     before = unit_property(node2, "wgmesh-link@wgm0.service", "MainPID")
     # Ping through the whole upgrade: not one lost packet is asked, but the link must never go away.
     pinger = node0.popen(["ping", "-q", "-i", "0.2", "-w", "25", "10.0.2.1"], stdout=subprocess.PIPE, text=True)
@@ -163,6 +168,10 @@ def test_an_upgrade_keeps_the_link(mesh_lab, upgrade_deb):
     assert active(node2, "wgmesh-join-server.socket") and active(node2, "wgmesh-bird.service")
     assert pings(node0, "10.0.2.1") and pings(node2, "10.0.0.1")
     assert "Full" in node2.run(["birdc", "-s", "/run/wgmesh/bird.ctl", "show", "ospf", "neighbors"]).stdout
+    for node, name, new_role in ((node0, "wgm2", "listener"), (node2, "wgm0", "dialer")):
+        assert f'role = "{new_role}"' in node.run(["cat", f"/etc/wgmesh/links/{name}.toml"]).stdout
+        assert node.run(["cat", "/var/lib/wgmesh/schema"]).stdout.strip() == "3"
+    assert active(node0, "wgmesh-link@wgm2.service") and active(node2, "wgmesh-link@wgm0.service")
     out, _ = pinger.communicate(timeout=60)
     summary = next(line for line in out.splitlines() if "packets transmitted" in line)
     report(f"ping every 0.2 s across the upgrade of both nodes: {summary}")

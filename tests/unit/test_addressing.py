@@ -46,19 +46,19 @@ def test_default_plan_steps_ids_by_two_with_23_blocks(plan):
 ])
 def test_link_addresses_are_a_31_and_a_127_at_the_same_offset(plan, server_id, offset, s4, c4, s6, c6):
     link = plan.link_addresses(server_id, offset)
-    assert (link.server4, link.client4, link.server6, link.client6) == (A4(s4), A4(c4), A6(s6), A6(c6))
+    assert (link.listener4, link.dialer4, link.listener6, link.dialer6) == (A4(s4), A4(c4), A6(s6), A6(c6))
     assert link.offset == offset
     # Server gets the even address, the client the odd one.
-    assert int(link.server4) % 2 == 0 and int(link.client4) == int(link.server4) + 1
-    assert ipaddress.IPv4Network(f"{link.server4}/31").broadcast_address == link.client4
+    assert int(link.listener4) % 2 == 0 and int(link.dialer4) == int(link.listener4) + 1
+    assert ipaddress.IPv4Network(f"{link.listener4}/31").broadcast_address == link.dialer4
 
 
 def test_link_roles_pick_each_end(plan):
     link = plan.link_addresses(2, 8)
-    assert link.local4("server") == link.peer4("client") == A4("10.0.2.8")
-    assert link.local4("client") == link.peer4("server") == A4("10.0.2.9")
-    assert link.local6("server") == link.peer6("client") == A6("fd10:0:0:2::8")
-    assert link.local6("client") == link.peer6("server") == A6("fd10:0:0:2::9")
+    assert link.local4("listener") == link.peer4("dialer") == A4("10.0.2.8")
+    assert link.local4("dialer") == link.peer4("listener") == A4("10.0.2.9")
+    assert link.local6("listener") == link.peer6("dialer") == A6("fd10:0:0:2::8")
+    assert link.local6("dialer") == link.peer6("listener") == A6("fd10:0:0:2::9")
 
 
 def test_link_offsets_start_after_the_loopback_and_stay_in_the_block(plan):
@@ -69,8 +69,8 @@ def test_link_offsets_start_after_the_loopback_and_stay_in_the_block(plan):
     assert len(offsets) == 254
     for offset in (offsets[0], offsets[-1]):
         link = plan.link_addresses(8, offset)
-        assert link.server4 in plan.node_block(8) and link.client4 in plan.node_block(8)
-        assert link.server4 not in plan.loopback4_network(8)
+        assert link.listener4 in plan.node_block(8) and link.dialer4 in plan.node_block(8)
+        assert link.listener4 not in plan.loopback4_network(8)
 
 
 @pytest.mark.parametrize("offset", [0, 2, 3, 5, 512, -2])
@@ -84,8 +84,8 @@ def test_first_links_of_different_nodes_never_collide(plan):
     for node_id in plan.valid_node_ids():
         for offset in (4, 510):
             link = plan.link_addresses(node_id, offset)
-            assert not {link.server4, link.client4, link.server6, link.client6} & seen
-            seen |= {link.server4, link.client4, link.server6, link.client6}
+            assert not {link.listener4, link.dialer4, link.listener6, link.dialer6} & seen
+            seen |= {link.listener4, link.dialer4, link.listener6, link.dialer6}
 
 
 @pytest.mark.parametrize("node_id, client", [(0, False), (198, False), (200, True), (254, True)])
@@ -128,7 +128,7 @@ def test_24_node_blocks_step_by_one():
     assert plan.node_block(3) == ipaddress.IPv4Network("10.0.3.0/24")
     assert plan.loopback4(3) == A4("10.0.3.1")
     assert plan.loopback6(3) == A6("fd10:0:0:3::1")
-    assert plan.link_addresses(3, 4).server4 == A4("10.0.3.4")
+    assert plan.link_addresses(3, 4).listener4 == A4("10.0.3.4")
     assert list(plan.link_offsets())[-1] == 254
     # With /24 blocks 250 is fine, and 251 is the VXLAN /24 itself.
     assert plan.node_id_problem(250) is None
@@ -169,7 +169,7 @@ def test_owner_of(plan, address, owner):
 def test_owner_of_is_the_inverse_of_the_link_plan(plan):
     for node_id in (0, 2, 124, 254):
         link = plan.link_addresses(node_id, 300)
-        assert plan.owner_of(link.server4) == plan.owner_of(link.client4) == node_id
+        assert plan.owner_of(link.listener4) == plan.owner_of(link.dialer4) == node_id
 
 
 @pytest.mark.parametrize("address4, expected", [
@@ -185,7 +185,7 @@ def test_link_local6(address4, expected):
 
 def test_link_local6_differs_between_the_two_ends(plan):
     link = plan.link_addresses(2, 4)
-    assert link_local6(link.server4) != link_local6(link.client4)
+    assert link_local6(link.listener4) != link_local6(link.dialer4)
 
 
 def test_vxlan_addresses(plan):

@@ -7,11 +7,13 @@ import threading
 import time
 
 import pytest
+from click.testing import CliRunner
 
 from unit_helpers import make_link, random_key
 from wgmesh_common import linkfile
 from wgmesh_common.addressing import MeshPlan
 from wgmesh_common.allocation import Allocator, Reservation, Usage, allocate, usage_of
+from wgmesh_common.commands.allocator import main as allocator_main
 from wgmesh_common.errors import AllocationError
 from wgmesh_common.paths import Paths
 
@@ -23,14 +25,14 @@ def usage(names=(), ports=(), offsets=()) -> Usage:
 
 
 def test_allocate_on_an_empty_node(plan):
-    r = allocate(plan, 51820, EMPTY, 2, "server", 4, 123.0)
-    assert r == Reservation("wgm2", 2, "server", 4, 51820, 4, 123.0)
+    r = allocate(plan, 51820, EMPTY, 2, "listener", 4, 123.0)
+    assert r == Reservation("wgm2", 2, "listener", 4, 51820, 4, 123.0)
 
 
 def test_allocate_is_pure(plan):
     used = usage(["wgm4"], [51820], [4])
-    first = allocate(plan, 51820, used, 2, "server", 4, 1.0)
-    assert allocate(plan, 51820, used, 2, "server", 4, 1.0) == first
+    first = allocate(plan, 51820, used, 2, "listener", 4, 1.0)
+    assert allocate(plan, 51820, used, 2, "listener", 4, 1.0) == first
     assert used == usage(["wgm4"], [51820], [4])
 
 
@@ -40,50 +42,50 @@ def test_allocate_is_pure(plan):
     ([51820, 51821, 51823], [4, 6, 10], 51822, 8),
 ])
 def test_allocate_picks_the_first_free_port_and_offset(plan, ports, offsets, port, offset):
-    r = allocate(plan, 51820, usage(ports=ports, offsets=offsets), 2, "server", 4, 0.0)
+    r = allocate(plan, 51820, usage(ports=ports, offsets=offsets), 2, "listener", 4, 0.0)
     assert (r.listen_port, r.offset) == (port, offset)
 
 
 def test_a_client_side_link_takes_no_offset(plan):
-    r = allocate(plan, 51820, usage(offsets=plan.link_offsets()), 2, "client", 4, 0.0)
-    assert r.offset is None and r.role == "client"
+    r = allocate(plan, 51820, usage(offsets=plan.link_offsets()), 2, "dialer", 4, 0.0)
+    assert r.offset is None and r.role == "dialer"
 
 
 def test_v6_transport_gets_its_own_name(plan):
-    r = allocate(plan, 51820, usage(names=["wgm2"]), 2, "server", 6, 0.0)
+    r = allocate(plan, 51820, usage(names=["wgm2"]), 2, "listener", 6, 0.0)
     assert r.name == "wgm2v6"
 
 
 def test_a_name_in_use_is_refused_clearly(plan):
     with pytest.raises(AllocationError) as caught:
-        allocate(plan, 51820, usage(names=["wgm2"]), 2, "server", 4, 0.0)
+        allocate(plan, 51820, usage(names=["wgm2"]), 2, "listener", 4, 0.0)
     assert str(caught.value) == "a link to node 2 over IPv4 already exists or is being made (wgm2)"
 
 
 def test_ports_run_out(plan):
     with pytest.raises(AllocationError, match="no free listen port in 51820-55915"):
-        allocate(plan, 51820, usage(ports=range(51820, 51820 + 4096)), 2, "client", 4, 0.0)
+        allocate(plan, 51820, usage(ports=range(51820, 51820 + 4096)), 2, "dialer", 4, 0.0)
 
 
 def test_ports_never_go_past_65535(plan):
-    r = allocate(plan, 65000, usage(ports=range(65000, 65535)), 2, "client", 4, 0.0)
+    r = allocate(plan, 65000, usage(ports=range(65000, 65535)), 2, "dialer", 4, 0.0)
     assert r.listen_port == 65535
     with pytest.raises(AllocationError, match="no free listen port"):
-        allocate(plan, 65000, usage(ports=range(65000, 65536)), 2, "client", 4, 0.0)
+        allocate(plan, 65000, usage(ports=range(65000, 65536)), 2, "dialer", 4, 0.0)
 
 
 def test_offsets_run_out(plan):
     with pytest.raises(AllocationError, match="no free link address left"):
-        allocate(plan, 51820, usage(offsets=plan.link_offsets()), 2, "server", 4, 0.0)
+        allocate(plan, 51820, usage(offsets=plan.link_offsets()), 2, "listener", 4, 0.0)
     last = list(plan.link_offsets())[:-1]
-    assert allocate(plan, 51820, usage(offsets=last), 2, "server", 4, 0.0).offset == 510
+    assert allocate(plan, 51820, usage(offsets=last), 2, "listener", 4, 0.0).offset == 510
 
 
 def test_usage_of_counts_links_and_reservations():
-    links = [make_link(), make_link(name="wgm4", peer_id=4, role="client", endpoint="192.0.2.1:1", offset=8,
+    links = [make_link(), make_link(name="wgm4", peer_id=4, role="dialer", endpoint="192.0.2.1:1", offset=8,
                                     listen_port=51821)]
-    reservations = [Reservation("wgm6", 6, "server", 4, 51822, 6, 0.0),
-                    Reservation("wgm8", 8, "client", 4, 51823, None, 0.0)]
+    reservations = [Reservation("wgm6", 6, "listener", 4, 51822, 6, 0.0),
+                    Reservation("wgm8", 8, "dialer", 4, 51823, None, 0.0)]
     u = usage_of(links, reservations)
     assert u.names == {"wgm2", "wgm4", "wgm6", "wgm8"}
     assert u.ports == {51820, 51821, 51822, 51823}
@@ -97,8 +99,8 @@ def allocator(paths, plan) -> Allocator:
 
 
 def test_reserve_writes_a_reservation_and_skips_used_resources(allocator, paths):
-    first = allocator.reserve(2, "server", 4)
-    second = allocator.reserve(4, "server", 4)
+    first = allocator.reserve(2, "listener", 4)
+    second = allocator.reserve(4, "listener", 4)
     assert (first.listen_port, first.offset) == (51820, 4)
     assert (second.listen_port, second.offset) == (51821, 6)
     assert sorted(p.name for p in paths.reservations_dir.glob("*.toml")) == ["wgm2.toml", "wgm4.toml"]
@@ -106,63 +108,63 @@ def test_reserve_writes_a_reservation_and_skips_used_resources(allocator, paths)
 
 
 def test_client_reservations_are_kept_and_count(allocator):
-    first = allocator.reserve(2, "client", 4)
+    first = allocator.reserve(2, "dialer", 4)
     assert allocator.reservations() == [first]
-    second = allocator.reserve(4, "client", 4)
+    second = allocator.reserve(4, "dialer", 4)
     assert second.listen_port != first.listen_port
     with pytest.raises(AllocationError, match="wgm2"):
-        allocator.reserve(2, "client", 4)
+        allocator.reserve(2, "dialer", 4)
 
 
 def test_reserve_respects_existing_link_files(allocator, paths):
     linkfile.save(paths, make_link(), random_key(), random_key())
-    r = allocator.reserve(4, "server", 4)
+    r = allocator.reserve(4, "listener", 4)
     assert (r.listen_port, r.offset) == (51821, 6)
     with pytest.raises(AllocationError, match="node 2"):
-        allocator.reserve(2, "server", 4)
+        allocator.reserve(2, "listener", 4)
 
 
 def test_a_malformed_link_file_still_holds_its_name(allocator, paths):
     paths.links_dir.mkdir(parents=True)
     paths.link_file("wgm2").write_text("broken = \n")
     with pytest.raises(AllocationError, match="wgm2"):
-        allocator.reserve(2, "server", 4)
+        allocator.reserve(2, "listener", 4)
 
 
 def test_release(allocator, paths):
-    reservation = allocator.reserve(2, "server", 4)
+    reservation = allocator.reserve(2, "listener", 4)
     assert allocator.release(reservation) is True
     assert allocator.release(reservation) is False
     assert allocator.reservations() == []
     # The released resources are free again.
-    assert allocator.reserve(4, "server", 4).offset == 4
+    assert allocator.reserve(4, "listener", 4).offset == 4
 
 
 def test_expired_reservations_are_dropped(paths, plan):
     """Expiry, the last resort, for a reservation made without a holder."""
     allocator = Allocator(paths, plan, 51820, ttl=60)
-    r = allocator.reserve(2, "server", 4, hold=False)
+    r = allocator.reserve(2, "listener", 4, hold=False)
     assert allocator.reservations(now=r.created + 59) == [r]
     assert allocator.reservations(now=r.created + 61) == []
     assert allocator.reclaim(now=r.created + 61) == ["wgm2"]
     # ... and deleted, so a later reader does not see it either.
     assert not (paths.reservations_dir / "wgm2.toml").exists()
-    assert allocator.reserve(2, "server", 4).offset == 4
+    assert allocator.reserve(2, "listener", 4).offset == 4
 
 
 def test_an_expired_reservation_frees_its_name_for_reserve(paths, plan):
     allocator = Allocator(paths, plan, 51820, ttl=0.05)
-    allocator.reserve(2, "server", 4, hold=False)
+    allocator.reserve(2, "listener", 4, hold=False)
     time.sleep(0.1)
-    assert allocator.reserve(2, "server", 4).name == "wgm2"
+    assert allocator.reserve(2, "listener", 4).name == "wgm2"
 
 
 def test_a_live_holders_reservation_never_expires(paths, plan):
     allocator = Allocator(paths, plan, 51820, ttl=0.05)
-    allocator.reserve(2, "server", 4)
+    allocator.reserve(2, "listener", 4)
     time.sleep(0.1)
     with pytest.raises(AllocationError, match="wgm2"):
-        allocator.reserve(2, "server", 4)
+        allocator.reserve(2, "listener", 4)
 
 
 def test_an_unreadable_reservation_is_dropped(allocator, paths):
@@ -185,8 +187,8 @@ def _assert_distinct(reservations: list[Reservation], count: int) -> None:
 
 
 def _peer_role(index: int) -> tuple[int, str]:
-    # Mix both roles: servers take an offset, clients only a port.
-    return 2 * (index + 1), ("server" if index % 3 else "client")
+    # Mix both roles: listeners take an offset, dialers only a port.
+    return 2 * (index + 1), ("listener" if index % 3 else "dialer")
 
 
 def test_concurrent_reservations_from_threads_are_distinct(paths, plan):
@@ -251,7 +253,7 @@ def test_concurrent_reservations_for_the_same_peer_give_exactly_one(paths, plan)
         allocator = Allocator(paths, plan, 51820)
         barrier.wait()
         try:
-            allocator.reserve(2, "server", 4)
+            allocator.reserve(2, "listener", 4)
             outcomes.append("ok")
         except AllocationError:
             outcomes.append("refused")
@@ -312,12 +314,12 @@ def test_two_allocations_of_one_explicit_port_at_once_give_it_to_one(node, monke
 
 
 def reserve_with_port(node, peer: int, port: int):
-    return node.allocator.reserve(peer, "client", 4, port=port)
+    return node.allocator.reserve(peer, "dialer", 4, port=port)
 
 
 def _reserve_and_wait(root: str, reserved) -> None:
     allocator = Allocator(Paths(__import__("pathlib").Path(root)), MeshPlan.default(), 51820)
-    allocator.reserve(2, "client", 4)
+    allocator.reserve(2, "dialer", 4)
     reserved.set()
     # Holds the reservation until killed.
     threading.Event().wait()
@@ -346,7 +348,7 @@ def test_a_reservation_whose_holder_was_killed_is_reclaimed_at_once(paths, plan,
     holder.join(30)
     # Long before any expiry: the kernel dropped the dead holder's lock.
     assert allocator.reservations() == []
-    reservation = allocator.reserve(2, "client", 4)
+    reservation = allocator.reserve(2, "dialer", 4)
     assert reservation.name == "wgm2" and reservation.listen_port == 51820
     assert sorted(p.name for p in paths.reservations_dir.iterdir()) == ["wgm2.lock", "wgm2.toml"]
 
@@ -363,14 +365,14 @@ def test_a_live_holders_reservation_is_not_reclaimed(paths, plan, holder):
     allocator = Allocator(paths, plan, 51820)
     assert allocator.reclaim() == []
     with pytest.raises(AllocationError, match="being made"):
-        allocator.reserve(2, "client", 4)
+        allocator.reserve(2, "dialer", 4)
     assert [r.name for r in allocator.reservations()] == ["wgm2"]
 
 
 def test_a_reservation_held_by_another_thread_of_this_process_is_live(allocator):
     """The join helper serves each request on a thread: one request's
     reservation is not another's to reclaim."""
-    reservation = allocator.reserve(2, "server", 4)
+    reservation = allocator.reserve(2, "listener", 4)
     other = {}
     thread = threading.Thread(target=lambda: other.update(reclaimed=allocator.reclaim()))
     thread.start()
@@ -384,7 +386,7 @@ def test_a_reservation_held_by_another_thread_of_this_process_is_live(allocator)
 def test_a_reservation_without_a_holder_lives_until_it_expires(paths, plan):
     """wgmesh-allocator reserve exits at once: only expiry frees its reservation."""
     allocator = Allocator(paths, plan, 51820, ttl=60)
-    r = allocator.reserve(2, "client", 4, hold=False)
+    r = allocator.reserve(2, "dialer", 4, hold=False)
     assert allocator.reclaim(now=r.created + 59) == []
     assert allocator.reclaim(now=r.created + 61) == ["wgm2"]
 
@@ -392,8 +394,8 @@ def test_a_reservation_without_a_holder_lives_until_it_expires(paths, plan):
 def test_is_stale():
     from wgmesh_common.allocation import is_stale
 
-    held = Reservation("wgm2", 2, "client", 4, 51820, None, 100.0, held=True)
-    unheld = Reservation("wgm2", 2, "client", 4, 51820, None, 100.0)
+    held = Reservation("wgm2", 2, "dialer", 4, 51820, None, 100.0, held=True)
+    unheld = Reservation("wgm2", 2, "dialer", 4, 51820, None, 100.0)
     assert is_stale(held, holder_alive=False, now=101, ttl=120)
     assert not is_stale(held, holder_alive=True, now=101, ttl=120)
     assert not is_stale(held, holder_alive=True, now=10_000, ttl=120)  # a live holder's never expires
@@ -402,13 +404,13 @@ def test_is_stale():
 
 
 def test_a_holder_whose_reservation_file_was_lost_still_holds_the_name(allocator, paths):
-    allocator.reserve(2, "client", 4)
+    allocator.reserve(2, "dialer", 4)
     (paths.reservations_dir / "wgm2.toml").unlink()
     other = {}
 
     def reserve_elsewhere() -> None:
         try:
-            Allocator(paths, allocator.plan, 51820).reserve(2, "client", 4)
+            Allocator(paths, allocator.plan, 51820).reserve(2, "dialer", 4)
         except AllocationError as error:
             other["error"] = str(error)
 
@@ -421,31 +423,46 @@ def test_a_holder_whose_reservation_file_was_lost_still_holds_the_name(allocator
 def test_a_join_that_ends_late_never_releases_another_holders_reservation(allocator, paths):
     """A holder whose reservation was reclaimed (its file lost) and then
     taken by another join must not free that join's when it ends."""
-    first = allocator.reserve(2, "client", 4)
+    first = allocator.reserve(2, "dialer", 4)
     # The first join's files go (by hand, a bug): the name is taken again by a second join.
     (paths.reservations_dir / "wgm2.toml").unlink()
     allocator.release(first)
-    second = allocator.reserve(2, "client", 4)
+    second = allocator.reserve(2, "dialer", 4)
     assert allocator.release(first) is False  # the late end of the first join
     assert [r.name for r in allocator.reservations()] == ["wgm2"]
     with pytest.raises(AllocationError, match="wgm2"):
-        allocator.reserve(2, "client", 4)
+        allocator.reserve(2, "dialer", 4)
     assert allocator.release(second) is True
     assert allocator.reservations() == []
 
 
 def test_discard_drops_a_reservation_without_a_holder_but_not_a_live_holders(allocator):
-    allocator.reserve(2, "client", 4, hold=False)
+    allocator.reserve(2, "dialer", 4, hold=False)
     assert allocator.discard("wgm2") is True
     assert allocator.discard("wgm2") is False
-    allocator.reserve(4, "client", 4)
+    allocator.reserve(4, "dialer", 4)
     with pytest.raises(AllocationError, match="held by a running join"):
         allocator.discard("wgm4")
 
 
 def test_a_reservation_file_under_another_name_is_not_read_as_that_name(allocator, paths):
-    allocator.reserve(2, "client", 4)
+    allocator.reserve(2, "dialer", 4)
     (paths.reservations_dir / "evil.toml").write_text((paths.reservations_dir / "wgm2.toml").read_text())
     allocator.reclaim()
     # The copy went as unreadable; wgm2's own file, lock and all, stays.
     assert sorted(p.name for p in paths.reservations_dir.iterdir()) == ["wgm2.lock", "wgm2.toml"]
+
+
+def test_the_allocator_command_takes_the_role_words(node):
+    def reserve(peer: str, role: str):
+        return CliRunner(mix_stderr=False).invoke(allocator_main, ["reserve", "--peer", peer, "--role", role, "--json"],
+                                                  env={"WGMESH_ROOT": str(node.paths.root)})
+
+    listener = reserve("2", "listener")
+    assert listener.exit_code == 0, listener.stderr
+    assert '"role": "listener"' in listener.stdout and '"listener4": "10.0.0.4"' in listener.stdout
+    assert '"dialer4": "10.0.0.5"' in listener.stdout
+    dialer = reserve("4", "dialer")
+    assert dialer.exit_code == 0 and '"role": "dialer"' in dialer.stdout and "listener4" not in dialer.stdout
+    # The old words were the join server's and the client nodes' too: gone from the command line.
+    assert reserve("6", "server").exit_code == 2

@@ -401,7 +401,7 @@ def test_connect_refused_at_connect_releases_the_reservation(wgmesh, root, join_
 def _reserve_in_a_process(root, peer: int, ready, stop) -> None:
     from wgmesh_common.node import Node
 
-    Node.load(Paths(root)).allocator.reserve(peer, "client", 4)
+    Node.load(Paths(root)).allocator.reserve(peer, "dialer", 4)
     ready.set()
     stop.wait(60)
 

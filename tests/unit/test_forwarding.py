@@ -272,7 +272,7 @@ def test_the_reason_names_the_node_in_the_way():
 
 
 def test_a_pass_with_a_failure_reports_it_and_exits_non_zero():
-    made = make_link(role="client", endpoint="192.0.2.2:51820")
+    made = make_link(role="dialer", endpoint="192.0.2.2:51820")
     assert mesh.PassReport().lines() == ["nothing to do: linked with every node it should be"]
     assert mesh.PassReport().exit_status == 0
     report = mesh.PassReport([made], {6: "cannot reach http://10.0.6.1:8080: timed out", 2: "why"})

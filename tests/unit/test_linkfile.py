@@ -11,18 +11,18 @@ from wgmesh_common.errors import ConfigError
 
 def test_parse_accepts_a_good_server_link():
     link = linkfile.parse(link_data(), "wgm2.toml")
-    assert link.name == "wgm2" and link.peer_id == 2 and link.role == "server"
+    assert link.name == "wgm2" and link.peer_id == 2 and link.role == "listener"
     assert link.type == "wireguard" and link.endpoint is None and link.mtu == 1420 and link.keepalive == 25
 
 
 def test_parse_accepts_a_good_client_link_with_a_v6_endpoint():
-    link = linkfile.parse(link_data(role="client", endpoint="[2001:db8::1]:51820", name="wgm2v6", family=6),
+    link = linkfile.parse(link_data(role="dialer", endpoint="[2001:db8::1]:51820", name="wgm2v6", family=6),
                           "wgm2v6.toml")
     assert link.endpoint == "[2001:db8::1]:51820" and link.family == 6
 
 
 def test_to_dict_round_trips_through_parse():
-    link = make_link(role="client", endpoint="192.0.2.1:51820", extra={"note": "x"})
+    link = make_link(role="dialer", endpoint="192.0.2.1:51820", extra={"note": "x"})
     assert linkfile.parse(link.to_dict(), "x") == link
     assert "extra" not in make_link().to_dict()
 
@@ -39,7 +39,7 @@ BAD = [
     ({"name": "has space"}, "name 'has space' is not a valid interface name"),
     ({"name": "a" * 16}, "is not a valid interface name"),
     ({"name": "../etc"}, "is not a valid interface name"),
-    ({"role": "boss"}, "role must be server or client, not 'boss'"),
+    ({"role": "boss"}, "role must be listener or dialer, not 'boss'"),
     ({"family": 5}, "family must be 4 or 6, not 5"),
     ({"type": "gre"}, "unknown link type 'gre' (known: wireguard)"),
     ({"listen_port": 0}, "listen_port 0 out of range"),
@@ -54,7 +54,7 @@ BAD = [
     ({"peer4": "10.0.0.256"}, "peer4 is not an IPv4 address"),
     ({"local6": "10.0.0.4"}, "local6 is not an IPv6 address"),
     ({"peer6": "fd10::g"}, "peer6 is not an IPv6 address"),
-    ({"role": "client"}, "a client link needs an endpoint"),
+    ({"role": "dialer"}, "a dialer link needs an endpoint"),
     ({"endpoint": "192.0.2.1"}, "endpoint '192.0.2.1' is not ADDRESS:PORT"),
     ({"endpoint": "999.0.2.1:5"}, "endpoint '999.0.2.1:5' has no valid IP address"),
     ({"endpoint": "192.0.2.1:0"}, "endpoint '192.0.2.1:0' has a port out of range"),
@@ -118,7 +118,7 @@ def test_an_endpoint_must_match_whole_and_in_ascii(endpoint):
     with pytest.raises(ConfigError, match="is not ADDRESS:PORT"):
         linkfile.parse_endpoint(endpoint)
     with pytest.raises(ConfigError):
-        linkfile.parse(link_data(role="client", endpoint=endpoint), "test")
+        linkfile.parse(link_data(role="dialer", endpoint=endpoint), "test")
 
 
 @pytest.mark.parametrize("name", ["wgm2\n", "wgm2\nx", "", "wgm2 ", "a" * 16, "wgm\u0662"])

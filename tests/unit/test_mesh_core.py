@@ -11,11 +11,25 @@ import time
 
 import pytest
 
-from unit_helpers import init_node, make_link, random_key
-from wgmesh_common import graph, join, linkfile, linkops, mesh, meshview, migrations, probe, proximity, routing, vxlan
+from unit_helpers import init_node, link_data, make_link, random_key
+from wgmesh_common import (
+    allocation,
+    graph,
+    join,
+    linkfile,
+    linkops,
+    mesh,
+    meshview,
+    migrations,
+    probe,
+    proximity,
+    routing,
+    vxlan,
+)
 from wgmesh_common.errors import ConfigError, RemoteError, WgmeshError
 from wgmesh_common.joinapi import RequestError
 from wgmesh_common.netlink import Route
+from wgmesh_common.tomlio import read_toml, write_toml
 
 BIRD_PROTO = meshview.RTPROT_BIRD
 
@@ -163,10 +177,10 @@ def test_check_compatible(node):
 
 # -------------------------------------------------- crossing joins (pure files)
 
-def test_a_crossing_join_lower_id_waits_and_serves(node):
-    """Node 0 is connecting to node 2 (a client reservation) while node 2
-    connects here: the lower ID (0) serves once its own attempt is gone."""
-    ours = node.allocator.reserve(2, "client", 4)
+def test_a_crossing_join_lower_id_waits_and_listens(node):
+    """Node 0 is connecting to node 2 (a dialer reservation) while node 2
+    connects here: the lower ID (0) listens once its own attempt is gone."""
+    ours = node.allocator.reserve(2, "dialer", 4)
     result = {}
 
     def serve():
@@ -179,22 +193,22 @@ def test_a_crossing_join_lower_id_waits_and_serves(node):
     node.allocator.release(ours)
     thread.join(5)
     reservation = result["reservation"]
-    assert reservation.role == "server" and reservation.name == "wgm2" and reservation.offset == 4
+    assert reservation.role == "listener" and reservation.name == "wgm2" and reservation.offset == 4
 
 
 def test_a_crossing_join_higher_id_refuses_at_once(paths):
     node = init_node(paths, 4)
-    node.allocator.reserve(2, "client", 4)
+    node.allocator.reserve(2, "dialer", 4)
     started = time.monotonic()
     with pytest.raises(RequestError) as caught:
         join._reserve_serving(node, 2, 4)
     assert time.monotonic() - started < 1
-    assert caught.value.status == 409 and "the lower ID (2) serves" in caught.value.reason
+    assert caught.value.status == 409 and "the lower ID (2) listens" in caught.value.reason
 
 
 def test_a_crossing_join_that_never_settles_times_out(node, monkeypatch):
     monkeypatch.setattr(join, "CONCURRENT_JOIN_WAIT", 0.3)
-    node.allocator.reserve(2, "client", 4)
+    node.allocator.reserve(2, "dialer", 4)
     with pytest.raises(RequestError) as caught:
         join._reserve_serving(node, 2, 4)
     assert caught.value.status == 409
@@ -454,16 +468,16 @@ def test_routing_of_a_client_node(paths):
     assert "stub router yes;" in routing.render_config(node.config, interfaces)
 
 
-def test_device_settings_server_and_client():
-    server = make_link()
-    client = make_link(role="client", endpoint="192.0.2.1:51820", keepalive=15)
-    s = linkops.device_settings(server, "PRIV", "PSK")
-    c = linkops.device_settings(client, "PRIV", "PSK")
-    # The serving side learns the endpoint from the handshake; only the client keeps NAT open.
+def test_device_settings_listener_and_dialer():
+    listener = make_link()
+    dialer = make_link(role="dialer", endpoint="192.0.2.1:51820", keepalive=15)
+    s = linkops.device_settings(listener, "PRIV", "PSK")
+    c = linkops.device_settings(dialer, "PRIV", "PSK")
+    # The listener learns the endpoint from the handshake; only the dialer keeps NAT open.
     assert (s.endpoint, s.keepalive) == (None, 0)
     assert (c.endpoint, c.keepalive) == ("192.0.2.1:51820", 15)
     assert (c.private_key, c.preshared_key, c.peer_public_key, c.listen_port) == (
-        "PRIV", "PSK", client.peer_public_key, client.listen_port)
+        "PRIV", "PSK", dialer.peer_public_key, dialer.listen_port)
 
 
 def test_interface_addresses():
@@ -500,6 +514,68 @@ def test_migrate_refuses_a_newer_schema(node):
     migrations.schema_file(node.paths).write_text("99\n")
     with pytest.raises(ConfigError, match="newer than this wgmesh"):
         migrations.migrate(node.paths)
+
+
+# The link roles as schema 2 wrote them (and as schema 3 does), and what
+# schema 3 makes of each.
+ROLE_TABLE = [("server", "listener"), ("client", "dialer"), ("listener", "listener"), ("dialer", "dialer")]
+
+
+def _write_schema_2_state(node) -> dict[str, dict]:
+    """A link file per row of ROLE_TABLE, a held and an unheld reservation
+    with the old words; the link files' documents by name."""
+    documents = {}
+    for index, (old, _) in enumerate(ROLE_TABLE):
+        peer = 2 * (index + 1)
+        data = link_data(name=f"wgm{peer}", peer_id=peer, role=old, listen_port=51820 + index, offset=4 + 2 * index)
+        if old in ("client", "dialer"):
+            data["endpoint"] = f"192.0.2.{peer}:51820"
+        write_toml(node.paths.link_file(data["name"]), data)
+        documents[data["name"]] = data
+    for peer, role, old, hold in ((20, "dialer", "client", True), (22, "listener", "server", False)):
+        reservation = node.allocator.reserve(peer, role, 4, hold=hold)
+        path = node.paths.reservations_dir / f"{reservation.name}.toml"
+        write_toml(path, {**read_toml(path), "role": old})
+    migrations.schema_file(node.paths).write_text("2\n")
+    return documents
+
+
+def _state_bytes(node) -> dict[str, bytes]:
+    return {str(p): p.read_bytes() for d in (node.paths.links_dir, node.paths.reservations_dir)
+            for p in sorted(d.glob("*.toml"))}
+
+
+def test_migration_3_rewrites_link_roles_and_reservations_once(node):
+    documents = _write_schema_2_state(node)
+    # Read before the migration too (the generator at boot, a join across the upgrade).
+    assert {link.name: link.role for link in linkfile.load_all(node.paths)[0]} == {
+        f"wgm{2 * (i + 1)}": new for i, (_, new) in enumerate(ROLE_TABLE)}
+    assert {r.name: r.role for r in node.allocator.reservations()} == {"wgm20": "dialer", "wgm22": "listener"}
+
+    assert migrations.migrate(node.paths) == [3]
+
+    for index, (name, before) in enumerate(documents.items()):
+        # Only the role changed, word for word as the table says.
+        assert read_toml(node.paths.link_file(name)) == {**before, "role": ROLE_TABLE[index][1]}
+    for name, role in (("wgm20", "dialer"), ("wgm22", "listener")):
+        assert read_toml(node.paths.reservations_dir / f"{name}.toml")["role"] == role
+    # The held reservation is still held by this process: a join in flight keeps its name.
+    assert allocation.holder_alive(node.paths.reservations_dir / "wgm20.lock")
+    assert {r.name for r in node.allocator.reservations()} == {"wgm20", "wgm22"}
+
+    before = _state_bytes(node)
+    migrations.schema_file(node.paths).write_text("2\n")
+    assert migrations.migrate(node.paths) == [3]
+    assert _state_bytes(node) == before
+    assert linkfile.rewrite_legacy_roles(node.paths) == allocation.rewrite_legacy_roles(node.paths) == []
+    node.allocator.release(next(r for r in node.allocator.reservations() if r.name == "wgm20"))
+
+
+def test_migration_3_leaves_a_link_file_it_cannot_read(node):
+    data = link_data(role="server", listen_port=0)
+    write_toml(node.paths.link_file("wgm2"), data)
+    assert linkfile.rewrite_legacy_roles(node.paths) == []
+    assert read_toml(node.paths.link_file("wgm2")) == data
 
 
 # ------------------------------------------- what a connect does per family

@@ -24,11 +24,11 @@ def random_key() -> str:
 
 
 def link_data(**overrides) -> dict:
-    """A valid link file document (server side of node 0's link to node 2)."""
+    """A valid link file document (the listener of node 0's link to node 2)."""
     data = {
         "name": "wgm2",
         "peer_id": 2,
-        "role": "server",
+        "role": "listener",
         "family": 4,
         "listen_port": 51820,
         "public_key": "g6hk3EOx4cQY2ikDCY55Mp4gakfcnHLIphS8nsFBoAc=",

@@ -2,7 +2,7 @@
 
 import click
 
-from .. import tomlio
+from .. import linkfile, tomlio
 from ..errors import WgmeshError
 from .common import load_node
 
@@ -14,8 +14,9 @@ def main() -> None:
 
 @main.command("reserve")
 @click.option("--peer", "peer_id", type=int, required=True, help="The other node's ID.")
-@click.option("--role", type=click.Choice(["server", "client"]), required=True,
-              help="server: this node hands out the link's addresses.")
+@click.option("--role", type=click.Choice(linkfile.ROLES), required=True,
+              help="listener: this node answers the join and hands out the link's addresses; "
+                   "dialer: it asks.")
 @click.option("--family", type=click.Choice(["4", "6"]), default="4", show_default=True, help="Underlay family.")
 @click.option("--json", "as_json", is_flag=True, help="JSON instead of TOML.")
 def reserve(peer_id: int, role: str, family: str, as_json: bool) -> None:
@@ -31,8 +32,8 @@ def reserve(peer_id: int, role: str, family: str, as_json: bool) -> None:
     data = reservation.to_dict()
     if reservation.offset is not None:
         addresses = node.plan.link_addresses(node.node_id, reservation.offset)
-        data.update(server4=str(addresses.server4), client4=str(addresses.client4),
-                    server6=str(addresses.server6), client6=str(addresses.client6))
+        data.update(listener4=str(addresses.listener4), dialer4=str(addresses.dialer4),
+                    listener6=str(addresses.listener6), dialer6=str(addresses.dialer6))
     tomlio.emit(data, "json" if as_json else "toml")
 
 
