@@ -209,7 +209,7 @@ def test_token_refuses_bad_combinations(wgmesh, root, args, message):
 
 @pytest.mark.parametrize("text, seconds", [("90", 90), ("90s", 90), ("15m", 900), ("12h", 43200), ("7d", 604800)])
 def test_parse_duration(text, seconds):
-    from wgmesh_common.commands.cmd_token import parse_duration
+    from wgmesh_common.commands.wgmesh.token import parse_duration
 
     assert parse_duration(text) == seconds
 

@@ -1,12 +1,12 @@
-"""wgmesh connect / disconnect: make and remove links with other nodes."""
+"""wgmesh connect: join another node."""
 
 import sys
 
 import click
 
-from .. import join, linkfile, rekey
-from ..errors import WgmeshError
-from .common import load_node
+from ... import join, linkfile
+from ...errors import WgmeshError
+from ..common import load_node
 
 
 def read_token(token: str | None, token_file: str | None) -> str | None:
@@ -34,6 +34,7 @@ def read_token(token: str | None, token_file: str | None) -> str | None:
     if len(lines) != 1:
         raise WgmeshError(f"{where} must hold exactly one token (found {len(lines)} words)")
     return lines[0]
+
 
 
 @click.command("connect")
@@ -67,47 +68,8 @@ def connect_command(url: str, token: str | None, token_file: str | None, link_ty
     _report(made)
 
 
+
 def _report(links: list[linkfile.Link]) -> None:
     for link in links:
         click.echo(f"connected to node {link.peer_id} over IPv{link.family}: link {link.name}, "
                    f"{link.local4} <-> {link.peer4}")
-
-
-@click.command("disconnect")
-@click.argument("link", required=False)
-@click.option("--force", is_flag=True, help="Remove this side even when the other node cannot be told.")
-@click.option("--yes", is_flag=True, help="Do not ask before removing every link.")
-def disconnect_command(link: str | None, force: bool, yes: bool) -> None:
-    """Remove LINK on both sides (every link when LINK is left out)."""
-    node = load_node()
-    if link is None:
-        links, _ = linkfile.load_all(node.paths)
-        names = [l.name for l in links]
-        if not names:
-            click.echo("no links")
-            return
-        if not yes and sys.stdin.isatty():
-            click.confirm(f"remove all {len(names)} links ({', '.join(names)})?", abort=True)
-    else:
-        names = [link]
-    failures = []
-    for name in names:
-        try:
-            join.disconnect(node, name, force)
-            click.echo(f"removed {name}")
-        except WgmeshError as error:
-            failures.append(f"{name}: {error}")
-    if failures:
-        raise WgmeshError("; ".join(failures))
-
-
-@click.command("rekey")
-@click.argument("link")
-def rekey_command(link: str) -> None:
-    """Give this side of LINK a new WireGuard key, agreed with the peer.
-
-    The peer takes the new public key over the join API (signed with the
-    link's current key) and both sides apply it without restarting the
-    link; its derived preshared key changes with it."""
-    rekey.rekey(load_node(), link)
-    click.echo(f"{link}: new key in use")

@@ -1,13 +1,13 @@
-"""`wgmesh notify`: the notifier's URLs (add, remove, list, test)."""
+"""wgmesh notify: the push notification URLs."""
 
 import time
 
 import click
 
-from .. import notification, notifysend, notifyurls
-from ..errors import ConfigError, WgmeshError
-from ..notification import Message
-from ..paths import default_paths
+from ... import notification, notifysend, notifyurls
+from ...errors import ConfigError, WgmeshError
+from ...notification import Message
+from ...paths import default_paths
 
 
 def _kinds(text: str | None) -> tuple[str, ...]:
@@ -16,10 +16,12 @@ def _kinds(text: str | None) -> tuple[str, ...]:
     return notifyurls.check_kinds([k.strip() for k in text.split(",") if k.strip()])
 
 
+
 @click.group("notify", context_settings={"help_option_names": ["-h", "--help"]})
 def notify_command() -> None:
     """Push notifications through apprise URLs (gotify://HOST/TOKEN, ...).
     URLs hold credentials: they are kept 0600 and shown masked."""
+
 
 
 @notify_command.command("add")
@@ -39,6 +41,7 @@ def add_command(url: str, events: str | None) -> None:
         click.echo("warning: apprise is not installed; nothing is sent until it is (apt install apprise)", err=True)
 
 
+
 @notify_command.command("remove")
 @click.argument("url")
 def remove_command(url: str) -> None:
@@ -47,11 +50,13 @@ def remove_command(url: str) -> None:
     click.echo(f"removed {notifyurls.mask(gone.url)}")
 
 
+
 @notify_command.command("list")
 def list_command() -> None:
     """The URLs, masked, with the events each gets."""
     for number, target in enumerate(notifyurls.load(default_paths()), 1):
         click.echo(f"{number}  {notifyurls.mask(target.url)}  {','.join(target.kinds)}")
+
 
 
 @notify_command.command("test")

@@ -1,10 +1,10 @@
-"""wgmesh cost: show, pin or release this node's side of a link's cost."""
+"""wgmesh cost: pin a link's OSPF cost, or show the costs."""
 
 import click
 
-from .. import linkfile, pins, routing, status
-from ..errors import WgmeshError
-from .common import load_node
+from ... import linkfile, pins, routing, status
+from ...errors import WgmeshError
+from ..common import load_node
 
 
 @click.command("cost")

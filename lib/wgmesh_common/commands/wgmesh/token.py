@@ -1,15 +1,16 @@
-"""wgmesh token: show, make and revoke join tokens."""
+"""wgmesh token: the join tokens."""
 
 import re
 import time
 
 import click
 
-from ..errors import WgmeshError
-from ..tokens import TokenStore
-from .common import load_node
+from ...errors import WgmeshError
+from ...tokens import TokenStore
+from ..common import load_node
 
 _UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
+
 
 
 def parse_duration(text: str) -> float:
@@ -18,6 +19,7 @@ def parse_duration(text: str) -> float:
     if not match or int(match.group(1)) == 0:
         raise WgmeshError(f"bad duration {text!r}: use a positive number with s, m, h or d, like 15m")
     return int(match.group(1)) * _UNITS[match.group(2) or "s"]
+
 
 
 @click.command("token")

@@ -1,12 +1,11 @@
-"""wgmesh status / up / down."""
+"""wgmesh status: this node's links, routes and problems."""
 
 import json
 
 import click
 
-from .. import forwarding, linkfile, meshview, overlaps, status
-from ..errors import WgmeshError
-from .common import load_node
+from ... import forwarding, meshview, overlaps, status
+from ..common import load_node
 
 
 @click.command("status")
@@ -35,39 +34,3 @@ def status_command(as_json: bool) -> None:
         click.echo(line)
     for problem in problems + host_overlaps:
         click.echo(f"warning: {problem}", err=True)
-
-
-@click.command("up")
-def up_command() -> None:
-    """Bring the node up: loopback addresses, every link, bird, join API."""
-    load_node().supervisor.start_node()
-
-
-@click.command("reload")
-def reload_command() -> None:
-    """Apply every link file to its running link (keys, endpoints, MTU,
-    keepalive) without restarting any, and re-render bird's config."""
-    node = load_node()
-    failures = reload_links(node, [link.name for link in linkfile.load_all(node.paths)[0]])
-    node.supervisor.links_changed()
-    if failures:
-        raise WgmeshError("; ".join(failures))
-
-
-def reload_links(node, names: list[str]) -> list[str]:
-    """Reload each link; the problems, one per link that failed."""
-    failures = []
-    for name in names:
-        try:
-            node.supervisor.reload_link(name)
-            click.echo(f"reloaded {name}")
-        except WgmeshError as error:
-            failures.append(f"{name}: {error}")
-    return failures
-
-
-@click.command("down")
-def down_command() -> None:
-    """Take the node down: every link, bird and the join API stop.
-    Link files stay, so 'wgmesh up' (or a reboot) restores the same mesh."""
-    load_node().supervisor.stop_node()

@@ -1,15 +1,15 @@
-"""wgmesh set / migrate: change the node config, upgrade on-disk state."""
+"""wgmesh set: change settings in wgmesh.toml (comments kept), applied to the running links."""
 
 from dataclasses import replace
 
 import click
 
-from .. import config as node_config
-from .. import linkfile, migrations, netlink
-from ..errors import WgmeshError
-from ..paths import default_paths
-from .cmd_status import reload_links
-from .common import load_node
+from ... import config as node_config
+from ... import linkfile, netlink
+from ...errors import WgmeshError
+from ...paths import default_paths
+from ..common import load_node
+from .reload import reload_links
 
 
 @click.command("set")
@@ -40,8 +40,10 @@ def set_command(settings: tuple[str, ...]) -> None:
         _apply_to_links(paths)
 
 
+
 # Settings every link file carries a copy of, applied to running links at once.
 LINK_SETTINGS = ("mtu", "keepalive")
+
 
 
 def _apply_to_links(paths) -> None:
@@ -58,14 +60,3 @@ def _apply_to_links(paths) -> None:
     failures = reload_links(node, running)
     if failures:
         raise WgmeshError("the setting is saved but some links did not take it: " + "; ".join(failures))
-
-
-@click.command("migrate")
-@click.option("--quiet", is_flag=True, help="Print nothing when there is nothing to do.")
-def migrate_command(quiet: bool) -> None:
-    """Upgrade this node's files to what this wgmesh version expects."""
-    done = migrations.migrate(default_paths())
-    if done:
-        click.echo(f"applied migrations: {', '.join(map(str, done))}")
-    elif not quiet:
-        click.echo(f"nothing to do (schema {migrations.CURRENT})")

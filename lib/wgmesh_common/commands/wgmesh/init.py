@@ -2,14 +2,14 @@
 
 import click
 
-from .. import config as node_config
-from .. import forwarding, log, migrations, overlaps
-from ..addressing import MeshPlan
-from ..errors import WgmeshError
-from ..node import Node
-from ..paths import default_paths
-from ..tokens import TokenStore
-from ..tomlio import remove, write_atomic
+from ... import config as node_config
+from ... import forwarding, log, migrations, overlaps
+from ...addressing import MeshPlan
+from ...errors import WgmeshError
+from ...node import Node
+from ...paths import default_paths
+from ...tokens import TokenStore
+from ...tomlio import remove, write_atomic
 
 
 def _check_and_warn(plan: MeshPlan, node_id: int) -> None:
@@ -24,6 +24,7 @@ def _check_and_warn(plan: MeshPlan, node_id: int) -> None:
         click.echo(f"warning: {cannot_forward}", err=True)
     for overlap in overlaps.host_overlaps(plan, node_id):
         click.echo(f"warning: {overlap}", err=True)
+
 
 
 @click.command("init")
