@@ -18,7 +18,7 @@ def test_an_upgrade_moves_node_0_off_host_part_0_on_both_overlays(netns_lab):
     before = {d: int(node.run(["cat", f"/sys/class/net/{d}/ifindex"]).stdout) for d in ("wgmvx4", "wgmvx6")}
     (node.state_dir / "schema").write_text("1\n")  # what the old version recorded
 
-    assert node.run(["wgmesh", "migrate"]).stdout.strip() == "applied migrations: 2"
+    assert node.run(["wgmesh", "migrate"]).stdout.strip() == "applied migrations: 2, 3"
     assert addresses(node, "wgmvx4") == {"10.0.251.1/24"}
     assert addresses(node, "wgmvx6") == {"fd10:0:0:fb::1/64"}
     assert {d: int(node.run(["cat", f"/sys/class/net/{d}/ifindex"]).stdout) for d in before} == before
