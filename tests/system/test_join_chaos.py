@@ -182,8 +182,11 @@ def test_joining_node_killed_during_its_first_connect_recovers_after_booting(cha
     report(f"node 4 lost power {delay:.2f} s into its first connect")
     node4.boot()
     node4.wait_running(timeout=120)
+    booted = time.monotonic()
     # Without a command typed: once the abandoned-half timer has run, no half link on either side.
     assert wait_until(lambda: not half_links(node0, node4), ABANDON_AFTER * 4, 1), half_links(node0, node4)
+    report(f"no half link left {time.monotonic() - booted:.1f} s after node 4 was running again "
+           f"(join.abandon_after {ABANDON_AFTER} s)")
     for each in (node0, node4):
         status = each.run(["wgmesh", "status"], check=False)
         assert status.returncode == 0, status.stderr
