@@ -27,7 +27,7 @@ class Counters:
 
 
 def path(paths: Paths):
-    return paths.run_dir / "counters.toml"
+    return paths.counters_file
 
 
 def parse(data: dict, source: str) -> Counters:

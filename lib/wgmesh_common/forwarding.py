@@ -113,7 +113,7 @@ def enable() -> str | None:
 # ------------------------------------------------------------ the state file
 
 def state_file(paths: Paths) -> Path:
-    return paths.run_dir / "forwarding.toml"
+    return paths.forwarding_file
 
 
 def record(paths: Paths, problem: str | None) -> None:

@@ -61,7 +61,7 @@ def bring_up(paths: Paths, config: NodeConfig, name: str) -> None:
     link, private_key, psk = _load(paths, name)
     backend = backend_of(paths, config)
     with netlink.session():
-        backend.create(name, paths.pid_file(f"wg-{name}"), paths.run_dir / f"wg-{name}.log")
+        backend.create(name, paths.pid_file(f"wg-{name}"), paths.daemon_log(f"wg-{name}"))
         _configure(paths, backend, link, private_key, psk)
 
 
@@ -101,7 +101,7 @@ def take_down(paths: Paths, name: str) -> bool:
     # Deleting the TUN device already makes wireguard-go exit; this covers a
     # daemon that is stuck or whose device was already gone.
     stop_daemon(paths.pid_file(f"wg-{name}"), timeout=3)
-    (paths.run_dir / f"wg-{name}.log").unlink(missing_ok=True)
+    (paths.daemon_log(f"wg-{name}")).unlink(missing_ok=True)
     if existed:
         log.event("link-down", f"link {name} is down", link=name)
     return existed

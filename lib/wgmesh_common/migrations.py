@@ -45,7 +45,7 @@ CURRENT = MIGRATIONS[-1][0]
 
 
 def schema_file(paths: Paths):
-    return paths.state_dir / "schema"
+    return paths.schema_file
 
 
 def applied(paths: Paths) -> int:

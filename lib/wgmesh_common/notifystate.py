@@ -26,7 +26,7 @@ OUTBOX_LIMIT = 100
 
 
 def state_path(paths: Paths):
-    return paths.state_dir / "notifier.json"
+    return paths.notifier_state_file
 
 
 def url_key(url: str) -> str:

@@ -24,7 +24,7 @@ class Target:
 
 
 def urls_path(paths: Paths):
-    return paths.config_dir / "notify.toml"
+    return paths.notify_urls_file
 
 
 def mask(url: str) -> str:
@@ -86,7 +86,7 @@ def _save(paths: Paths, targets: list[Target]) -> None:
 def add(paths: Paths, url: str, kinds: tuple[str, ...] = DEFAULT_KINDS) -> bool:
     """Add a URL, or set the events of one already there; True when new."""
     check_url(url)
-    with file_lock(paths.config_dir / ".notify.lock"):
+    with file_lock(paths.notify_urls_lock):
         targets = load(paths)
         new = all(t.url != url for t in targets)
         targets = [t for t in targets if t.url != url] + [Target(url, kinds)]
@@ -96,7 +96,7 @@ def add(paths: Paths, url: str, kinds: tuple[str, ...] = DEFAULT_KINDS) -> bool:
 
 def remove(paths: Paths, url_or_number: str) -> Target:
     """Remove a URL, given as itself or as its number in `list`."""
-    with file_lock(paths.config_dir / ".notify.lock"):
+    with file_lock(paths.notify_urls_lock):
         targets = load(paths)
         if url_or_number.isdigit() and 1 <= int(url_or_number) <= len(targets):
             gone = targets[int(url_or_number) - 1]

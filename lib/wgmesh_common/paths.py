@@ -78,6 +78,54 @@ class Paths:
         return self.state_dir / "allocation.lock"
 
     @property
+    def probe_round_file(self) -> Path:
+        return self.run_dir / "probe.round"
+
+    @property
+    def counters_file(self) -> Path:
+        return self.run_dir / "counters.toml"
+
+    @property
+    def forwarding_file(self) -> Path:
+        return self.run_dir / "forwarding.toml"
+
+    @property
+    def routing_lock(self) -> Path:
+        return self.run_dir / "routing.lock"
+
+    @property
+    def bird_pending(self) -> Path:
+        return self.run_dir / "bird.pending"
+
+    @property
+    def notify_urls_file(self) -> Path:
+        return self.config_dir / "notify.toml"
+
+    @property
+    def notify_urls_lock(self) -> Path:
+        return self.config_dir / ".notify.lock"
+
+    @property
+    def notifier_state_file(self) -> Path:
+        return self.state_dir / "notifier.json"
+
+    @property
+    def pins_lock(self) -> Path:
+        return self.state_dir / "pins.lock"
+
+    @property
+    def proximity_file(self) -> Path:
+        return self.state_dir / "proximity.toml"
+
+    @property
+    def rekey_dir(self) -> Path:
+        return self.state_dir / "rekey"
+
+    @property
+    def schema_file(self) -> Path:
+        return self.state_dir / "schema"
+
+    @property
     def wireguard_socket_dir(self) -> Path:
         """wireguard-go's control sockets (IFNAME.sock). wireguard-go itself
         always uses /var/run/wireguard, which is this directory under the
@@ -95,6 +143,10 @@ class Paths:
 
     def pid_file(self, what: str) -> Path:
         return self.pid_dir / f"{what}.pid"
+
+    def daemon_log(self, what: str) -> Path:
+        """Where a daemon run without systemd writes its output."""
+        return self.run_dir / f"{what}.log"
 
 
 def default_paths() -> Paths:

@@ -63,7 +63,7 @@ def set_pin(paths: Paths, name: str, cost: int | None, peer: int | None = None) 
     measurement. True when that changed anything."""
     if cost is not None and not 1 <= cost <= MAX_COST:
         raise ConfigError(f"a pinned cost must be from 1 to {MAX_COST}, not {cost}")
-    with file_lock(paths.state_dir / "pins.lock"):
+    with file_lock(paths.pins_lock):
         pins = load(paths)
         wanted = None if cost is None else Pin(cost, peer)
         if pins.get(name) == wanted:

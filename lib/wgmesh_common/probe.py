@@ -332,7 +332,7 @@ def prune(paths: Paths, known_links: list[str]) -> None:
 
 
 def round_stamp(paths: Paths):
-    return paths.run_dir / "probe.round"
+    return paths.probe_round_file
 
 
 def mark_round(paths: Paths, when: float) -> None:

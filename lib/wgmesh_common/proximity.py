@@ -23,7 +23,7 @@ class Distance:
 
 
 def store_path(node: Node):
-    return node.paths.state_dir / "proximity.toml"
+    return node.paths.proximity_file
 
 
 def load(node: Node) -> dict[int, Distance]:

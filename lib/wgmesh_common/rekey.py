@@ -20,7 +20,7 @@ from .tomlio import write_atomic
 
 
 def _pending_path(node: Node, name: str):
-    return node.paths.state_dir / "rekey" / f"{name}.key"
+    return node.paths.rekey_dir / f"{name}.key"
 
 
 def rekey(node: Node, name: str) -> Link:

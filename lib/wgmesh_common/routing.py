@@ -82,7 +82,7 @@ def apply(paths: Paths, config: NodeConfig, interfaces: list[bird.OspfInterface]
     Returns whether anything changed."""
     # Serialised: two joins finishing at once must not let the one that read
     # the link files first write its older view last.
-    with file_lock(paths.run_dir / "routing.lock"):
+    with file_lock(paths.routing_lock):
         return _apply(paths, config, interfaces)
 
 
@@ -118,7 +118,7 @@ def configure_bird(paths: Paths, config: NodeConfig, interfaces: list[bird.OspfI
     # Set while a written config may not have reached bird yet: a failed
     # or interrupted configure is retried by the next run, whose text is
     # the same.
-    pending = paths.run_dir / "bird.pending"
+    pending = paths.bird_pending
     if target.exists() and target.read_text() == text and not pending.exists():
         return False
     write_atomic(pending, b"")
@@ -193,7 +193,7 @@ def recost(paths: Paths, config: NodeConfig, windows: dict[str, list[quality.Rou
     reconfigure bird if a published cost (or the set of links) changed.
     The events go first: after a crash an event may be logged twice, but
     never lost."""
-    with file_lock(paths.run_dir / "routing.lock"):
+    with file_lock(paths.routing_lock):
         links, problems = linkfile.load_all(paths)
         for problem in problems:
             log.warning(f"skipping a link file: {problem}")

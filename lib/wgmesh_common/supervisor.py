@@ -146,24 +146,24 @@ class DirectSupervisor:
         pid_file = self.paths.pid_file("bird")
         spawn_daemon(
             ["bird", "-f", "-c", str(self.paths.bird_config), "-s", str(self.paths.bird_socket)],
-            pid_file, self.paths.run_dir / "bird.log",
+            pid_file, self.paths.daemon_log("bird"),
         )
         deadline = time.monotonic() + 10
         while not control.alive():
             if time.monotonic() > deadline or not read_pid(pid_file):
-                raise WgmeshError(f"bird did not start; see {self.paths.run_dir / 'bird.log'}")
+                raise WgmeshError(f"bird did not start; see {self.paths.daemon_log('bird')}")
             time.sleep(0.05)
 
     def _start_join_server(self) -> None:
         pid_file = self.paths.pid_file("join-server")
         if read_pid(pid_file):
             return
-        spawn_daemon([_program("wgmesh-join-server")], pid_file, self.paths.run_dir / "join-server.log")
+        spawn_daemon([_program("wgmesh-join-server")], pid_file, self.paths.daemon_log("join-server"))
 
     def _start_vxlan_sync(self) -> None:
         pid_file = self.paths.pid_file("vxlan-sync")
         if not read_pid(pid_file):
-            spawn_daemon([_program("wgmesh-vxlan-sync")], pid_file, self.paths.run_dir / "vxlan-sync.log")
+            spawn_daemon([_program("wgmesh-vxlan-sync")], pid_file, self.paths.daemon_log("vxlan-sync"))
 
     def start_node(self) -> None:
         ensure_loopback(self.paths, self.config)
