@@ -7,6 +7,7 @@ instead of re-serialising it.
 """
 
 import ipaddress
+import sys
 import tomllib
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -302,6 +303,11 @@ def initialised_file(path: Path) -> bool:
     try:
         return load(path).initialised
     except ConfigError:
+        return True
+    except (OSError, UnicodeDecodeError) as error:
+        # Not a traceback the postinst would read as "not initialised".
+        print(f"wgmesh: cannot read {path} ({error.__class__.__name__}: {getattr(error, 'strerror', None) or error}); "
+              "running the migration, which needs it", file=sys.stderr)
         return True
 
 
