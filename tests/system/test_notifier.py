@@ -296,3 +296,8 @@ def test_a_peer_event_a_local_user_forges_in_the_journal_is_not_notified(notifyi
     time.sleep(3)
     titles = [m["title"] for m in received(node0)]
     assert len(titles) == 1 and titles[0].startswith("wgmesh: node 100 "), titles
+    # The forgery is in the journal, a peer-down like any other but for journald's own _UID.
+    nobody = node0.run(["id", "-u", "nobody"]).stdout.strip()
+    forgeries = node0.run(["journalctl", "--no-pager", "-o", "cat", "WGMESH_EVENT=peer-down", "WGMESH_PEER=2",
+                           f"_UID={nobody}"]).stdout
+    assert forgeries.splitlines() == ["node 2 is down"], forgeries
