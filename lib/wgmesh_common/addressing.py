@@ -9,8 +9,14 @@ link's /127 sits at the same offset as the link's IPv4 /31.
 On the VXLAN overlay node N's host part is N (10.0.251.N, fd10:0:0:fb::N),
 except node 0: host part 0 is the IPv4 network address and the IPv6
 subnet-router anycast address, so node 0 takes the lowest host part that no
-valid node ID has (1 with the default /23 blocks, whose IDs are even). An ID
-that cannot get an ordinary host address under this rule is not a valid ID.
+node ID placeable in the layout has (1 with the default /23 blocks, whose IDs
+are even), on both overlays. One layout leaves none free: /24 node blocks
+with the VXLAN /24 in a block no ID uses (beyond ID 254), where IDs 1-254
+hold every host part. There node 0 takes 0x100 on the IPv6 overlay (above
+every ID, an ordinary address of the /64) and keeps host part 0 on the IPv4
+one, the address it had before: refusing the ID there would leave an
+installed node 0 unable to load its config, so `wgmesh init` refuses it for
+a new node and `wgmesh status` warns on an existing one (overlay_problem).
 """
 
 import ipaddress
@@ -25,6 +31,9 @@ FIRST_LINK_OFFSET = 4  # .0-.3 are the node's loopback /30
 # A link is a /31 (and the /127 at the same offset): its two ends, no more.
 LINK_PREFIX4 = 31
 LINK_PREFIX6 = 127
+# Node 0's IPv6 overlay host part where no ID-sized one is free: above every
+# ID's, far below the /64's reserved anycast addresses at its top (RFC 2526).
+NODE0_SPARE_HOST6 = 0x100
 
 
 @dataclass(frozen=True)
@@ -107,27 +116,45 @@ class MeshPlan:
             return f"{node_id} does not fit in mesh subnet {self.subnet}"
         if block.overlaps(self.vxlan_subnet):
             return f"{node_id} would overlap the VXLAN subnet {self.vxlan_subnet}"
-        if self.vxlan_host(node_id) is None:
-            return (f"{node_id} has no VXLAN address of its own in {self.vxlan_subnet}: every host address "
-                    f"there is another node's (choose another ID, or a larger mesh.vxlan_subnet)")
         return None
 
+    def overlay_problem(self, node_id: int) -> str | None:
+        """Why node_id's IPv4 overlay address is not an ordinary host address,
+        or None: reason to refuse a new node, only a warning for one already
+        installed (see the module's doc)."""
+        if node_id != 0 or self._spare_host() is not None:
+            return None
+        return (f"node 0's VXLAN IPv4 address {self.vxlan4(0)} is the network address of {self.vxlan_subnet}: "
+                f"IDs 1-{MAX_NODE_ID} hold every host address there (give node 0 another ID, or move "
+                f"mesh.vxlan_subnet into a node block no ID uses)")
+
     def _placeable_ids(self) -> list[int]:
-        """IDs whose block fits the layout, before VXLAN addresses are handed out."""
+        """IDs whose block fits the layout."""
         return [i for i in range(MAX_NODE_ID + 1) if i % self.id_step == 0
                 and self.node_block(i).subnet_of(self.subnet) and not self.node_block(i).overlaps(self.vxlan_subnet)]
 
     def valid_node_ids(self) -> list[int]:
         return [i for i in range(MAX_NODE_ID + 1) if self.node_id_problem(i) is None]
 
-    def vxlan_host(self, node_id: int) -> int | None:
-        """Node node_id's host part on both VXLAN overlays, or None when it
-        has none that is an ordinary host address (see the module's doc)."""
-        hosts = range(1, self.vxlan_subnet.num_addresses - 1)  # not the network, not the broadcast
-        if node_id != 0:
-            return node_id if node_id in hosts else None
+    def _spare_host(self) -> int | None:
+        """The lowest ordinary IPv4 overlay host part no placeable ID has."""
         taken = set(self._placeable_ids())
+        hosts = range(1, self.vxlan_subnet.num_addresses - 1)  # not the network, not the broadcast
         return next((h for h in hosts if h not in taken), None)
+
+    def vxlan_host4(self, node_id: int) -> int:
+        """Node node_id's host part on the IPv4 overlay (module doc)."""
+        if node_id != 0:
+            return node_id  # an ordinary host part: the overlay is a /24 or larger
+        spare = self._spare_host()
+        return 0 if spare is None else spare
+
+    def vxlan_host6(self, node_id: int) -> int:
+        """Node node_id's host part on the IPv6 overlay (module doc)."""
+        if node_id != 0:
+            return node_id
+        spare = self._spare_host()
+        return NODE0_SPARE_HOST6 if spare is None else spare
 
     def is_client(self, node_id: int) -> bool:
         return node_id >= self.client_id_start
@@ -149,21 +176,15 @@ class MeshPlan:
     def loopback6(self, node_id: int) -> IPv6:
         return self.node_block6(node_id).network_address + 1
 
-    def _require_vxlan_host(self, node_id: int) -> int:
-        host = self.vxlan_host(node_id)
-        if host is None:
-            raise ValueError(f"node {node_id} has no VXLAN address in {self.vxlan_subnet}")
-        return host
-
     def vxlan4(self, node_id: int) -> IPv4:
-        return self.vxlan_subnet.network_address + self._require_vxlan_host(node_id)
+        return self.vxlan_subnet.network_address + self.vxlan_host4(node_id)
 
     def vxlan6_network(self) -> ipaddress.IPv6Network:
         index = (int(self.vxlan_subnet.network_address) - int(self.subnet.network_address)) >> 8
         return ipaddress.IPv6Network((int(self.subnet6.network_address) + (index << 64), 64))
 
     def vxlan6(self, node_id: int) -> IPv6:
-        return self.vxlan6_network().network_address + self._require_vxlan_host(node_id)
+        return self.vxlan6_network().network_address + self.vxlan_host6(node_id)
 
     def link_offsets(self) -> range:
         """Offsets of the /31s a node can serve: every even one after the loopback."""

@@ -7,14 +7,12 @@ instead of re-serialising it.
 """
 
 import ipaddress
+import sys
 import tomllib
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
-
-import tomlkit
-import tomlkit.exceptions
 
 from .addressing import MAX_NODE_ID, MeshPlan
 from .errors import ConfigError, NotInitialisedError
@@ -303,6 +301,11 @@ def initialised_file(path: Path) -> bool:
         return load(path).initialised
     except ConfigError:
         return True
+    except (OSError, UnicodeDecodeError) as error:
+        # Not a traceback the postinst would read as "not initialised".
+        print(f"wgmesh: cannot read {path} ({error.__class__.__name__}: {getattr(error, 'strerror', None) or error}); "
+              "running the migration, which needs it", file=sys.stderr)
+        return True
 
 
 def defaults() -> NodeConfig:
@@ -331,9 +334,19 @@ def coerce(section: str, key: str, text: str) -> Any:
     return text
 
 
+def _tomlkit():
+    """tomlkit, imported on the first edit rather than with this module: the
+    boot-time generator reads the config through here and must start fast
+    (every boot and daemon-reload waits for it), and only `wgmesh set` edits."""
+    import tomlkit
+    import tomlkit.exceptions  # write_settings catches its TOMLKitError
+
+    return tomlkit
+
+
 def render_value(value: Any) -> str:
     """value as TOML writes it (for messages)."""
-    return tomlkit.item(value).as_string()
+    return _tomlkit().item(value).as_string()
 
 
 def set_values(text: str, changes: dict[tuple[str, str], Any]) -> str:
@@ -341,6 +354,7 @@ def set_values(text: str, changes: dict[tuple[str, str], Any]) -> str:
     line and the order of the keys stay as they were. A key already there
     keeps its place (and its trailing comment); a new one goes at the end of
     its section, and a missing section at the end of the document."""
+    tomlkit = _tomlkit()
     document = tomlkit.parse(text)
     for (section, key), value in changes.items():
         if section not in document:
@@ -358,7 +372,7 @@ def write_settings(path: Path, changes: dict[tuple[str, str], Any]) -> NodeConfi
     try:
         new_text = set_values(text, changes)
         document = tomllib.loads(new_text)
-    except (tomlkit.exceptions.TOMLKitError, tomllib.TOMLDecodeError) as error:
+    except (_tomlkit().exceptions.TOMLKitError, tomllib.TOMLDecodeError) as error:
         raise ConfigError(f"{path} is not valid TOML, so it was not changed: {error}") from None
     config = parse(document, str(path))
     write_atomic(path, new_text.encode())

@@ -85,11 +85,19 @@ def _make_link(node: Node, reservation, role: str, peer_public_key: str, offset:
 
 # Where the recovery tests kill a join, as a power cut or an OOM kill would:
 # the process SIGKILLs itself on reaching the point named in this variable.
+# This ships and runs in the root join helper too, so one stray setting must
+# not kill every join: the hook also wants TEST_HOOKS_VARIABLE=1 beside it.
 KILL_POINT_VARIABLE = "WGMESH_TEST_KILL_AT"
+TEST_HOOKS_VARIABLE = "WGMESH_TEST_HOOKS"
+
+
+def kill_point_environment(name: str) -> dict[str, str]:
+    """The environment that makes a process die at kill_point(name)."""
+    return {KILL_POINT_VARIABLE: name, TEST_HOOKS_VARIABLE: "1"}
 
 
 def kill_point(name: str) -> None:
-    if os.environ.get(KILL_POINT_VARIABLE) == name:
+    if os.environ.get(TEST_HOOKS_VARIABLE) == "1" and os.environ.get(KILL_POINT_VARIABLE) == name:
         os.kill(os.getpid(), signal.SIGKILL)
 
 

@@ -29,6 +29,17 @@ EVENT_KINDS = {
     "link-removed": "left",
 }
 JOURNAL_EVENTS = tuple(EVENT_KINDS)
+# WGMESH_EVENT is whatever the sender wrote, and any local user can write one
+# (`logger --journald`); _UID journald takes from the sender's credentials.
+# Every event above is logged by a root program (the notifier, the cost
+# writer, the join helper, `wgmesh` run by root), so only root's count.
+TRUSTED_SENDER_MATCH = "_UID=0"
+
+
+def journal_matches() -> list[str]:
+    """The journal matches of the entries the notifier follows: one of its
+    events, from root (sd-journal ORs matches on one field, ANDs fields)."""
+    return [f"WGMESH_EVENT={name}" for name in JOURNAL_EVENTS] + [TRUSTED_SENDER_MATCH]
 
 # kind -> (priority, apprise notify type). A dead peer is what wakes someone.
 PRIORITIES = {

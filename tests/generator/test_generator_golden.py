@@ -90,3 +90,13 @@ def test_wrong_arguments_are_refused(tmp_path: Path) -> None:
     result = run_generator(tmp_path, tmp_path / "a", str(tmp_path / "b"))
     assert result.returncode != 0
     assert "usage" in result.stderr
+
+
+def test_the_generator_does_not_import_the_config_editor(tmp_path: Path) -> None:
+    # It runs at every boot and daemon-reload: tomlkit (for `wgmesh set`) costs it start-up time for nothing.
+    env = dict(os.environ, WGMESH_ROOT=str(HERE / "cases" / "several-links" / "input"))
+    result = subprocess.run([sys.executable, "-I", "-X", "importtime", str(GENERATOR), str(tmp_path / "out")],
+                            env=env, capture_output=True, text=True, timeout=30)
+    assert result.returncode == 0, result.stderr
+    imported = [line.rsplit("|", 1)[-1].strip() for line in result.stderr.splitlines() if line.startswith("import time:")]
+    assert "wgmesh_common.config" in imported and "tomlkit" not in imported

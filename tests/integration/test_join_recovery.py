@@ -8,7 +8,7 @@ import tomllib
 import pytest
 
 from wgmesh_common import linkfile
-from wgmesh_common.join import KILL_POINT_VARIABLE
+from wgmesh_common.join import kill_point_environment
 
 from .helpers import init_two_nodes, interfaces, report, wait_until
 
@@ -51,7 +51,7 @@ def assert_one_link_per_family(node0, node2) -> None:
 def test_a_connect_killed_at_any_point_is_made_whole_by_the_next(netns_lab):
     node0, node2, token = init_two_nodes(netns_lab)
     for point in KILL_POINTS:
-        killed = node2.run(["wgmesh", "connect", NODE0_URL, token], env={KILL_POINT_VARIABLE: point}, check=False)
+        killed = node2.run(["wgmesh", "connect", NODE0_URL, token], env=kill_point_environment(point), check=False)
         assert killed.returncode in KILLED, f"{point}: {killed.returncode} {killed.stderr}"
         left = (sorted(link_files(node2)), reservations(node2), sorted(link_files(node0)))
         report(f"connect killed at '{point}': node 2 links {left[0]}, reservations {left[1]}; node 0 links {left[2]}")

@@ -281,3 +281,23 @@ def test_a_flapping_peer_gets_its_first_message_at_once_and_one_summary(notifyin
         lab.impair(0, 4)
         node0.run(["wgmesh", "set", "notify.coalesce_window", "5"], check=False)
         node0.run(["systemctl", "restart", "wgmesh-notifier.service"], check=False)
+
+
+def test_a_peer_event_a_local_user_forges_in_the_journal_is_not_notified(notifying_mesh):
+    node0 = notifying_mesh[0]
+    calm(notifying_mesh)
+    forged = "WGMESH_EVENT=peer-down\nWGMESH_PEER={peer}\nMESSAGE=node {peer} is down\n"
+    node0.run(["setpriv", "--reuid=nobody", "--regid=nogroup", "--clear-groups", "logger", "--journald"],
+              input=forged.format(peer=2))
+    # The same entry from root, after it in the journal: the notifier reads in
+    # order, so once this one is delivered the user's would have been too.
+    node0.run(["logger", "--journald"], input=forged.format(peer=100))
+    assert wait_until(lambda: received(node0), timeout=30, interval=0.5), diagnose(node0)
+    time.sleep(3)
+    titles = [m["title"] for m in received(node0)]
+    assert len(titles) == 1 and titles[0].startswith("wgmesh: node 100 "), titles
+    # The forgery is in the journal, a peer-down like any other but for journald's own _UID.
+    nobody = node0.run(["id", "-u", "nobody"]).stdout.strip()
+    forgeries = node0.run(["journalctl", "--no-pager", "-o", "cat", "WGMESH_EVENT=peer-down", "WGMESH_PEER=2",
+                           f"_UID={nobody}"]).stdout
+    assert forgeries.splitlines() == ["node 2 is down"], forgeries

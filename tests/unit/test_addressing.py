@@ -4,6 +4,7 @@ import ipaddress
 
 import pytest
 
+from wgmesh_common import meshview
 from wgmesh_common.addressing import MeshPlan, link_local6
 from wgmesh_common.errors import ConfigError
 
@@ -219,7 +220,11 @@ LAYOUTS = [
     ("10.0.0.0/16", 24, "10.0.0.0/24"),
     ("10.0.0.0/16", 24, "10.0.250.0/23"),
     ("10.8.0.0/17", 23, "10.8.100.0/24"),
+    # Crowded: /24 blocks and the overlay in a block beyond ID 254, so IDs 1-254 hold every host part.
+    ("10.0.0.0/15", 24, "10.1.0.0/24"),
+    ("10.0.0.0/20", 24, "10.0.15.0/24"),
 ]
+CROWDED = [("10.0.0.0/16", 24, "10.0.255.0/24"), ("10.0.0.0/15", 24, "10.1.0.0/24")]
 
 
 def layout_plan(subnet: str, node_prefix: int, vxlan: str) -> MeshPlan:
@@ -234,7 +239,11 @@ def reserved6(address: ipaddress.IPv6Address, network: ipaddress.IPv6Network) ->
     return host == 0 or host >= (1 << 64) - 128
 
 
-@pytest.mark.parametrize("layout", LAYOUTS, ids=lambda layout: "-".join(map(str, layout)))
+def layout_id(layout) -> str:
+    return "-".join(map(str, layout))
+
+
+@pytest.mark.parametrize("layout", LAYOUTS, ids=layout_id)
 def test_every_valid_id_has_ordinary_distinct_overlay_addresses(layout):
     plan = layout_plan(*layout)
     ids = plan.valid_node_ids()
@@ -242,11 +251,31 @@ def test_every_valid_id_has_ordinary_distinct_overlay_addresses(layout):
     v6 = [plan.vxlan6(i) for i in ids]
     network4, network6 = plan.vxlan_subnet, plan.vxlan6_network()
     for node_id, a4, a6 in zip(ids, v4, v6):
-        assert a4 in network4 and a4 not in (network4.network_address, network4.broadcast_address), (node_id, a4)
+        assert a4 in network4 and a4 != network4.broadcast_address, (node_id, a4)
         assert a6 in network6 and not reserved6(a6, network6), (node_id, a6)
+        if layout in CROWDED and node_id == 0:
+            continue  # the module's doc: the one layout with no ordinary IPv4 host part left for node 0
+        assert a4 != network4.network_address, (node_id, a4)
+        assert plan.overlay_problem(node_id) is None
         # Both overlays give a node the same host part.
         assert int(a4) - int(network4.network_address) == int(a6) - int(network6.network_address)
     assert len(set(v4)) == len(ids) and len(set(v6)) == len(ids)
+
+
+@pytest.mark.parametrize("layout", LAYOUTS, ids=layout_id)
+def test_every_id_of_a_layout_loads_and_maps_back_to_its_node(layout):
+    plan = layout_plan(*layout)
+    ids = plan.valid_node_ids()
+    # Node 0 is valid wherever its block is free: an installed node 0 always loads.
+    assert (0 in ids) == (not plan.node_block(0).overlaps(plan.vxlan_subnet)) and max(ids) <= 254
+    for node_id in ids:
+        plan.check_node_id(node_id)
+        assert plan.owner_of(plan.loopback4(node_id)) == node_id
+        assert meshview.node_of_address(plan, str(plan.loopback4(node_id))) == node_id
+        assert meshview.node_of_address(plan, str(plan.loopback6(node_id))) == node_id
+        # Overlay addresses belong to no node's block: forwarding entries name loopbacks.
+        assert plan.owner_of(plan.vxlan4(node_id)) is None
+        assert meshview.node_of_address(plan, str(plan.vxlan6(node_id))) is None
 
 
 def test_the_default_overlay_addresses_are_the_id_except_node_0(plan):
@@ -263,13 +292,15 @@ def test_with_24_blocks_node_0_takes_the_host_part_of_the_id_the_overlay_displac
     assert plan.vxlan4(0) == A4("10.0.251.251")
 
 
-def test_an_id_without_an_overlay_address_is_refused():
-    # /24 blocks with the overlay above every ID: 255 IDs for 254 host addresses.
-    plan = layout_plan("10.0.0.0/16", 24, "10.0.255.0/24")
-    assert plan.vxlan_host(0) is None
-    assert "no VXLAN address of its own in 10.0.255.0/24" in plan.node_id_problem(0)
-    assert 0 not in plan.valid_node_ids() and 254 in plan.valid_node_ids()
-    with pytest.raises(ConfigError, match="node.id 0 has no VXLAN address"):
-        plan.check_node_id(0)
-    with pytest.raises(ValueError):
-        plan.vxlan4(0)
+@pytest.mark.parametrize("layout", CROWDED, ids=layout_id)
+def test_node_0_of_a_crowded_layout_keeps_loading_with_a_warning(layout):
+    plan = layout_plan(*layout)
+    assert plan.valid_node_ids() == list(range(255))
+    # IPv6 has room above the IDs; IPv4 keeps the address node 0 had before.
+    assert plan.vxlan6(0) == plan.vxlan6_network().network_address + 0x100
+    assert plan.vxlan4(0) == plan.vxlan_subnet.network_address
+    assert plan.overlay_problem(0) == (
+        f"node 0's VXLAN IPv4 address {plan.vxlan_subnet.network_address} is the network address of "
+        f"{plan.vxlan_subnet}: IDs 1-254 hold every host address there (give node 0 another ID, or move "
+        "mesh.vxlan_subnet into a node block no ID uses)")
+    assert plan.overlay_problem(1) is None and plan.overlay_problem(254) is None

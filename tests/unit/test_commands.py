@@ -80,10 +80,20 @@ def test_init_refuses_an_id_the_layout_leaves_without_an_overlay_address(wgmesh,
     before = tree(root)
     result = wgmesh("init", "--no-start", "0")
     assert result.exit_code == 1
-    assert str(result.exception) == ("cannot use ID 0: 0 has no VXLAN address of its own in 10.0.255.0/24: every host "
-                                     "address there is another node's (choose another ID, or a larger mesh.vxlan_subnet)")
+    assert str(result.exception) == ("cannot use ID 0: node 0's VXLAN IPv4 address 10.0.255.0 is the network address "
+                                     "of 10.0.255.0/24: IDs 1-254 hold every host address there (give node 0 another "
+                                     "ID, or move mesh.vxlan_subnet into a node block no ID uses)")
     assert tree(root) == before
     assert wgmesh("init", "--no-start", "1").exit_code == 0
+
+
+def test_a_node_0_installed_in_that_layout_keeps_loading(root):
+    # What an upgrade finds on a node 0 made before the overlay rule: it must load, or nothing on it runs.
+    path = Paths(root).config_file
+    path.parent.mkdir(parents=True)
+    path.write_text('[node]\nid = 0\n\n[mesh]\nnode_prefix = 24\nvxlan_subnet = "10.0.255.0/24"\n')
+    config = node_config.load(path)
+    assert config.node_id == 0 and config.initialised
 
 
 def test_init_no_start_writes_the_config_and_a_secret_token(wgmesh, root):

@@ -298,3 +298,16 @@ def test_the_postinst_asks_the_config_module_whether_a_node_is_initialised(tmp_p
     if text is not None:
         path.write_text(text)
     assert config.initialised_file(path) is expected
+
+
+@pytest.mark.parametrize("make", [
+    lambda path: path.mkdir(),                                  # IsADirectoryError
+    lambda path: path.write_bytes(b"[node]\nid = 2 # \xff\xfe\n"),  # not UTF-8
+], ids=["directory", "not-utf8"])
+def test_a_config_the_postinst_cannot_read_counts_as_initialised_with_one_line(tmp_path, capsys, make):
+    # So `wgmesh migrate` runs and fails loudly instead of being skipped.
+    path = tmp_path / "wgmesh.toml"
+    make(path)
+    assert config.initialised_file(path) is True
+    said = capsys.readouterr().err
+    assert said.startswith(f"wgmesh: cannot read {path} (") and said.count("\n") == 1, said

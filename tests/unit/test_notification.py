@@ -21,6 +21,14 @@ def entry(event: str, **fields) -> dict:
 # ------------------------------------------------------------ events
 
 
+def test_the_notifier_follows_its_events_only_from_root() -> None:
+    # sd-journal ORs the WGMESH_EVENT matches and ANDs them with _UID, which
+    # journald sets itself: a user's `logger --journald WGMESH_EVENT=...` stays out.
+    matches = notification.journal_matches()
+    assert matches[-1] == "_UID=0" and [m for m in matches if m.startswith("_")] == ["_UID=0"]
+    assert sorted(matches[:-1]) == sorted(f"WGMESH_EVENT={name}" for name in notification.EVENT_KINDS)
+
+
 def test_peer_down_entry_becomes_a_down_event_with_its_links_and_figures() -> None:
     event = notification.event_from_journal(
         entry("peer-down", peer=4, links="wgm4,wgm4v6", since=T0, rtt=1.25, loss=0), T0 + 1)

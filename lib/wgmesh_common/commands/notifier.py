@@ -154,8 +154,7 @@ def _open_journal(cursor: str | None):
     from systemd import journal
 
     reader = journal.Reader(flags=journal.LOCAL_ONLY)
-    for name in notification.JOURNAL_EVENTS:
-        reader.add_match(WGMESH_EVENT=name)
+    reader.add_match(*notification.journal_matches())
     if cursor:
         try:
             reader.seek_cursor(cursor)

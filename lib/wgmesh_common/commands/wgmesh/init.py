@@ -15,7 +15,9 @@ from ...tomlio import remove, write_atomic
 def _check_and_warn(plan: MeshPlan, node_id: int) -> None:
     """Refuse an ID the plan cannot place; warn, up front and without
     refusing, about what will make the node less than a full member."""
-    problem = plan.node_id_problem(node_id)
+    # An overlay address that is not an ordinary host address only warns on
+    # an installed node (so its config keeps loading); a new one is refused.
+    problem = plan.node_id_problem(node_id) or plan.overlay_problem(node_id)
     if problem:
         raise WgmeshError(f"cannot use ID {node_id}: {problem}")
     # A node that cannot forward still joins, as a leaf.

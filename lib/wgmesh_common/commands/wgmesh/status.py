@@ -17,6 +17,9 @@ def status_command(as_json: bool) -> None:
     routed = meshview.reachable(node.plan, node.node_id)
     cannot_forward = forwarding.problem(node.paths)
     host_overlaps = overlaps.host_overlaps(node.plan, node.node_id)
+    overlay_problem = node.plan.overlay_problem(node.node_id)
+    if overlay_problem:
+        problems = [*problems, overlay_problem]
     if as_json:
         click.echo(json.dumps({"node": node.node_id, "forwarding": cannot_forward is None,
                                "forwarding_problem": cannot_forward, "links": status.as_dicts(rows),
