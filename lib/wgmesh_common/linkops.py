@@ -51,6 +51,7 @@ def _configure(paths: Paths, backend, link: Link, private_key: str, psk: str) ->
     except BaseException:
         take_down(paths, link.name)
         raise
+    _mark_up(paths, link.name)
     log.event("link-up", f"link {link.name} to node {link.peer_id} is up", link=link.name, peer=link.peer_id)
 
 
@@ -133,9 +134,32 @@ def take_down(paths: Paths, name: str) -> bool:
     # daemon that is stuck or whose device was already gone.
     stop_daemon(paths.pid_file(f"wg-{name}"), timeout=3)
     (paths.run_dir / f"wg-{name}.log").unlink(missing_ok=True)
+    _up_marker(paths, name).unlink(missing_ok=True)
     if existed:
         log.event("link-down", f"link {name} is down", link=name)
     return existed
+
+
+def _up_marker(paths: Paths, name: str):
+    return paths.run_dir / "up" / name
+
+
+def _mark_up(paths: Paths, name: str) -> None:
+    """Note when the device came up (the marker's mtime). /run is emptied
+    at boot, so the time is always this boot's."""
+    marker = _up_marker(paths, name)
+    marker.parent.mkdir(parents=True, exist_ok=True)
+    marker.touch(mode=0o644)
+    os.utime(marker)
+
+
+def up_since(paths: Paths, name: str) -> float | None:
+    """When the link's device last came up (Unix time); None if not noted
+    (not up, or brought up by a version that did not note it)."""
+    try:
+        return _up_marker(paths, name).stat().st_mtime
+    except OSError:
+        return None
 
 
 def device_status(config: NodeConfig, name: str):
