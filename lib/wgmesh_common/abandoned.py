@@ -16,18 +16,25 @@ What counts, and why each rule is there:
 - A device that cannot be asked (no device, its control socket busy or
   gone) is "unknown", and kept: only a device that answers "no handshake"
   is one that never had one.
-- A peer that cannot be told keeps this half. Removing it alone would be a
+- A peer that cannot be told keeps this half, unless the link is known
+  never to have had a handshake. Removing it alone would otherwise be a
   guess: the peer may hold a half that once carried traffic (the marker,
   established.py, may be missing here: ICMP filtered, the prober failed, or
   the link predates the markers), which would refuse the unsigned rejoin
-  with a 409 until someone ran `disconnect --force` there. Kept, the
-  peer's own sweep handles its half, and once the peer is back either the
-  link handshakes or the peer answers and both halves go. Links made by
-  versions without markers need no migration for the same reasons: after a
-  reboot with the peer down, the age starts at the device's start and the
-  peer cannot be told, so nothing is removed; a peer that is up but cannot
-  handshake over the link is told, and the link is made again, as it
-  should be.
+  with a 409 until someone ran `disconnect --force` there; so the sweep
+  never causes that 409. Kept, the peer's own sweep handles its half, and
+  once the peer is back either the link handshakes or the peer answers and
+  both halves go. Known never to have had one: the device has run without
+  a break or a reload since the link was made (linkops.is_fresh) and still
+  has no handshake, so the peer's half never had one either and is removed
+  by its own sweep or replaced by a rejoin without proof. That is the half
+  a join killed after the serving side answered leaves on the serving side,
+  whose joiner has no half and no route to be told through.
+- Links made by versions without markers need no migration for the same
+  reasons: after a reboot with the peer down, the age starts at the
+  device's start, the device is not fresh and the peer cannot be told, so
+  nothing is removed; a peer that is up but cannot handshake over the link
+  is told, and the link is made again, as it should be.
 - The decision is re-checked right before removing, under the allocator's
   lock: the /disconnect can take seconds per address, and meanwhile the
   peer's own sweep, a redo or a replacing /connect (check_claim) may have
@@ -58,6 +65,7 @@ class Half:
     since: float  # the later of the file's last write and the device's start (Unix time)
     last_handshake: float | None  # the device's latest handshake (Unix time); 0: never; None: unknown
     established: bool  # the prober once had an echo answered over it (established.py)
+    fresh: bool = False  # the device has run without a break since the link was made (linkops.is_fresh)
 
 
 def abandoned(halves: list[Half], now: float, bound: float) -> list[Half]:
@@ -86,7 +94,8 @@ def _halves_to_check(node: Node, now: float, bound: float) -> list[Half]:
             continue
         device = linkops.device_status(node.config, link.name)
         handshake = None if device is None else max((peer.last_handshake for peer in device.peers), default=0.0)
-        halves.append(Half(link.name, link.peer_id, link.public_key, since, handshake, False))
+        halves.append(Half(link.name, link.peer_id, link.public_key, since, handshake, False,
+                           linkops.is_fresh(node.paths, link.name)))
     return halves
 
 
@@ -135,19 +144,21 @@ def _remove(node: Node, half: Half, reachable: set[int], now: float) -> bool:
     mesh_url = node.api_url_of(half.peer_id)
     urls = [url for url in join.peer_api_urls(node, link) if url != mesh_url or half.peer_id in reachable]
     problem = join.tell_disconnect(node, link, key, urls)
-    if problem:
+    if problem and not half.fresh:
         log.info(f"{half.name}: never completed a handshake, but node {half.peer_id} could not be told "
                  f"({problem}); kept until it can be (removing this side alone could strand the link)",
                  link=half.name, peer=half.peer_id)
         return False
     with node.allocator.lock():
-        if _decided_link(node, half) is None:
-            log.info(f"{half.name}: replaced while node {half.peer_id} was told; the new link is kept",
-                     link=half.name, peer=half.peer_id)
+        if _decided_link(node, half) is None or (problem and not linkops.is_fresh(node.paths, half.name)):
+            log.info(f"{half.name}: changed while node {half.peer_id} was told; kept", link=half.name,
+                     peer=half.peer_id)
             return False
         age = int(now - half.since)
+        where = (f"; node {half.peer_id} could not be told ({problem}), and the link never had a handshake, "
+                 f"so its half goes by itself" if problem else "")
         log.event("link-abandoned", f"link {half.name} to node {half.peer_id} never completed a handshake in "
-                                    f"{age} s; removing it so the mesh makes it again",
+                                    f"{age} s; removing it so the mesh makes it again{where}",
                   level="warning", link=half.name, peer=half.peer_id, age=age)
         # The file is the one decided on, so no reservation holds its name
         # (reserve() skips names on disk), and none can be taken under this

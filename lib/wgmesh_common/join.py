@@ -133,6 +133,7 @@ def remove_local(node: Node, name: str, release: bool = True) -> bool:
     # link; a new link starts fresh.
     (node.paths.replay_dir / name).unlink(missing_ok=True)
     established.forget(node.paths, name)
+    linkops.forget(node.paths, name)
     if existed:
         try:
             node.supervisor.links_changed()

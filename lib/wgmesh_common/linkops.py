@@ -4,6 +4,7 @@ remove it. Idempotent both ways, so a retry finishes a half-done job."""
 import ipaddress
 import os
 import signal
+import time
 
 from . import linkfile, log, netlink
 from .addressing import LINK_PREFIX4, LINK_PREFIX6, link_local6
@@ -122,6 +123,7 @@ def reload(paths: Paths, config: NodeConfig, name: str) -> None:
     link, private_key, psk = _load(paths, name)
     backend = choose_backend(config.backend)
     backend.update(name, device_settings(link, private_key, psk))
+    _end_fresh(paths, name)
     netlink.configure_interface(name, link.mtu, interface_addresses(link))
     log.event("link-reloaded", f"link {name} to node {link.peer_id} reloaded from its file",
               link=name, peer=link.peer_id)
@@ -134,10 +136,16 @@ def take_down(paths: Paths, name: str) -> bool:
     # daemon that is stuck or whose device was already gone.
     stop_daemon(paths.pid_file(f"wg-{name}"), timeout=3)
     (paths.run_dir / f"wg-{name}.log").unlink(missing_ok=True)
-    _up_marker(paths, name).unlink(missing_ok=True)
     if existed:
         log.event("link-down", f"link {name} is down", link=name)
     return existed
+
+
+# A link file written at most this long before its device first comes up
+# is a new link being made (a join writes it and starts it at once; the
+# unit may take up to its start timeout), not an old one booting.
+NEW_LINK_WINDOW = 60.0
+FRESH = b"fresh\n"
 
 
 def _up_marker(paths: Paths, name: str):
@@ -145,21 +153,54 @@ def _up_marker(paths: Paths, name: str):
 
 
 def _mark_up(paths: Paths, name: str) -> None:
-    """Note when the device came up (the marker's mtime). /run is emptied
-    at boot, so the time is always this boot's."""
+    """Note when the device came up (the marker's mtime; /run is emptied at
+    boot, so it is always this boot's) and whether it has run without a
+    break since the link was made (see is_fresh): so on its first start
+    this boot, for a file written just before."""
     marker = _up_marker(paths, name)
+    try:
+        new = not marker.exists() and time.time() - paths.link_file(name).stat().st_mtime <= NEW_LINK_WINDOW
+    except OSError:
+        new = False
     marker.parent.mkdir(parents=True, exist_ok=True)
-    marker.touch(mode=0o644)
-    os.utime(marker)
+    write_atomic(marker, FRESH if new else b"", 0o644)
+
+
+def _end_fresh(paths: Paths, name: str) -> None:
+    """The device was reconfigured in place (a new key of either side): its
+    handshake state no longer covers the link's whole life. Its start time
+    stays."""
+    marker = _up_marker(paths, name)
+    try:
+        started = marker.stat().st_mtime
+    except OSError:
+        return
+    write_atomic(marker, b"", 0o644)
+    os.utime(marker, (started, started))
 
 
 def up_since(paths: Paths, name: str) -> float | None:
     """When the link's device last came up (Unix time); None if not noted
-    (not up, or brought up by a version that did not note it)."""
+    (never up this boot, or brought up by a version that did not note it)."""
     try:
         return _up_marker(paths, name).stat().st_mtime
     except OSError:
         return None
+
+
+def is_fresh(paths: Paths, name: str) -> bool:
+    """Whether the link's device has run without a break or a reload since
+    the link was made: then a device that has had no handshake shows the
+    link never had one, on either side."""
+    try:
+        return _up_marker(paths, name).read_bytes() == FRESH
+    except OSError:
+        return False
+
+
+def forget(paths: Paths, name: str) -> None:
+    """The link is removed: a new link of the same name starts fresh."""
+    _up_marker(paths, name).unlink(missing_ok=True)
 
 
 def device_status(config: NodeConfig, name: str):

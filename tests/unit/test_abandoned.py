@@ -187,3 +187,58 @@ def test_a_young_half_is_kept(node, no_handshake, monkeypatch):
     peer = Peer(monkeypatch)
     assert abandoned.sweep(node, reachable={2}) == []
     assert peer.asked == [] and linkfile.exists(node.paths, "wgm2")
+
+
+# ------------------------------------------------- a link that never had a handshake
+
+def test_a_fresh_half_whose_peer_cannot_be_told_goes_alone(node, no_handshake, monkeypatch, capfd):
+    # The serving side's half of a join killed after it answered: its device
+    # has run since the link was made and never had a handshake, so the
+    # peer's half (if any) never had one either and cannot refuse a rejoin.
+    save_link(node, age=0)
+    linkops._mark_up(node.paths, "wgm2")
+    assert linkops.is_fresh(node.paths, "wgm2")
+    long_ago = time.time() - 1000
+    os.utime(node.paths.link_file("wgm2"), (long_ago, long_ago))
+    os.utime(linkops._up_marker(node.paths, "wgm2"), (long_ago, long_ago))
+    Peer(monkeypatch, problem="no address to reach it at")
+    assert [h.name for h in abandoned.sweep(node, reachable=set())] == ["wgm2"]
+    assert not linkfile.exists(node.paths, "wgm2")
+    assert not linkops._up_marker(node.paths, "wgm2").exists()  # a new link of the name starts fresh
+    found = events(capfd)
+    assert len(found) == 1 and "could not be told" in found[0]
+
+
+def test_a_fresh_half_reloaded_while_the_peer_is_told_is_kept(node, no_handshake, monkeypatch):
+    save_link(node, age=0)
+    linkops._mark_up(node.paths, "wgm2")
+    long_ago = time.time() - 1000
+    os.utime(linkops._up_marker(node.paths, "wgm2"), (long_ago, long_ago))
+    os.utime(node.paths.link_file("wgm2"), (long_ago, long_ago))
+    Peer(monkeypatch, problem="timed out", meanwhile=lambda: linkops._end_fresh(node.paths, "wgm2"))
+    assert abandoned.sweep(node, reachable={2}) == []
+    assert linkfile.exists(node.paths, "wgm2")
+
+
+@pytest.mark.parametrize("story, fresh", [
+    ("made", True),             # written, then its device came up for the first time
+    ("booted", False),          # an old file whose device came up after a boot
+    ("restarted", False),       # its device came up again: a handshake may have been lost
+    ("reloaded", False),        # reconfigured in place (a new key): the device's handshakes restart
+    ("remade", True),           # removed and made anew under the same name
+])
+def test_a_device_is_fresh_only_while_it_has_run_unbroken_since_the_link_was_made(node, story, fresh):
+    save_link(node, age=1000 if story == "booted" else 0)
+    linkops._mark_up(node.paths, "wgm2")
+    started = linkops.up_since(node.paths, "wgm2")
+    if story == "restarted":
+        linkops._mark_up(node.paths, "wgm2")
+    if story == "reloaded":
+        linkops._end_fresh(node.paths, "wgm2")
+        assert linkops.up_since(node.paths, "wgm2") == started  # still up since then
+    if story == "remade":
+        linkops._end_fresh(node.paths, "wgm2")
+        join.remove_local(node, "wgm2")
+        save_link(node, age=0)
+        linkops._mark_up(node.paths, "wgm2")
+    assert linkops.is_fresh(node.paths, "wgm2") == fresh
