@@ -150,18 +150,37 @@ def _remove(node: Node, half: Half, reachable: set[int], now: float) -> bool:
                  link=half.name, peer=half.peer_id)
         return False
     with node.allocator.lock():
-        if _decided_link(node, half) is None or (problem and not linkops.is_fresh(node.paths, half.name)):
+        gone = not linkfile.exists(node.paths, half.name)
+        if gone and not problem:
+            # The peer's own sweep (its /disconnect, signed for this link)
+            # removed it meanwhile: still this half's one event.
+            _report(half, now, problem)
+            return True
+        if gone or _decided_link(node, half) is None or (problem and not _still_never(node, half.name)):
             log.info(f"{half.name}: changed while node {half.peer_id} was told; kept", link=half.name,
                      peer=half.peer_id)
             return False
-        age = int(now - half.since)
-        where = (f"; node {half.peer_id} could not be told ({problem}), and the link never had a handshake, "
-                 f"so its half goes by itself" if problem else "")
-        log.event("link-abandoned", f"link {half.name} to node {half.peer_id} never completed a handshake in "
-                                    f"{age} s; removing it so the mesh makes it again{where}",
-                  level="warning", link=half.name, peer=half.peer_id, age=age)
+        _report(half, now, problem)
         # The file is the one decided on, so no reservation holds its name
         # (reserve() skips names on disk), and none can be taken under this
         # lock: nothing to release, and nothing of a new link is touched.
         join.remove_local(node, half.name, release=False)
     return True
+
+
+def _still_never(node: Node, name: str) -> bool:
+    """Whether the link is still known never to have had a handshake (the
+    peer may have come up while it was being told)."""
+    if not linkops.is_fresh(node.paths, name):
+        return False
+    device = linkops.device_status(node.config, name)
+    return device is not None and all(peer.last_handshake == 0 for peer in device.peers)
+
+
+def _report(half: Half, now: float, problem: str | None) -> None:
+    age = int(now - half.since)
+    alone = (f"; node {half.peer_id} could not be told ({problem}), and the link never had a handshake, "
+             f"so its half goes by itself" if problem else "")
+    log.event("link-abandoned", f"link {half.name} to node {half.peer_id} never completed a handshake in "
+                                f"{age} s; removing it so the mesh makes it again{alone}",
+              level="warning", link=half.name, peer=half.peer_id, age=age)

@@ -146,7 +146,7 @@ def test_a_link_gone_while_the_peer_is_told_leaves_a_live_reservation_alone(node
         node.allocator.reserve(2, "server", 4, hold=False)
 
     Peer(monkeypatch, meanwhile=gone_and_reserved)
-    assert abandoned.sweep(node, reachable={2}) == []
+    abandoned.sweep(node, reachable={2})
     assert [r.name for r in node.allocator.reservations()] == ["wgm2"]
 
 
@@ -191,16 +191,21 @@ def test_a_young_half_is_kept(node, no_handshake, monkeypatch):
 
 # ------------------------------------------------- a link that never had a handshake
 
+def save_fresh_link(node) -> None:
+    """A link made long ago whose device has run since, without a break."""
+    save_link(node, age=0)
+    linkops._mark_up(node.paths, "wgm2")
+    long_ago = time.time() - 1000
+    os.utime(linkops._up_marker(node.paths, "wgm2"), (long_ago, long_ago))
+    os.utime(node.paths.link_file("wgm2"), (long_ago, long_ago))
+
+
 def test_a_fresh_half_whose_peer_cannot_be_told_goes_alone(node, no_handshake, monkeypatch, capfd):
     # The serving side's half of a join killed after it answered: its device
     # has run since the link was made and never had a handshake, so the
     # peer's half (if any) never had one either and cannot refuse a rejoin.
-    save_link(node, age=0)
-    linkops._mark_up(node.paths, "wgm2")
+    save_fresh_link(node)
     assert linkops.is_fresh(node.paths, "wgm2")
-    long_ago = time.time() - 1000
-    os.utime(node.paths.link_file("wgm2"), (long_ago, long_ago))
-    os.utime(linkops._up_marker(node.paths, "wgm2"), (long_ago, long_ago))
     Peer(monkeypatch, problem="no address to reach it at")
     assert [h.name for h in abandoned.sweep(node, reachable=set())] == ["wgm2"]
     assert not linkfile.exists(node.paths, "wgm2")
@@ -210,11 +215,7 @@ def test_a_fresh_half_whose_peer_cannot_be_told_goes_alone(node, no_handshake, m
 
 
 def test_a_fresh_half_reloaded_while_the_peer_is_told_is_kept(node, no_handshake, monkeypatch):
-    save_link(node, age=0)
-    linkops._mark_up(node.paths, "wgm2")
-    long_ago = time.time() - 1000
-    os.utime(linkops._up_marker(node.paths, "wgm2"), (long_ago, long_ago))
-    os.utime(node.paths.link_file("wgm2"), (long_ago, long_ago))
+    save_fresh_link(node)
     Peer(monkeypatch, problem="timed out", meanwhile=lambda: linkops._end_fresh(node.paths, "wgm2"))
     assert abandoned.sweep(node, reachable={2}) == []
     assert linkfile.exists(node.paths, "wgm2")
@@ -242,3 +243,21 @@ def test_a_device_is_fresh_only_while_it_has_run_unbroken_since_the_link_was_mad
         save_link(node, age=0)
         linkops._mark_up(node.paths, "wgm2")
     assert linkops.is_fresh(node.paths, "wgm2") == fresh
+
+
+def test_a_half_the_peer_removed_while_it_was_told_is_reported_once(node, no_handshake, monkeypatch, capfd):
+    # Both ends sweep the same link in the same pass: the peer's
+    # /disconnect removed this half while this side's was under way.
+    save_link(node)
+    Peer(monkeypatch, meanwhile=lambda: join.remove_local(node, "wgm2"))
+    assert [h.name for h in abandoned.sweep(node, reachable={2})] == ["wgm2"]
+    assert len(events(capfd)) == 1
+
+
+def test_a_fresh_half_that_handshakes_while_the_peer_is_told_is_kept(node, no_handshake, monkeypatch):
+    save_fresh_link(node)
+    answered = DeviceStatus(peers=[PeerStatus(public_key=KEY, last_handshake=time.time())])
+    Peer(monkeypatch, problem="timed out",
+         meanwhile=lambda: monkeypatch.setattr(linkops, "device_status", lambda config, name: answered))
+    assert abandoned.sweep(node, reachable={2}) == []
+    assert linkfile.exists(node.paths, "wgm2")
