@@ -123,7 +123,9 @@ def _install(node: Node, reservation: Reservation, link: Link, private_key: str,
 
 
 def remove_local(node: Node, name: str) -> bool:
-    """Stop and delete one link on this node only."""
+    """Stop and delete one link on this node only. It takes no allocator
+    lock and touches no reservation (a reservation is its holder's), so
+    the abandoned-half step may call it under the allocator's lock."""
     try:
         node.supervisor.stop_link(name)
     except WgmeshError as error:
@@ -138,6 +140,7 @@ def remove_local(node: Node, name: str) -> bool:
     # link; a new link starts fresh.
     (node.paths.replay_dir / name).unlink(missing_ok=True)
     established.forget(node.paths, name)
+    linkops.forget(node.paths, name)
     if existed:
         try:
             node.supervisor.links_changed()
@@ -631,19 +634,26 @@ def disconnect(node: Node, name: str, force: bool = False) -> None:
     if not linkfile.exists(node.paths, name):
         raise WgmeshError(f"there is no link named {name!r} (see 'wgmesh status')")
     link = linkfile.load(node.paths, name)
-    key = link_signing_key(node, link)
+    problem = tell_disconnect(node, link, link_signing_key(node, link), peer_api_urls(node, link))
+    if problem:
+        if not force:
+            raise WgmeshError(f"node {link.peer_id} could not be told: {problem}; use --force to remove this side only")
+        log.warning(f"removing {name} on this side only: {problem}", link=name, peer=link.peer_id)
+    remove_local(node, name)
+
+
+def tell_disconnect(node: Node, link: Link, key: bytes, urls: list[str]) -> str | None:
+    """Ask the other side to remove its half of link (signed with key, so
+    only the half of this very link can go); None once it answered, else
+    why it could not be told."""
     errors = []
-    for url in peer_api_urls(node, link):
+    for url in urls:
         try:
             signed_request(url, "/disconnect", {"id": node.node_id, "family": link.family}, key)
-            break
+            return None
         except RemoteError as error:
-            errors.append(str(error))
             # 404 is a real answer: the other side has no such link any more.
             if error.status == 404:
-                break
-    else:
-        if not force:
-            raise WgmeshError(f"node {link.peer_id} could not be told: {errors[-1]}; use --force to remove this side only")
-        log.warning(f"removing {name} on this side only: {errors[-1]}", link=name, peer=link.peer_id)
-    remove_local(node, name)
+                return None
+            errors.append(str(error))
+    return errors[-1] if errors else "no address to reach it at"

@@ -2,6 +2,8 @@
 remove it. Idempotent both ways, so a retry finishes a half-done job."""
 
 import ipaddress
+import os
+import time
 
 from . import linkfile, log, netlink
 from .addressing import LINK_PREFIX4, LINK_PREFIX6, link_local6
@@ -10,6 +12,7 @@ from .errors import WgmeshError
 from .linkfile import Link
 from .paths import Paths
 from .process import stop_daemon
+from .tomlio import write_atomic
 from .wireguard import Backend, DeviceSettings, choose_backend
 
 
@@ -48,6 +51,7 @@ def _configure(paths: Paths, backend, link: Link, private_key: str, psk: str) ->
     except BaseException:
         take_down(paths, link.name)
         raise
+    _mark_up(paths, link.name)
     log.event("link-up", f"link {link.name} to node {link.peer_id} is up", link=link.name, peer=link.peer_id)
 
 
@@ -90,6 +94,7 @@ def reload(paths: Paths, config: NodeConfig, name: str) -> None:
     link, private_key, psk = _load(paths, name)
     backend = backend_of(paths, config)
     backend.update(name, device_settings(link, private_key, psk))
+    _end_fresh(paths, name)
     netlink.configure_interface(name, link.mtu, interface_addresses(link))
     log.event("link-reloaded", f"link {name} to node {link.peer_id} reloaded from its file",
               link=name, peer=link.peer_id)
@@ -105,6 +110,68 @@ def take_down(paths: Paths, name: str) -> bool:
     if existed:
         log.event("link-down", f"link {name} is down", link=name)
     return existed
+
+
+# A link file written at most this long before its device first comes up
+# is a new link being made (a join writes it and starts it at once; the
+# unit may take up to its start timeout), not an old one booting.
+NEW_LINK_WINDOW = 60.0
+FRESH = b"fresh\n"
+
+
+def _up_marker(paths: Paths, name: str):
+    return paths.link_up_dir / name
+
+
+def _mark_up(paths: Paths, name: str) -> None:
+    """Note when the device came up (the marker's mtime; /run is emptied at
+    boot, so it is always this boot's) and whether it has run without a
+    break since the link was made (see is_fresh): so on its first start
+    this boot, for a file written just before."""
+    marker = _up_marker(paths, name)
+    try:
+        new = not marker.exists() and time.time() - paths.link_file(name).stat().st_mtime <= NEW_LINK_WINDOW
+    except OSError:
+        new = False
+    marker.parent.mkdir(parents=True, exist_ok=True)
+    write_atomic(marker, FRESH if new else b"", 0o644)
+
+
+def _end_fresh(paths: Paths, name: str) -> None:
+    """The device was reconfigured in place (a new key of either side): its
+    handshake state no longer covers the link's whole life. Its start time
+    stays."""
+    marker = _up_marker(paths, name)
+    try:
+        started = marker.stat().st_mtime
+    except OSError:
+        return
+    write_atomic(marker, b"", 0o644)
+    os.utime(marker, (started, started))
+
+
+def up_since(paths: Paths, name: str) -> float | None:
+    """When the link's device last came up (Unix time); None if not noted
+    (never up this boot, or brought up by a version that did not note it)."""
+    try:
+        return _up_marker(paths, name).stat().st_mtime
+    except OSError:
+        return None
+
+
+def is_fresh(paths: Paths, name: str) -> bool:
+    """Whether the link's device has run without a break or a reload since
+    the link was made: then a device that has had no handshake shows the
+    link never had one, on either side."""
+    try:
+        return _up_marker(paths, name).read_bytes() == FRESH
+    except OSError:
+        return False
+
+
+def forget(paths: Paths, name: str) -> None:
+    """The link is removed: a new link of the same name starts fresh."""
+    _up_marker(paths, name).unlink(missing_ok=True)
 
 
 def device_status(paths: Paths, config: NodeConfig, name: str):

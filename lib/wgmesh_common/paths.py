@@ -90,6 +90,11 @@ class Paths:
         return self.run_dir / "forwarding.toml"
 
     @property
+    def link_up_dir(self) -> Path:
+        """One file per link whose device came up this boot (see linkops)."""
+        return self.run_dir / "up"
+
+    @property
     def routing_lock(self) -> Path:
         return self.run_dir / "routing.lock"
 

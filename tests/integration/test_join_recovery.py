@@ -3,6 +3,7 @@ fixed points of a join, then run again: the plain retry makes both families
 at once and leaves exactly one link per family on each side, with matching
 keys and no reservation."""
 
+import time
 import tomllib
 
 import pytest
@@ -66,3 +67,23 @@ def test_a_connect_killed_at_any_point_is_made_whole_by_the_next(netns_lab):
 
         node2.run(["wgmesh", "disconnect", "--yes"])
         assert wait_until(lambda: not link_files(node0) and not link_files(node2), 10)
+
+
+@pytest.mark.ids((0, 2))
+def test_the_serving_half_of_a_join_killed_after_the_answer_goes_with_the_next_pass(netns_lab):
+    # Node 2 was killed once node 0 had made its half: node 2 has none, and
+    # no route over which node 0 could tell it. Node 0's device has run
+    # since the link was made without a handshake, so its half goes alone.
+    node0, node2, token = init_two_nodes(netns_lab)
+    node0.run(["wgmesh", "set", "join.abandon_after", "1"])
+    killed = node2.run(["wgmesh", "connect", NODE0_URL, token], env=kill_point_environment("answered"), check=False)
+    assert killed.returncode in KILLED, killed.stderr
+    halves = sorted(link_files(node0))
+    assert halves and not link_files(node2)
+    assert wait_until(lambda: set(halves) <= interfaces(node0), 10)
+    time.sleep(1.5)  # past the bound (whole seconds)
+    node0.run(["wgmesh", "mesh"], check=False)
+    assert link_files(node0) == {}, "node 0 kept the half of a link that never had a handshake"
+    again = node2.run(["wgmesh", "connect", NODE0_URL, token], check=False)
+    assert again.returncode == 0, again.stderr
+    assert_one_link_per_family(node0, node2)
