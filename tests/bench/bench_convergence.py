@@ -31,30 +31,41 @@ def wait(predicate, timeout: float, interval: float = 0.2) -> float | None:
     return None
 
 
+def install(nodes, deb: Path, share_dir: Path, transport: str) -> None:
+    """The .deb on every node, each initialised (node 0 public)."""
+    (share_dir / deb.name).write_bytes(deb.read_bytes())
+    in_parallel(lambda n: n.run(["apt-get", "install", "-y", "-q", f"/lab/{deb.name}"], timeout=600), nodes)
+
+    def init(node):
+        node.run(["wgmesh", "init", str(node.mesh_id)] + (["--public"] if node.mesh_id == 0 else []))
+        if transport != "auto":
+            node.run(["wgmesh", "set", "wireguard.transport", transport])
+
+    in_parallel(init, nodes)
+
+
+def connect_all(nodes) -> float:
+    """Every node but the first runs `wgmesh connect` to the first at the
+    same moment; the seconds until the last one returned."""
+    token = nodes[0].run(["wgmesh", "token"]).stdout.strip()
+    url = f"http://{nodes[0].addresses.v4}:8080"
+    start = time.monotonic() + 0.5
+
+    def connect(node):
+        time.sleep(max(0.0, start - time.monotonic()))
+        node.run(["wgmesh", "connect", url, token], timeout=300)
+
+    in_parallel(connect, nodes[1:])
+    return time.monotonic() - start
+
+
 def run_one(count: int, deb: Path, transport: str, timeout: float) -> dict:
     ids = [2 * i for i in range(count)]
     families = LINK_FAMILIES[transport]
     with Lab(f"bc{count}", kind="container", ids=ids) as lab:
         nodes = [lab[i] for i in ids]
-        (lab.share_dir / deb.name).write_bytes(deb.read_bytes())
-        in_parallel(lambda n: n.run(["apt-get", "install", "-y", "-q", f"/lab/{deb.name}"], timeout=600), nodes)
-
-        def init(node):
-            node.run(["wgmesh", "init", str(node.mesh_id)] + (["--public"] if node.mesh_id == 0 else []))
-            if transport != "auto":
-                node.run(["wgmesh", "set", "wireguard.transport", transport])
-
-        in_parallel(init, nodes)
-        token = nodes[0].run(["wgmesh", "token"]).stdout.strip()
-        url = f"http://{nodes[0].addresses.v4}:8080"
-        start = time.monotonic() + 0.5
-
-        def connect(node):
-            time.sleep(max(0.0, start - time.monotonic()))
-            node.run(["wgmesh", "connect", url, token], timeout=300)
-
-        in_parallel(connect, nodes[1:])
-        connects = time.monotonic() - start
+        install(nodes, deb, lab.share_dir, transport)
+        connects = connect_all(nodes)
         converged = wait(lambda: not mesh_problems(nodes, families), timeout, interval=0.5)
         links = sum(len(list((n.files_dir / "links").glob("*.toml"))) for n in nodes) // 2
 
