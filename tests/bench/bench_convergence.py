@@ -14,6 +14,8 @@ import os
 import sys
 import tempfile
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 from tests.lab.lab import Lab
@@ -59,12 +61,31 @@ def connect_all(nodes) -> float:
     return time.monotonic() - start
 
 
-def run_one(count: int, deb: Path, transport: str, timeout: float) -> dict:
+@contextmanager
+def package(deb: Path | None, prog: str) -> Iterator[Path]:
+    """The .deb to install: deb, or one built from this tree (root only)."""
+    if os.geteuid() != 0:
+        sys.exit(f"{prog}: needs root (containers)")
+    with tempfile.TemporaryDirectory() as out:
+        try:
+            yield deb or build_deb(Path(out))
+        except BuildError as error:
+            sys.exit(f"{prog}: {error}")
+
+
+@contextmanager
+def installed_lab(name: str, count: int, deb: Path, transport: str) -> Iterator[list]:
+    """count containers (IDs 0, 2, ...) with deb installed and initialised."""
     ids = [2 * i for i in range(count)]
-    families = LINK_FAMILIES[transport]
-    with Lab(f"bc{count}", kind="container", ids=ids) as lab:
+    with Lab(f"{name}{count}", kind="container", ids=ids) as lab:
         nodes = [lab[i] for i in ids]
         install(nodes, deb, lab.share_dir, transport)
+        yield nodes
+
+
+def run_one(count: int, deb: Path, transport: str, timeout: float) -> dict:
+    families = LINK_FAMILIES[transport]
+    with installed_lab("bc", count, deb, transport) as nodes:
         connects = connect_all(nodes)
         converged = wait(lambda: not mesh_problems(nodes, families), timeout, interval=0.5)
         links = sum(len(list((n.files_dir / "links").glob("*.toml"))) for n in nodes) // 2
@@ -92,14 +113,8 @@ def main() -> int:
     parser.add_argument("--timeout", type=float, default=180, help="give up on one mesh after this many seconds")
     parser.add_argument("--deb", type=Path, help="the package to install (default: build it from this tree)")
     args = parser.parse_args()
-    if os.geteuid() != 0:
-        sys.exit("bench_convergence: needs root (containers)")
     counts = [int(n) for n in args.nodes.split(",")]
-    with tempfile.TemporaryDirectory() as out:
-        try:
-            deb = args.deb or build_deb(Path(out))
-        except BuildError as error:
-            sys.exit(f"bench_convergence: {error}")
+    with package(args.deb, "bench_convergence") as deb:
         rows = [run_one(count, deb, args.transport, args.timeout) for count in counts]
     print(f"\nfull mesh convergence, transport {args.transport}, {os.cpu_count()} CPUs\n")
     print("| nodes | links | all connects returned | full mesh after the last connect | one node rebooted: running -> reaches all |")

@@ -31,9 +31,7 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from tests.bench.bench_convergence import connect_all, install, wait
-from tests.lab.lab import Lab
-from tests.system.debbuild import BuildError, build_deb
+from tests.bench.bench_convergence import connect_all, installed_lab, package, wait
 from tests.system.meshcheck import LINK_FAMILIES, mesh_problems
 
 POLL = 0.3
@@ -203,9 +201,7 @@ def report(links: list[Link], zero: float, journals) -> str:
 def run(count: int, deb: Path, transport: str, timeout: float) -> int:
     ids = [2 * i for i in range(count)]
     families = LINK_FAMILIES[transport]
-    with Lab(f"tl{count}", kind="container", ids=ids) as lab:
-        nodes = [lab[i] for i in ids]
-        install(nodes, deb, lab.share_dir, transport)
+    with installed_lab("tl", count, deb, transport) as nodes:
         out = Path(tempfile.mkdtemp(prefix="wgmesh-timeline-"))
         watchers = []
         for node in nodes:
@@ -240,13 +236,7 @@ def main() -> int:
     parser.add_argument("--timeout", type=float, default=180)
     parser.add_argument("--deb", type=Path, help="the package to install (default: build it from this tree)")
     args = parser.parse_args()
-    if os.geteuid() != 0:
-        sys.exit("timeline: needs root (containers)")
-    with tempfile.TemporaryDirectory() as out:
-        try:
-            deb = args.deb or build_deb(Path(out))
-        except BuildError as error:
-            sys.exit(f"timeline: {error}")
+    with package(args.deb, "timeline") as deb:
         return run(args.nodes, deb, args.transport, args.timeout)
 
 
