@@ -8,7 +8,7 @@ every link gets its times, in seconds after the last connect returned:
 
     seen     the dialer first has a route to the listener's loopback
     pass     the dialer's mesh pass that made the link started
-    served   the listener wrote the link file (link-added) / its unit up
+    served   the listener's link-added (file written, unit up, bird reconfigured) / its unit up
     dialed   the dialer's unit up (link-up)
     full     OSPF Full on both sides
     route    both sides route to the other's loopback over this link
@@ -173,7 +173,7 @@ def fmt(value: float | None, zero: float) -> str:
 
 
 def report(links: list[Link], zero: float, journals) -> str:
-    rows = ["| link (dialer -> listener) | seen | pass | served (file / up) | dialed | full | route |",
+    rows = ["| link (dialer -> listener) | seen | pass | served (added / unit up) | dialed | full | route |",
             "|---|---|---|---|---|---|---|"]
     for link in sorted(links, key=lambda li: li.times.get("route") or float("inf")):
         t = link.times
