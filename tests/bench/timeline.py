@@ -50,7 +50,6 @@ done
 # A node's loopback as its route names it: the address or the stub net around it.
 LOOPBACK4 = re.compile(r"^10\.0\.(\d+)\.(1(/32)?|0/30)$")
 LOOPBACK6 = re.compile(r"^fd10:0:0:([0-9a-f]+)::(1(/128)?|/64)$")
-STAGES = ("seen", "pass", "served", "dialed", "full", "route")
 
 
 @dataclass
