@@ -14,6 +14,8 @@ import os
 import sys
 import tempfile
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 from tests.lab.lab import Lab
@@ -31,30 +33,60 @@ def wait(predicate, timeout: float, interval: float = 0.2) -> float | None:
     return None
 
 
-def run_one(count: int, deb: Path, transport: str, timeout: float) -> dict:
+def install(nodes, deb: Path, share_dir: Path, transport: str) -> None:
+    """The .deb on every node, each initialised (node 0 public)."""
+    (share_dir / deb.name).write_bytes(deb.read_bytes())
+    in_parallel(lambda n: n.run(["apt-get", "install", "-y", "-q", f"/lab/{deb.name}"], timeout=600), nodes)
+
+    def init(node):
+        node.run(["wgmesh", "init", str(node.mesh_id)] + (["--public"] if node.mesh_id == 0 else []))
+        if transport != "auto":
+            node.run(["wgmesh", "set", "wireguard.transport", transport])
+
+    in_parallel(init, nodes)
+
+
+def connect_all(nodes) -> float:
+    """Every node but the first runs `wgmesh connect` to the first at the
+    same moment; the seconds until the last one returned."""
+    token = nodes[0].run(["wgmesh", "token"]).stdout.strip()
+    url = f"http://{nodes[0].addresses.v4}:8080"
+    start = time.monotonic() + 0.5
+
+    def connect(node):
+        time.sleep(max(0.0, start - time.monotonic()))
+        node.run(["wgmesh", "connect", url, token], timeout=300)
+
+    in_parallel(connect, nodes[1:])
+    return time.monotonic() - start
+
+
+@contextmanager
+def package(deb: Path | None, prog: str) -> Iterator[Path]:
+    """The .deb to install: deb, or one built from this tree (root only)."""
+    if os.geteuid() != 0:
+        sys.exit(f"{prog}: needs root (containers)")
+    with tempfile.TemporaryDirectory() as out:
+        try:
+            yield deb or build_deb(Path(out))
+        except BuildError as error:
+            sys.exit(f"{prog}: {error}")
+
+
+@contextmanager
+def installed_lab(name: str, count: int, deb: Path, transport: str) -> Iterator[list]:
+    """count containers (IDs 0, 2, ...) with deb installed and initialised."""
     ids = [2 * i for i in range(count)]
-    families = LINK_FAMILIES[transport]
-    with Lab(f"bc{count}", kind="container", ids=ids) as lab:
+    with Lab(f"{name}{count}", kind="container", ids=ids) as lab:
         nodes = [lab[i] for i in ids]
-        (lab.share_dir / deb.name).write_bytes(deb.read_bytes())
-        in_parallel(lambda n: n.run(["apt-get", "install", "-y", "-q", f"/lab/{deb.name}"], timeout=600), nodes)
+        install(nodes, deb, lab.share_dir, transport)
+        yield nodes
 
-        def init(node):
-            node.run(["wgmesh", "init", str(node.mesh_id)] + (["--public"] if node.mesh_id == 0 else []))
-            if transport != "auto":
-                node.run(["wgmesh", "set", "wireguard.transport", transport])
 
-        in_parallel(init, nodes)
-        token = nodes[0].run(["wgmesh", "token"]).stdout.strip()
-        url = f"http://{nodes[0].addresses.v4}:8080"
-        start = time.monotonic() + 0.5
-
-        def connect(node):
-            time.sleep(max(0.0, start - time.monotonic()))
-            node.run(["wgmesh", "connect", url, token], timeout=300)
-
-        in_parallel(connect, nodes[1:])
-        connects = time.monotonic() - start
+def run_one(count: int, deb: Path, transport: str, timeout: float) -> dict:
+    families = LINK_FAMILIES[transport]
+    with installed_lab("bc", count, deb, transport) as nodes:
+        connects = connect_all(nodes)
         converged = wait(lambda: not mesh_problems(nodes, families), timeout, interval=0.5)
         links = sum(len(list((n.files_dir / "links").glob("*.toml"))) for n in nodes) // 2
 
@@ -81,14 +113,8 @@ def main() -> int:
     parser.add_argument("--timeout", type=float, default=180, help="give up on one mesh after this many seconds")
     parser.add_argument("--deb", type=Path, help="the package to install (default: build it from this tree)")
     args = parser.parse_args()
-    if os.geteuid() != 0:
-        sys.exit("bench_convergence: needs root (containers)")
     counts = [int(n) for n in args.nodes.split(",")]
-    with tempfile.TemporaryDirectory() as out:
-        try:
-            deb = args.deb or build_deb(Path(out))
-        except BuildError as error:
-            sys.exit(f"bench_convergence: {error}")
+    with package(args.deb, "bench_convergence") as deb:
         rows = [run_one(count, deb, args.transport, args.timeout) for count in counts]
     print(f"\nfull mesh convergence, transport {args.transport}, {os.cpu_count()} CPUs\n")
     print("| nodes | links | all connects returned | full mesh after the last connect | one node rebooted: running -> reaches all |")
