@@ -127,6 +127,14 @@ def settle(node0, node, timeout: float = 40) -> list[str]:
     return pair_problems(node0, node)
 
 
+def recovers_at_once(node0, node, token: str, after: str) -> None:
+    """One plain connect makes both families at once (within 10 s), then
+    one mesh pass leaves exactly that."""
+    took = timed_connect(node, token, timeout=10)
+    report(f"the connect after {after} took {took:.1f} s")
+    assert not settle(node0, node)
+
+
 def test_connect_killed_at_random_moments_recovers_at_once(chaos):
     mesh, token, rng = chaos
     node0, node2 = mesh[0], mesh[2]
@@ -145,10 +153,7 @@ def test_connect_killed_at_random_moments_recovers_at_once(chaos):
             # Sometimes a whole join got through: take it down, so later rounds still kill joins.
             node2.run(["wgmesh", "disconnect", "--yes"], check=False, timeout=120)
     report(f"connect killed after {', '.join(f'{k:.2f}' for k in kills)} s")
-    # One plain connect makes both families at once, then one mesh pass leaves exactly that.
-    took = timed_connect(node2, token, timeout=10)
-    report(f"the connect after 20 killed ones took {took:.1f} s")
-    assert not settle(node0, node2)
+    recovers_at_once(node0, node2, token, "20 killed connects")
 
 
 def test_join_server_killed_at_random_moments_recovers_at_once(chaos):
@@ -169,9 +174,7 @@ def test_join_server_killed_at_random_moments_recovers_at_once(chaos):
         if link_files(node2) and round_number % 3 == 2:
             node2.run(["wgmesh", "disconnect", "--yes"], check=False, timeout=120)
     report(f"join server killed at {', '.join(kills)} s")
-    took = timed_connect(node2, token, timeout=10)
-    report(f"the connect after 10 killed join servers took {took:.1f} s")
-    assert not settle(node0, node2)
+    recovers_at_once(node0, node2, token, "10 killed join servers")
 
 
 def test_joining_node_killed_during_its_first_connect_recovers_after_booting(chaos):
