@@ -234,6 +234,9 @@ class Allocator:
                 found.append(reservation)
         return found, unreadable
 
+    def _on_disk(self, name: str) -> Reservation | None:
+        return next((r for r in self._read_all()[0] if r.name == name), None)
+
     def _stale(self, reservation: Reservation, now: float) -> bool:
         alive = reservation.held and holder_alive(self._hold_file(reservation.name))
         return is_stale(reservation, alive, now, self.ttl)
@@ -304,7 +307,7 @@ class Allocator:
         """Drop the caller's own reservation (the link was written, or the
         join failed); one of the same name made by another holder stays."""
         with self.lock():
-            current = next((r for r in self._read_all()[0] if r.name == reservation.name), None)
+            current = self._on_disk(reservation.name)
             existed = current is not None and current.holder == reservation.holder
             if existed:
                 remove(self._file(reservation.name))
@@ -315,7 +318,7 @@ class Allocator:
         """Drop a reservation made without a holder (wgmesh-allocator
         release); AllocationError for one a running join holds."""
         with self.lock():
-            current = next((r for r in self._read_all()[0] if r.name == name), None)
+            current = self._on_disk(name)
             if current is None:
                 return False
             if current.held and holder_alive(self._hold_file(name)):
