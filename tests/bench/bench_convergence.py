@@ -1,16 +1,26 @@
 """How fast the mesh builds itself: N containers booted with systemd and the
 .deb installed, every node but node 0 running `wgmesh connect` to node 0 at
-the same moment; the time from the last connect returning until every pair
-has its links (one per transport family), every link is up with OSPF Full,
-and every node pings every other node's IPv4 and IPv6 loopback. Then one
-node reboots: the time from its systemd saying "running" until its links
-are back and it reaches every node again. Prints a Markdown table.
+the same moment. Two times from the last connect returning:
+- reachable (issue 11's measure): every pair has its links (one per
+  transport family), every link is up with a handshake, and every node pings
+  every other node's IPv4 and IPv6 loopback, by whatever path OSPF has;
+- settled: besides, every adjacency is Full and linked nodes route to each
+  other over their direct link.
+Then one node reboots: the time from its systemd saying "running" until its
+links are back and it reaches every node again. Prints a Markdown table.
+
+With --compare OLD.deb, each node count is built with OLD.deb and with this
+tree's package (or --deb) in turns, --repeat times, and the table gains the
+ratio of the medians: the machines are shared and noisy, so two builds are
+only compared within one run.
 
     .venv/bin/python -m tests.bench.bench_convergence [--nodes 3,5,8] [--transport auto|4]
+        [--compare OLD.deb] [--repeat N]
 """
 
 import argparse
 import os
+import statistics
 import sys
 import tempfile
 import time
@@ -20,7 +30,14 @@ from pathlib import Path
 
 from tests.lab.lab import Lab
 from tests.system.debbuild import BuildError, build_deb
-from tests.system.meshcheck import LINK_FAMILIES, in_parallel, mesh_problems, reach_problems, state_problems
+from tests.system.meshcheck import (
+    LINK_FAMILIES,
+    in_parallel,
+    mesh_problems,
+    reach_problems,
+    reachable_problems,
+    state_problems,
+)
 
 
 def wait(predicate, timeout: float, interval: float = 0.2) -> float | None:
@@ -87,21 +104,60 @@ def run_one(count: int, deb: Path, transport: str, timeout: float) -> dict:
     families = LINK_FAMILIES[transport]
     with installed_lab("bc", count, deb, transport) as nodes:
         connects = connect_all(nodes)
-        converged = wait(lambda: not mesh_problems(nodes, families), timeout, interval=0.5)
+        started = time.monotonic()
+        reachable = wait(lambda: not reachable_problems(nodes, families), timeout, interval=0.5)
+        settled = None
+        if reachable is not None:
+            left = timeout - (time.monotonic() - started)
+            if wait(lambda: not mesh_problems(nodes, families), left, interval=0.5) is not None:
+                settled = time.monotonic() - started
         links = sum(len(list((n.files_dir / "links").glob("*.toml"))) for n in nodes) // 2
 
         rebooted = None
-        if converged is not None:
+        if settled is not None:
             node = nodes[1]
             node.poweroff()
             node.boot()
             node.wait_running(timeout=180)
             rebooted = wait(lambda: not state_problems(node) and not reach_problems([node], nodes), 120, 0.2)
-        return {"nodes": count, "links": links, "connects": connects, "converged": converged, "reboot": rebooted}
+        return {"nodes": count, "links": links, "connects": connects, "reachable": reachable,
+                "settled": settled, "reboot": rebooted}
 
 
 def seconds(value: float | None) -> str:
     return f"{value:.1f} s" if value is not None else "did not finish"
+
+
+COLUMNS = (("connects", "all connects returned"), ("reachable", "reachable after the last connect"),
+           ("settled", "settled after the last connect"), ("reboot", "one node rebooted: running -> reaches all"))
+
+
+def print_table(rows: list[dict], transport: str) -> None:
+    print(f"\nfull mesh convergence, transport {transport}, {os.cpu_count()} CPUs\n")
+    print("| nodes | build | links | " + " | ".join(title for _, title in COLUMNS) + " |")
+    print("|---" * (3 + len(COLUMNS)) + "|")
+    for row in rows:
+        print(f"| {row['nodes']} | {row['build']} | {row['links']} | "
+              + " | ".join(seconds(row[key]) for key, _ in COLUMNS) + " |")
+
+
+def median(rows: list[dict], key: str) -> float | None:
+    values = [row[key] for row in rows]
+    return statistics.median(values) if values and None not in values else None
+
+
+def print_ratios(rows: list[dict]) -> None:
+    """new / old of the medians, per node count (a run that did not finish
+    leaves its ratio out)."""
+    print("\n| nodes | " + " | ".join(f"{title}: new / old (medians)" for _, title in COLUMNS) + " |")
+    print("|---" * (1 + len(COLUMNS)) + "|")
+    for count in sorted({row["nodes"] for row in rows}):
+        cells = []
+        for key, _ in COLUMNS:
+            old = median([r for r in rows if r["nodes"] == count and r["build"] == "old"], key)
+            new = median([r for r in rows if r["nodes"] == count and r["build"] == "new"], key)
+            cells.append(f"{new / old:.2f} ({new:.1f} / {old:.1f} s)" if old and new else "n/a")
+        print(f"| {count} | " + " | ".join(cells) + " |")
 
 
 def main() -> int:
@@ -112,17 +168,23 @@ def main() -> int:
                         help="link transport families (auto: IPv4 and IPv6)")
     parser.add_argument("--timeout", type=float, default=180, help="give up on one mesh after this many seconds")
     parser.add_argument("--deb", type=Path, help="the package to install (default: build it from this tree)")
+    parser.add_argument("--compare", type=Path, metavar="OLD_DEB", help="also build each mesh with this package")
+    parser.add_argument("--repeat", type=int, default=1, help="runs per node count and build (default 1)")
     args = parser.parse_args()
     counts = [int(n) for n in args.nodes.split(",")]
+    rows = []
     with package(args.deb, "bench_convergence") as deb:
-        rows = [run_one(count, deb, args.transport, args.timeout) for count in counts]
-    print(f"\nfull mesh convergence, transport {args.transport}, {os.cpu_count()} CPUs\n")
-    print("| nodes | links | all connects returned | full mesh after the last connect | one node rebooted: running -> reaches all |")
-    print("|---|---|---|---|---|")
-    for row in rows:
-        print(f"| {row['nodes']} | {row['links']} | {seconds(row['connects'])} | {seconds(row['converged'])} "
-              f"| {seconds(row['reboot'])} |")
-    return 0 if all(row["converged"] is not None for row in rows) else 1
+        builds = [("old", args.compare), ("new", deb)] if args.compare else [("new", deb)]
+        for count in counts:
+            for _ in range(args.repeat):
+                for build, package_file in builds:
+                    row = run_one(count, package_file, args.transport, args.timeout)
+                    rows.append({**row, "build": build})
+                    print(f"[bench] {build}: {row}", flush=True)
+    print_table(rows, args.transport)
+    if args.compare:
+        print_ratios(rows)
+    return 0 if all(row["settled"] is not None for row in rows) else 1
 
 
 if __name__ == "__main__":

@@ -128,11 +128,12 @@ def link_problems(nodes, families=(4, 6), clients=None) -> list[str]:
     return problems
 
 
-def state_problems(node) -> list[str]:
-    """Links of node whose interface, handshake or OSPF adjacency is not up."""
+def state_problems(node, ospf: bool = True) -> list[str]:
+    """Links of node whose interface or handshake (and, with ospf, OSPF
+    adjacency) is not up."""
     links = json.loads(node.run(["wgmesh", "status", "--json"]).stdout)["links"]
     return [f"node {node.mesh_id}: {link['name']} is {link['state']}, OSPF {link['ospf']}"
-            for link in links if link["state"] != "up" or link["ospf"] != "Full"]
+            for link in links if link["state"] != "up" or (ospf and link["ospf"] != "Full")]
 
 
 def reach_problems(nodes, targets=None) -> list[str]:
@@ -170,6 +171,17 @@ def route_problems(nodes, detours=()) -> list[str]:
         return found
 
     return [p for found in in_parallel(check, nodes) for p in found]
+
+
+def reachable_problems(nodes, families=(4, 6)) -> list[str]:
+    """What keeps nodes from the issue-11 measure of a built mesh: every pair
+    has its links, every link is up with a handshake, every node answers on
+    its loopbacks (by whatever path OSPF has for now); [] when done."""
+    problems = link_problems(nodes, families)
+    if problems:
+        return problems
+    problems = [p for found in in_parallel(lambda n: state_problems(n, ospf=False), nodes) for p in found]
+    return problems or reach_problems(nodes)
 
 
 def mesh_problems(nodes, families=(4, 6), clients=None, detours=()) -> list[str]:
