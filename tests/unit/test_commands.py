@@ -4,6 +4,7 @@ error contract of commands.run()."""
 import json
 import os
 import subprocess
+import sys
 import threading
 import time
 import tomllib
@@ -15,6 +16,7 @@ from click.testing import CliRunner
 
 from unit_helpers import REPO, VENV_BIN, file_mode, random_key
 from wgmesh_common import config as node_config
+from wgmesh_common.commands import wgmesh as wgmesh_commands
 from wgmesh_common.commands.wgmesh import main
 from wgmesh_common.errors import NotInitialisedError, WgmeshError
 from wgmesh_common.paths import Paths
@@ -625,3 +627,18 @@ def test_set_moves_settings_that_depend_on_each_other_together(wgmesh, root):
     assert result.output == 'mesh.subnet = "10.9.0.0/16"\nmesh.vxlan_subnet = "10.9.251.0/24"\n'
     loaded = node_config.load(path)
     assert str(loaded.subnet) == "10.9.0.0/16" and str(loaded.vxlan_subnet) == "10.9.251.0/24"
+
+
+def test_every_subcommand_module_is_listed_and_loads_only_when_run():
+    """`wgmesh` imports a subcommand's module on demand: each module of the
+    package is listed (a new one cannot be left out of --help), and a run
+    of one subcommand in a fresh interpreter imports no other."""
+    package = Path(wgmesh_commands.__file__).parent
+    modules = {path.stem for path in package.glob("*.py")} - {"__init__"}
+    assert set(wgmesh_commands.SUBCOMMANDS) == modules
+    assert all(main.get_command(None, name).name == name for name in modules)
+    script = ("import sys; from wgmesh_common.commands.wgmesh import main; "
+              "main.get_command(None, 'status'); "
+              "print(sorted(m for m in sys.modules if m.startswith('wgmesh_common.commands.wgmesh.')))")
+    loaded = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, check=True).stdout
+    assert loaded.strip() == "['wgmesh_common.commands.wgmesh.status']"
