@@ -121,7 +121,11 @@ def run_one(count: int, deb: Path, transport: str, timeout: float) -> dict:
             node.wait_running(timeout=180)
             rebooted = wait(lambda: not state_problems(node) and not reach_problems([node], nodes), 120, 0.2)
         return {"nodes": count, "links": links, "connects": connects, "reachable": reachable,
-                "settled": settled, "reboot": rebooted}
+                "settled": settled, "build": total(connects, reachable), "reboot": rebooted}
+
+
+def total(*parts: float | None) -> float | None:
+    return None if None in parts else sum(parts)
 
 
 def seconds(value: float | None) -> str:
@@ -129,15 +133,16 @@ def seconds(value: float | None) -> str:
 
 
 COLUMNS = (("connects", "all connects returned"), ("reachable", "reachable after the last connect"),
-           ("settled", "settled after the last connect"), ("reboot", "one node rebooted: running -> reaches all"))
+           ("settled", "settled after the last connect"), ("build", "whole build-up (connects + reachable)"),
+           ("reboot", "one node rebooted: running -> reaches all"))
 
 
 def print_table(rows: list[dict], transport: str) -> None:
     print(f"\nfull mesh convergence, transport {transport}, {os.cpu_count()} CPUs\n")
-    print("| nodes | build | links | " + " | ".join(title for _, title in COLUMNS) + " |")
+    print("| nodes | package | links | " + " | ".join(title for _, title in COLUMNS) + " |")
     print("|---" * (3 + len(COLUMNS)) + "|")
     for row in rows:
-        print(f"| {row['nodes']} | {row['build']} | {row['links']} | "
+        print(f"| {row['nodes']} | {row['package']} | {row['links']} | "
               + " | ".join(seconds(row[key]) for key, _ in COLUMNS) + " |")
 
 
@@ -154,8 +159,8 @@ def print_ratios(rows: list[dict]) -> None:
     for count in sorted({row["nodes"] for row in rows}):
         cells = []
         for key, _ in COLUMNS:
-            old = median([r for r in rows if r["nodes"] == count and r["build"] == "old"], key)
-            new = median([r for r in rows if r["nodes"] == count and r["build"] == "new"], key)
+            old = median([r for r in rows if r["nodes"] == count and r["package"] == "old"], key)
+            new = median([r for r in rows if r["nodes"] == count and r["package"] == "new"], key)
             cells.append(f"{new / old:.2f} ({new:.1f} / {old:.1f} s)" if old and new else "n/a")
         print(f"| {count} | " + " | ".join(cells) + " |")
 
@@ -179,7 +184,7 @@ def main() -> int:
             for _ in range(args.repeat):
                 for build, package_file in builds:
                     row = run_one(count, package_file, args.transport, args.timeout)
-                    rows.append({**row, "build": build})
+                    rows.append({**row, "package": build})
                     print(f"[bench] {build}: {row}", flush=True)
     print_table(rows, args.transport)
     if args.compare:
