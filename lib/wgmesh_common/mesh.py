@@ -7,8 +7,10 @@ the serving side's per-peer reservation handles every other overlap.
 """
 
 import ipaddress
-from concurrent.futures import ThreadPoolExecutor
+from concurrent import futures
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
+from typing import Self
 
 from . import abandoned, bird, join, joinclient, linkfile, log, meshview, proximity
 from .errors import WgmeshError
@@ -130,16 +132,45 @@ def _ospf_routes(node: Node) -> list[tuple[str, str]]:
 def build(node: Node) -> PassReport:
     """One mesh pass: remove the halves abandoned before completing a
     handshake, connect to each candidate over each family it lacks, and
-    report every node this one should link with but cannot reach."""
+    report every node this one should link with but cannot reach.
+
+    While its joins run, the pass looks at the routes again every
+    RESCAN_INTERVAL and joins the nodes that appeared meanwhile: in a
+    growing mesh new nodes show up seconds apart (as OSPF floods), and a
+    node first seen while a pass was busy would otherwise wait for the next
+    pass (systemd does not start a unit that is already running)."""
     own_id = node.node_id
     reachable = set(meshview.reachable(node.plan, own_id))
     _reclaim_reservations(node)
     abandoned.sweep(node, reachable)
+    ours = own_link_families(node)
+    considered: set[int] = set()
+    with _Joins(node, node.api_url_of) as joins:
+        while True:
+            api_reachable = meshview.api_reachable(node.plan, own_id)
+            new = set(candidates(own_id, api_reachable - considered, set(), node.config.is_client, node.plan))
+            considered |= new
+            if new:
+                joins.start(_wanted(node, new, ours))
+            if not joins.running:
+                break
+            joins.wait(RESCAN_INTERVAL)
+    report = joins.report
+    _report_stranded(node, set(meshview.reachable(node.plan, own_id)), report)
+    return report
+
+
+# How often a running pass looks for nodes that appeared since it began.
+RESCAN_INTERVAL = 1.0
+
+
+def _wanted(node: Node, peers: set[int], ours: set[int]) -> dict[int, list[int] | None]:
+    """Peer (of peers) -> the families to join it over; None: every family
+    it has (a peer with no link yet, joined as `wgmesh connect` does)."""
     links = linkfile.load_all(node.paths)[0]
     linked, is_client = {link.peer_id for link in links}, node.config.is_client
     have = {(link.peer_id, link.family) for link in links}
-    ours = own_link_families(node)
-    wanted = missing_links(own_id, reachable, have, ours, {}, is_client, node.plan)
+    wanted = missing_links(node.node_id, peers, have, ours, {}, is_client, node.plan)
     # Only the peers short of a link need a distance, so the cutoff is applied second.
     far = too_far(node, wanted) if wanted else set()
     # A peer with no link at all is joined like `wgmesh connect` does (it
@@ -147,17 +178,60 @@ def build(node: Node) -> PassReport:
     # so a family it lacks is never tried, nor reported, every pass.
     partly = [peer for peer in wanted if peer in linked and peer not in far]
     theirs = dict(zip(partly, _each(lambda peer: peer_families(node, peer), partly)))
-    wanted = missing_links(own_id, reachable, have, ours, theirs, is_client, node.plan, far)
-    report = link_all(node, {peer: (families if peer in linked else None) for peer, families in wanted.items()})
+    wanted = missing_links(node.node_id, peers, have, ours, theirs, is_client, node.plan, far)
+    return {peer: (families if peer in linked else None) for peer, families in wanted.items()}
+
+
+def _report_stranded(node: Node, reachable: set[int], report: PassReport) -> None:
+    """Add the nodes OSPF knows but no pass can reach (see stranded)."""
+    links = linkfile.load_all(node.paths)[0]
     leaf_peers = {link.name: link.peer_id for link in links
                   if node.plan.is_client(link.peer_id) or not link.peer_forwards}
-    if leaf_peers:
-        unreachable = stranded(node.plan, own_id, _ospf_routes(node), reachable, leaf_peers)
-        for peer in candidates(own_id, set(unreachable), linked, is_client, node.plan):
-            reason = stranded_reason(node.plan, unreachable[peer])
-            log.warning(f"mesh: cannot link with node {peer}: {reason}", peer=peer)
-            report.failed[peer] = reason
-    return report
+    if not leaf_peers:
+        return
+    linked = {link.peer_id for link in links}
+    unreachable = stranded(node.plan, node.node_id, _ospf_routes(node), reachable, leaf_peers)
+    for peer in candidates(node.node_id, set(unreachable), linked, node.config.is_client, node.plan):
+        reason = stranded_reason(node.plan, unreachable[peer])
+        log.warning(f"mesh: cannot link with node {peer}: {reason}", peer=peer)
+        report.failed[peer] = reason
+
+
+class _Joins:
+    """The joins of one pass, PARALLEL_JOINS at a time, collected into one
+    report. A request waits mostly on the other node and on the service
+    manager; requests to different peers share nothing but the allocator,
+    which locks."""
+
+    def __init__(self, node: Node, url_of):
+        self.node, self.url_of = node, url_of
+        self.report = PassReport()
+        self.running: dict[Future, int] = {}
+        self._pool = ThreadPoolExecutor(max_workers=PARALLEL_JOINS)
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(self, *_) -> None:
+        self._pool.shutdown(wait=True)
+        self.wait(None)
+
+    def start(self, wanted: dict[int, list[int] | None]) -> None:
+        for peer, families in wanted.items():
+            self.running[self._pool.submit(_link_with, self.node, peer, self.url_of(peer), families)] = peer
+
+    def wait(self, timeout: float | None) -> None:
+        """Until one join ends (or all, with timeout None), or timeout."""
+        if not self.running:
+            return
+        done, _ = futures.wait(self.running, timeout=timeout,
+                               return_when=futures.ALL_COMPLETED if timeout is None else futures.FIRST_COMPLETED)
+        for future in done:
+            peer = self.running.pop(future)
+            links, problem = future.result()
+            self.report.made += links
+            if problem:
+                self.report.failed[peer] = problem
 
 
 def _each(function, items: list) -> list:
@@ -182,16 +256,9 @@ def link_all(node: Node, peers, url_of=None) -> PassReport:
     the mesh by default). peers: a list (every family both can do), or
     peer -> the families to link over (None: every family). Whatever one
     peer does, the others are tried."""
-    url_of = url_of or node.api_url_of
-    wanted = peers if isinstance(peers, dict) else dict.fromkeys(peers)
-    report = PassReport()
-    peers = list(wanted)
-    results = _each(lambda peer: _link_with(node, peer, url_of(peer), wanted[peer]), peers)
-    for peer, (links, problem) in zip(peers, results):
-        report.made += links
-        if problem:
-            report.failed[peer] = problem
-    return report
+    with _Joins(node, url_of or node.api_url_of) as joins:
+        joins.start(peers if isinstance(peers, dict) else dict.fromkeys(peers))
+    return joins.report
 
 
 def _link_with(node: Node, peer_id: int, url: str,
