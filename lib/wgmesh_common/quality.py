@@ -1,8 +1,9 @@
 """The cost model: a link's measurements -> the OSPF cost it publishes.
 
 decide() is a pure function of the probe window, the link's previous state,
-its pin and the settings; wgmesh-cost-writer only moves its inputs and
-outputs between files, bird and the journal.
+its pin, the settings and the host's own jitter (host_jitter(): built from
+every link's window); wgmesh-cost-writer only moves its inputs and outputs
+between files, bird and the journal.
 
 The rules (every number is a setting in [quality], defaults in QualitySettings):
 - latency: cost = ospf.base_cost + ms_cost x the median RTT of the newest
@@ -16,6 +17,27 @@ The rules (every number is a setting in [quality], defaults in QualitySettings):
   `hold_down` seconds: each estimate that is not clean restarts the clock,
   and an estimate still holds the bad rounds for up to recent_rounds - 1
   rounds after the trouble ends.
+- the host's own jitter: the jitter verdicts (on and clean) judge a link's
+  jitter above the host's, not its jitter as measured. A busy host (its CPU
+  taken by other work) delays the prober, its own WireGuard and its answers
+  on every link at once, so in one probe round all its links show the same
+  extra jitter; a bad link shows it alone. The host's jitter in a round is
+  that of its quietest links: of the jitter figures its links measured in
+  the round (rounds less than interval/2 apart are one round; the prober
+  sends every link's echoes in one pass), the one a quarter of the way up
+  from the lowest (the lowest for up to 4 links), so one lucky link does
+  not set it. A link's jitter above it is, per round, its jitter minus the
+  host's (never below 0), and its median over the recent rounds is what
+  meets the threshold. So 18 ms on every link is no penalty, and 40 ms on
+  one link among links at 1 ms is 39 ms. Consequences: a node with a single
+  link never has a jitter penalty (its one link is its only way out, so a
+  penalty would move none of its routes; the peer still judges the link
+  against its own other links), and neither has a node whose every link is
+  jittery (its whole uplink, say): penalising all its links alike would
+  move none of its routes either, while each of its peers sees one jittery
+  link among clean ones and routes around it. Loss and latency are judged
+  as measured: a busy host delays answers by milliseconds, which the
+  median RTT of 60 echoes hardly sees, and it does not lose them.
 - down: every echo of the last `down_rounds` rounds unanswered -> MAX_COST
   at once; it comes back through the same hold-down.
 - hysteresis: a cost that moved only by latency is published when its
@@ -36,7 +58,10 @@ The rules (every number is a setting in [quality], defaults in QualitySettings):
   answered is not "down" (it carries no OSPF adjacency to move traffic off).
 """
 
+import bisect
+import math
 import statistics
+from collections.abc import Iterable
 from dataclasses import dataclass, field, replace
 
 from .bird import CLIENT_COST_PENALTY, MAX_COST, clamp, link_cost
@@ -88,13 +113,37 @@ class Round:
 
 
 @dataclass(frozen=True)
+class HostJitter:
+    """The jitter of every link's rounds of this node: (round time, jitter
+    ms), sorted by time. Pure data, so decide() stays pure."""
+    rounds: tuple[tuple[float, float], ...] = ()
+
+    def at(self, when: float, settings: QualitySettings) -> float | None:
+        """The host's jitter in the round sent at `when`: that of its quietest
+        links (the figure a quarter of the way up from the lowest); None when
+        no link has a jitter figure in that round."""
+        tolerance = settings.interval / 2
+        start = bisect.bisect_left(self.rounds, (when - tolerance, -math.inf))
+        end = bisect.bisect_right(self.rounds, (when + tolerance, math.inf))
+        figures = sorted(jitter for _, jitter in self.rounds[start:end])
+        return figures[(len(figures) - 1) // 4] if figures else None
+
+
+def host_jitter(windows: Iterable[list[Round]]) -> HostJitter:
+    """The host's jitter, from the windows of all of this node's links."""
+    return HostJitter(tuple(sorted((r.time, j) for window in windows for r in window if (j := r.jitter) is not None)))
+
+
+@dataclass(frozen=True)
 class Estimate:
     rtt: float | None  # ms, median
     loss: float | None  # percent
-    jitter: float | None  # ms
+    jitter: float | None  # ms, as measured
     down: bool
     rounds: int  # how many recent rounds it rests on
     settled: int = 0  # of those, how many were sent after the link's first answer
+    host_jitter: float | None = None  # ms, the host's in the same rounds (median); None: not known
+    link_jitter: float | None = None  # ms, the link's above the host's: what the verdicts judge
 
 
 def fresh_rounds(window: list[Round], settings: QualitySettings, now: float) -> list[Round]:
@@ -109,10 +158,13 @@ def first_answer(window: list[Round], settings: QualitySettings, now: float) -> 
     return next((r.time for r in fresh_rounds(window, settings, now) if r.received), 0.0)
 
 
-def estimate(window: list[Round], settings: QualitySettings, now: float, answered_since: float = 0.0) -> Estimate:
+def estimate(window: list[Round], settings: QualitySettings, now: float, answered_since: float = 0.0,
+             host: HostJitter | None = None) -> Estimate:
     """The link's figures from its recent rounds. Loss, jitter and down
     count only rounds sent after `answered_since` (the round of the link's
-    first answer), and nothing before the link ever answered."""
+    first answer), and nothing before the link ever answered. Without
+    `host` (the host's jitter is not known), the link's jitter is judged
+    as measured."""
     fresh = fresh_rounds(window, settings, now)
     recent = fresh[-settings.recent_rounds:]
     settled = [r for r in recent if answered_since and r.time > answered_since]
@@ -122,7 +174,11 @@ def estimate(window: list[Round], settings: QualitySettings, now: float, answere
     rtts = [rtt for r in recent for rtt in r.rtts]
     settled_rtts = sum(r.received for r in settled)
     sent = sum(r.sent for r in settled)
-    jitters = [j for r in settled if (j := r.jitter) is not None]
+    jittery = [(r, j) for r in settled if (j := r.jitter) is not None]
+    jitters = [j for _, j in jittery]
+    # A link's own round is always among the host's, so the host's figure is
+    # never missing there; `or 0.0` only guards a caller that left it out.
+    hosts = [host.at(r.time, settings) or 0.0 for r, _ in jittery] if host is not None else [0.0] * len(jittery)
     return Estimate(
         rtt=statistics.median(rtts) if rtts else None,
         loss=100.0 * (sent - settled_rtts) / sent if sent else None,
@@ -130,6 +186,8 @@ def estimate(window: list[Round], settings: QualitySettings, now: float, answere
         down=down,
         rounds=len(recent),
         settled=len(settled),
+        host_jitter=statistics.median(hosts) if host is not None and hosts else None,
+        link_jitter=statistics.median(max(0.0, j - h) for j, h in zip(jitters, hosts)) if jitters else None,
     )
 
 
@@ -145,7 +203,8 @@ class LinkState:
     answered_since: float = 0.0  # when the round of the link's first answer was sent
     rtt: float | None = None  # the figures of the last decision
     loss: float | None = None
-    jitter: float | None = None
+    jitter: float | None = None  # as measured
+    host_jitter: float | None = None  # the host's own in the same rounds (see host_jitter())
 
     @property
     def penalties(self) -> tuple[str, ...]:
@@ -191,15 +250,19 @@ def _hold(until: float, bad: bool, clean: bool, now: float, hold_down: int) -> f
 
 
 def decide(window: list[Round], previous: LinkState, pin: int | None, settings: QualitySettings,
-           base_cost: int, client: bool, now: float) -> Decision:
+           base_cost: int, client: bool, now: float, host: HostJitter | None = None) -> Decision:
+    """The link's new state and published cost. host: the host's jitter,
+    from every link's window (this one's included); None judges the link's
+    jitter as measured."""
     answered_since = previous.answered_since
     if answered_since > now + settings.interval:
         # A clock stepped back: the link answered before any round there is now.
         answered_since = now - settings.stale_after - settings.interval
     elif not answered_since:
         answered_since = first_answer(window, settings, now)
-    est = estimate(window, settings, now, answered_since)
-    figures = {"rtt": round_figure(est.rtt), "loss": round_figure(est.loss), "jitter": round_figure(est.jitter)}
+    est = estimate(window, settings, now, answered_since, host)
+    figures = {"rtt": round_figure(est.rtt), "loss": round_figure(est.loss), "jitter": round_figure(est.jitter),
+               "host_jitter": round_figure(est.host_jitter)}
     warning = None
     if est.rounds == 0:
         # Nothing fresh to go on (no probe file, a bad one, or a stopped
@@ -210,8 +273,8 @@ def decide(window: list[Round], previous: LinkState, pin: int | None, settings: 
         full = est.settled >= settings.recent_rounds
         loss_bad = full and est.loss is not None and est.loss >= settings.loss_threshold
         loss_clean = est.loss is not None and est.loss < settings.loss_threshold / 2
-        jitter_bad = full and est.jitter is not None and est.jitter >= settings.jitter_threshold
-        jitter_clean = est.jitter is None or est.jitter < settings.jitter_threshold / 2
+        jitter_bad = full and est.link_jitter is not None and est.link_jitter >= settings.jitter_threshold
+        jitter_clean = est.link_jitter is None or est.link_jitter < settings.jitter_threshold / 2
         answered = not est.down and est.rtt is not None
         state = replace(
             previous,
@@ -219,6 +282,7 @@ def decide(window: list[Round], previous: LinkState, pin: int | None, settings: 
             loss_until=_hold(previous.loss_until, loss_bad, loss_clean, now, settings.hold_down),
             jitter_until=_hold(previous.jitter_until, jitter_bad, jitter_clean, now, settings.hold_down),
             answered_since=answered_since, rtt=est.rtt, loss=est.loss, jitter=est.jitter,
+            host_jitter=est.host_jitter,
         )
         if est.rtt is not None:
             state = replace(state, latency_cost=clamp(base_cost + round(est.rtt * settings.ms_cost)))

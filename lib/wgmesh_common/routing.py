@@ -170,16 +170,17 @@ def decide_all(paths: Paths, config: NodeConfig, links: list[linkfile.Link],
     if problem:
         log.warning(f"{problem}; ignoring the pins until it is fixed")
     forwards = forwarding.forwards(paths)
+    if windows is None:
+        windows = {link.name: read_window(paths, link, link.name in states) for link in links}
+    # Every link's rounds at once: jitter they all show is the host's (quality.py).
+    host = quality.host_jitter(windows.get(link.name, []) for link in links)
     decisions = []
     for link in links:
         client = is_client_link(plan, config, link, forwards)
         previous = states.get(link.name) or quality.initial_state(config.base_cost, client)
-        if windows is not None:
-            window = windows.get(link.name, [])
-        else:
-            window = read_window(paths, link, link.name in states)
+        window = windows.get(link.name, [])
         decision = quality.decide(window, previous, pinned.get(link.name), config.quality, config.base_cost,
-                                  client, now)
+                                  client, now, host)
         if decision.warning and link.name in states and window:
             # Rounds there, but none fresh: the prober has stopped.
             log.warning(f"{link.name}: {decision.warning}", link=link.name)
@@ -233,4 +234,6 @@ def describe(figures: dict) -> str:
         parts.append(f"loss {figures['loss']:g} %")
     if figures.get("jitter") is not None:
         parts.append(f"jitter {figures['jitter']:g} ms")
+    if figures.get("host_jitter") is not None:
+        parts.append(f"host jitter {figures['host_jitter']:g} ms")
     return f" ({', '.join(parts)})" if parts else ""

@@ -23,7 +23,8 @@ class LinkRow:
     ospf: str
     rtt: float | None = None  # ms, the cost-writer's recent estimates
     loss: float | None = None  # percent
-    jitter: float | None = None  # ms
+    jitter: float | None = None  # ms, as measured
+    host_jitter: float | None = None  # ms, the host's own in the same rounds: the verdict is on jitter above it
     cost: int | None = None  # the published OSPF cost
     why: str = "-"
     # Active penalties (loss, jitter, down) -> until when (Unix time).
@@ -124,6 +125,7 @@ def quality_fields(state: LinkState | None, pinned: bool) -> dict:
     if state is None:
         return {"why": explain(None, pinned)}
     return {"rtt": round_figure(state.rtt), "loss": round_figure(state.loss), "jitter": round_figure(state.jitter),
+            "host_jitter": round_figure(state.host_jitter),
             "cost": state.cost, "why": explain(state, pinned),
             "penalties": {name: getattr(state, f"{name}_until") for name in state.penalties}}
 
@@ -133,12 +135,21 @@ def table(rows: list[LinkRow]) -> str:
                "COST", "WHY"]
     figure = lambda value, unit: "-" if value is None else f"{value:.1f}{unit}"
     cells = [[r.name, str(r.peer), r.transport, r.endpoint, r.state, r.handshake, r.ospf, figure(r.rtt, "ms"),
-              figure(r.loss, "%"), figure(r.jitter, "ms"), "-" if r.cost is None else str(r.cost), r.why]
+              figure(r.loss, "%"), jitter_cell(r), "-" if r.cost is None else str(r.cost), r.why]
              for r in rows]
     widths = [max(len(h), *(len(c[i]) for c in cells)) if cells else len(h) for i, h in enumerate(headers)]
     lines = ["  ".join(h.ljust(w) for h, w in zip(headers, widths)).rstrip()]
     lines += ["  ".join(c.ljust(w) for c, w in zip(cell, widths)).rstrip() for cell in cells]
     return "\n".join(lines)
+
+
+def jitter_cell(row: LinkRow) -> str:
+    """The jitter as measured, and the host's own beside it (the verdict is
+    on the difference)."""
+    if row.jitter is None:
+        return "-"
+    host = f" (host {row.host_jitter:.1f})" if row.host_jitter is not None else ""
+    return f"{row.jitter:.1f}ms{host}"
 
 
 def forwarding_lines(own_problem: str | None, rows: list[LinkRow]) -> list[str]:

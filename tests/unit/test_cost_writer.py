@@ -19,10 +19,11 @@ NOW = 1_700_000_000.0
 S = QualitySettings()
 
 
-def write_window(paths, link, rtt=1.0, lost=0, rounds=6, end=NOW):
+def write_window(paths, link, rtt=1.0, lost=0, rounds=6, end=NOW, jitter=0.0):
+    """jitter: the answered RTTs alternate rtt +- jitter/2, so each round's jitter is exactly that."""
     window = None
     for index in range(rounds):
-        samples = [rtt] * (S.echoes - lost) + [None] * lost
+        samples = [rtt + (jitter / 2 if i % 2 else -jitter / 2) for i in range(S.echoes - lost)] + [None] * lost
         window = probe.add_round(window, link, end - (rounds - 1 - index) * S.interval, samples, S.window_rounds)
     probe.write(paths, window)
 
@@ -50,13 +51,34 @@ def test_recost_publishes_measured_costs_and_remembers_them(node, links, capfd):
     states = coststate.load(node.paths)
     assert (states["wgm4"].cost, states["wgm4"].reason, states["wgm4"].rtt) == (500, "latency", 40.0)
     err = capfd.readouterr().err
-    assert "wgm4 (node 4) cost 100 -> 500: latency (rtt 40 ms, loss 0 %, jitter 0 ms)" in err
+    assert "wgm4 (node 4) cost 100 -> 500: latency (rtt 40 ms, loss 0 %, jitter 0 ms, host jitter 0 ms)" in err
     assert "event=cost-change" in err and "link=wgm4" in err and "wgm2 (node 2) cost" not in err
     # A link added or removed later keeps the published costs of the others.
     linkfile.save(node.paths, make_link(name="wgm6", peer_id=6, offset=8, local4="10.0.0.8", peer4="10.0.0.9",
                                         listen_port=51822), random_key(), random_key())
     routing.apply(node.paths, node.config)
     assert (cost_line(node.paths, "wgm4"), cost_line(node.paths, "wgm6")) == (500, 100)
+
+
+@pytest.mark.parametrize("jitters, penalised", [
+    ((18.0, 18.0), set()),  # a busy host: every link at 18 ms is the host's jitter
+    ((40.0, 1.0), {"wgm2"}),  # one jittery link among clean ones
+])
+def test_recost_judges_each_links_jitter_above_the_hosts(node, links, capfd, jitters, penalised):
+    for link, jitter in zip(links, jitters):
+        write_window(node.paths, link, rtt=30.0, jitter=jitter)
+    routing.recost(node.paths, node.config, now=NOW)
+    costs = {link.name: cost_line(node.paths, link.name) for link in links}
+    # The median RTT alternates around: (30 - jitter/2 + 30 + jitter/2) / 2.
+    assert costs == {link.name: 400 + (S.jitter_penalty if link.name in penalised else 0) for link in links}
+    states = coststate.load(node.paths)
+    # What was measured stays on record, beside the host's figure.
+    assert [(states[link.name].jitter, states[link.name].host_jitter) for link in links] == \
+        [(jitter, min(jitters)) for jitter in jitters]
+    err = capfd.readouterr().err
+    assert ("event=link-degraded" in err) is bool(penalised)
+    if penalised:
+        assert "wgm2 (node 2) degraded: jitter (rtt 30 ms, loss 0 %, jitter 40 ms, host jitter 1 ms)" in err
 
 
 def test_the_same_measurements_again_change_nothing(node, links, capfd):

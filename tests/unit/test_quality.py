@@ -1,12 +1,22 @@
-"""The cost model (quality.decide) as tables: latency, loss, jitter, down,
-hysteresis, hold-down, pins, clients, and windows with nothing to go on."""
+"""The cost model (quality.decide) as tables: latency, loss, jitter (and
+the host's own), down, hysteresis, hold-down, pins, clients, and windows
+with nothing to go on."""
 
 import random
 
 import pytest
 
 from wgmesh_common.bird import CLIENT_COST_PENALTY, MAX_COST
-from wgmesh_common.quality import LinkState, QualitySettings, Round, decide, estimate, initial_state
+from wgmesh_common.quality import (
+    HostJitter,
+    LinkState,
+    QualitySettings,
+    Round,
+    decide,
+    estimate,
+    host_jitter,
+    initial_state,
+)
 
 S = QualitySettings()  # the shipped defaults
 BASE = 100
@@ -106,7 +116,7 @@ def test_first_measurement_publishes_latency_when_it_moves_past_the_hysteresis()
     assert (moved.cost, moved.reason) == (400, "latency")
     assert event_names(moved) == ["cost-change"]
     assert moved.events[0].fields == {"old": BASE, "new": 400, "reason": "latency", "rtt": 30.0, "loss": 0.0,
-                                      "jitter": 0.0}
+                                      "jitter": 0.0, "host_jitter": None}
 
 
 def test_a_direct_link_150_ms_slower_loses_to_a_two_hop_path_of_clean_links():
@@ -248,6 +258,104 @@ def test_jitter_at_the_threshold_adds_its_penalty_below_it_nothing():
 def test_one_jittery_round_is_not_enough():
     decision = run(rounds(*clean(5), (1.0, 0, 200.0)), settle())
     assert decision.state.penalties == ()
+
+
+# ------------------------------------------------- the host's own jitter
+
+def jittery(jitter, rtt=1.0):
+    """A link's window: clean, then `jitter` ms in the recent rounds."""
+    return rounds(*clean(3, rtt=rtt), *[(rtt, 0, jitter)] * 3)
+
+
+def decide_node(windows, states=None):
+    """One cost pass over a node's links, as the cost-writer makes it:
+    every link decided against the host's jitter from all the windows."""
+    host = host_jitter(windows.values())
+    states = states or {}
+    return {name: decide(window, states.get(name) or settle(), None, S, BASE, False, NOW, host)
+            for name, window in windows.items()}
+
+
+def test_jitter_every_link_shows_in_the_same_rounds_is_the_hosts_and_no_penalty():
+    # A busy host: all three links at 18 ms, over the 15 ms threshold.
+    decisions = decide_node({"wgm2": jittery(18.0), "wgm4": jittery(18.0), "wgm6": jittery(18.0)})
+    for decision in decisions.values():
+        assert decision.state.penalties == () and decision.events == ()
+        # The figure measured is kept and shown, beside the host's.
+        assert (decision.state.jitter, decision.state.host_jitter) == (18.0, 18.0)
+
+
+def test_one_jittery_link_among_clean_ones_is_penalised_on_its_jitter_above_the_hosts():
+    decisions = decide_node({"wgm2": jittery(40.0), "wgm4": jittery(1.0), "wgm6": jittery(1.0)})
+    assert decisions["wgm2"].state.penalties == ("jitter",)
+    assert (decisions["wgm2"].cost, decisions["wgm2"].reason) == (110 + S.jitter_penalty, "jitter")
+    degraded = decisions["wgm2"].events[1]
+    assert degraded.name == "link-degraded" and (degraded.fields["jitter"], degraded.fields["host_jitter"]) == (40, 1)
+    assert all(decisions[name].state.penalties == () for name in ("wgm4", "wgm6"))
+
+
+def test_a_jittery_link_on_a_busy_host_is_still_penalised():
+    # The host adds 18 ms to every link; one link has 25 ms of its own on top.
+    decisions = decide_node({"wgm2": jittery(43.0), "wgm4": jittery(18.0), "wgm6": jittery(18.0)})
+    assert decisions["wgm2"].state.penalties == ("jitter",)
+    assert decisions["wgm4"].state.penalties == decisions["wgm6"].state.penalties == ()
+    # ... but not when what it has of its own is below the threshold.
+    decisions = decide_node({"wgm2": jittery(30.0), "wgm4": jittery(18.0), "wgm6": jittery(18.0)})
+    assert decisions["wgm2"].state.penalties == ()
+
+
+@pytest.mark.parametrize("windows", [
+    {"wgm2": jittery(40.0)},  # a single link: its only way out, nothing to compare with
+    {"wgm2": jittery(40.0), "wgm4": jittery(40.0)},  # the whole uplink: every link alike
+])
+def test_a_node_whose_every_link_is_jittery_penalises_none(windows):
+    for decision in decide_node(windows).values():
+        assert decision.state.penalties == ()
+        assert decision.state.jitter == 40.0
+
+
+def test_without_the_hosts_jitter_a_link_is_judged_on_its_jitter_as_measured():
+    # (A caller that sees one link alone: decide() without a host.)
+    decision = run(jittery(40.0), settle())
+    assert decision.state.penalties == ("jitter",) and decision.state.host_jitter is None
+
+
+def test_the_hosts_jitter_is_its_quietest_links_and_one_lucky_link_does_not_set_it():
+    def host(*figures, when=NOW):
+        return host_jitter([[Round(when, 2, (0.0, j))] for j in figures]).at(NOW, S)
+
+    assert host(1.0, 40.0) == 1.0
+    assert host(18.0, 18.5, 19.0, 0.5) == 0.5  # up to 4 links: the lowest
+    # 8 links: the second lowest, so one link measured in a quiet moment
+    # does not make the other seven look jittery.
+    assert host(0.5, 18.0, 18.5, 19.0, 20.0, 21.0, 22.0, 24.0) == 18.0
+    assert host(when=NOW) is None and HostJitter().at(NOW, S) is None
+    # Rounds of one pass (started a little apart) are one round; the next pass is not.
+    assert host_jitter([[Round(NOW, 2, (0.0, 40.0))], [Round(NOW + 2, 2, (0.0, 1.0))]]).at(NOW, S) == 1.0
+    assert host_jitter([[Round(NOW, 2, (0.0, 40.0))], [Round(NOW - S.interval, 2, (0.0, 1.0))]]).at(NOW, S) == 40.0
+
+
+def test_seven_links_of_a_busy_host_with_one_measured_in_a_quiet_moment():
+    windows = {f"wgm{2 * i}": jittery(figure) for i, figure in enumerate((15, 16, 18, 19, 21, 22, 24), start=1)}
+    windows["wgm16"] = jittery(3.0)
+    assert all(d.state.penalties == () for d in decide_node(windows).values())
+
+
+def test_a_jitter_penalty_is_lifted_once_the_link_is_no_worse_than_the_host():
+    penalised = decide_node({"wgm2": jittery(40.0), "wgm4": jittery(1.0)})["wgm2"].state
+    # The host gets busy as the link's own trouble ends: both at 18 ms.
+    later = NOW + S.hold_down
+    both = {"wgm2": rounds(*[(1.0, 0, 18.0)] * 6, end=later), "wgm4": rounds(*[(1.0, 0, 18.0)] * 6, end=later)}
+    lifted = decide(both["wgm2"], penalised, None, S, BASE, False, later, host_jitter(both.values()))
+    assert (lifted.reason, lifted.state.penalties) == ("recovered", ())
+
+
+def test_a_new_second_link_does_not_judge_rounds_it_was_not_in():
+    # wgm4 has one round so far: the older rounds of wgm2 have only itself to compare with.
+    decisions = decide_node({"wgm2": jittery(40.0), "wgm4": rounds((1.0, 0, 1.0))})
+    assert decisions["wgm2"].state.penalties == ()
+    decisions = decide_node({"wgm2": jittery(40.0), "wgm4": rounds(*[(1.0, 0, 1.0)] * 3)})
+    assert decisions["wgm2"].state.penalties == ("jitter",)
 
 
 def test_the_lab_jitter_maps_onto_the_prober_metric_across_the_threshold():
