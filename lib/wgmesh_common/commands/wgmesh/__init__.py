@@ -9,6 +9,7 @@ import importlib
 import click
 
 from ... import __version__
+from .. import add_verbose_option
 
 # In the order `wgmesh --help` lists them.
 SUBCOMMANDS = ("init", "token", "connect", "disconnect", "status", "up", "down", "set", "migrate", "mesh", "used",
@@ -28,7 +29,8 @@ class LazyGroup(click.Group):
         if name not in SUBCOMMANDS:
             return None
         module = importlib.import_module(f"{__name__}.{name}")
-        return getattr(module, f"{name}_command")
+        # run() gave -v/--verbose to the subcommands it could see: none yet.
+        return add_verbose_option(getattr(module, f"{name}_command"))
 
 
 @click.group(cls=LazyGroup, context_settings={"help_option_names": ["-h", "--help"]})
