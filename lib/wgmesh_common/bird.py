@@ -138,10 +138,12 @@ def render(
     # later, wait out the rest of the 5 s. Hidden, the mesh's interface nets
     # never change the LSA (link nets are served by the connected routes at
     # both ends, and nothing reaches a link address from afar); the
-    # loopback is announced as a stubnet of its own, present from start.
+    # loopback is announced as a stubnet of its own, present from start,
+    # at metric 0 as lo's host stub was: at 10, a member announcing the
+    # same /32 at 1 would win the prefix and leave it unrouted.
     # OSPFv3 needs none of this: its router LSA holds no prefixes.
     stubnets4 = (f"\t\tstubnet {plan.subnet} {{ summary yes; hidden yes; }};\n"
-                 f"\t\tstubnet {loopback4}/32;\n")
+                 f"\t\tstubnet {loopback4}/32 {{ cost 0; }};\n")
     return f"""\
 # Rendered by wgmesh; do not edit: every link change or cost change rewrites it.
 log stderr all;

@@ -88,7 +88,7 @@ def hostile_config(text: str) -> str:
     """The hostile node's rendered config with its extra announcements."""
     stub4 = "".join(f"\t\tstubnet {prefix} {{ cost 1; }};\n" for prefix in HOSTILE_STUBNETS4)
     stub6 = "".join(f"\t\tstubnet {prefix} {{ cost 1; }};\n" for prefix in HOSTILE_STUBNETS6)
-    lo4 = f"\t\tstubnet {PLAN.loopback4(HOSTILE)}/32;\n"
+    lo4 = f"\t\tstubnet {PLAN.loopback4(HOSTILE)}/32 {{ cost 0; }};\n"
     lo6 = '\t\tinterface "lo" { stub yes; };\n'
     assert text.count(lo4) == 1 and text.count(lo6) == 1
     text = text.replace(lo4, lo4 + stub4).replace(lo6, lo6 + stub6)

@@ -68,7 +68,7 @@ def test_render_contents(plan):
     assert "krt_prefsrc = 10.0.2.1;" in text and "krt_prefsrc = fd10:0:0:2::1;" in text
     # The loopback is announced: as a stubnet of its own in OSPFv2, as the
     # stub interface lo in OSPFv3.
-    assert "\t\tstubnet 10.0.2.1/32;\n" in text
+    assert "\t\tstubnet 10.0.2.1/32 { cost 0; };\n" in text
     assert 'interface "lo" { stub yes; };' in text
     # One line per link in each of the two OSPF instances, sorted, with its own cost.
     lines = _interface_lines(text)
@@ -87,7 +87,7 @@ def test_no_interface_of_the_mesh_puts_its_net_in_the_ospfv2_router_lsa(plan):
     text = bird.render(plan, 2, [OspfInterface("wgm0", 100, net4="10.0.0.4/31", net6="fd10::4/127")])
     v2, v3 = text.split("protocol ospf v3")
     area = v2[v2.index("area 0 {"):]
-    assert area.index("stubnet 10.0.0.0/16 { summary yes; hidden yes; };") < area.index("stubnet 10.0.2.1/32;")
+    assert area.index("stubnet 10.0.0.0/16 { summary yes; hidden yes; };") < area.index("stubnet 10.0.2.1/32 { cost 0; };")
     assert 'interface "lo"' not in v2
     # OSPFv3's router LSA holds no prefixes: nothing to hide there.
     assert "stubnet" not in v3 and 'interface "lo" { stub yes; };' in v3
