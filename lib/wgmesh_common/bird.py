@@ -97,7 +97,6 @@ def render(
     cost-writer can skip reconfiguring when nothing changed."""
     loopback4 = plan.loopback4(node_id)
     loopback6 = plan.loopback6(node_id)
-    lo_net4 = plan.loopback4_network(node_id)
     ifaces = sorted(interfaces, key=lambda i: i.name)
 
     def ospf_interfaces() -> str:
@@ -133,6 +132,18 @@ def render(
                 lines.append(f'\t\t\tif ifname = "{iface.name}" && net !~ [ {prefixes} ] then reject;\n')
         return "".join(lines)
     plan_filters = {family: mesh_filter(plan, family) for family in (4, 6)}
+    # OSPFv2 carries an interface's net in the router LSA, and bird
+    # originates that LSA at most every 5 s: a link's /31 added when its
+    # interface came up made the LSA that names the new neighbour, a second
+    # later, wait out the rest of the 5 s. Hidden, the mesh's interface nets
+    # never change the LSA (link nets are served by the connected routes at
+    # both ends, and nothing reaches a link address from afar); the
+    # loopback is announced as a stubnet of its own, present from start,
+    # at metric 0 as lo's host stub was: at 10, a member announcing the
+    # same /32 at 1 would win the prefix and leave it unrouted.
+    # OSPFv3 needs none of this: its router LSA holds no prefixes.
+    stubnets4 = (f"\t\tstubnet {plan.subnet} {{ summary yes; hidden yes; }};\n"
+                 f"\t\tstubnet {loopback4}/32 {{ cost 0; }};\n")
     return f"""\
 # Rendered by wgmesh; do not edit: every link change or cost change rewrites it.
 log stderr all;
@@ -170,8 +181,7 @@ protocol ospf v2 wgmesh4 {{
 {stub}\tecmp yes;
 \tipv4 {{ import all; export none; }};
 \tarea 0 {{
-\t\tinterface "lo" {lo_net4} {{ stub yes; }};
-{ospf_interfaces()}
+{stubnets4}{ospf_interfaces()}
 \t}};
 }}
 

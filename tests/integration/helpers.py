@@ -18,6 +18,15 @@ def wait_until(predicate, timeout: float, interval: float = 0.2):
         time.sleep(interval)
 
 
+def start_bird(node, text: str) -> None:
+    """bird with config text in node, its control socket at /run/bird.ctl."""
+    config = node.host_path("/run/bird.conf")
+    config.write_text(text)
+    node.run(["bird", "-p", "-c", "/run/bird.conf"])
+    node.popen(["bird", "-f", "-c", "/run/bird.conf", "-s", "/run/bird.ctl"],
+               stdout=open(node.host_path("/run/bird.log"), "w"), stderr=open(node.host_path("/run/bird.err"), "w"))  # noqa: SIM115 - bird's
+
+
 def pings(node, address: str) -> bool:
     return node.run(["ping", "-c1", "-W1", address], check=False).returncode == 0
 

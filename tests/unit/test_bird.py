@@ -66,8 +66,9 @@ def test_render_contents(plan):
     text = bird.render(plan, 2, [OspfInterface("wgm4", 250), OspfInterface("wgm0", 100)], hello=2, dead=9)
     assert "router id 10.0.2.1;" in text
     assert "krt_prefsrc = 10.0.2.1;" in text and "krt_prefsrc = fd10:0:0:2::1;" in text
-    # The loopback is announced as a stub: its /30 in OSPFv2, the interface in OSPFv3.
-    assert 'interface "lo" 10.0.2.0/30 { stub yes; };' in text
+    # The loopback is announced: as a stubnet of its own in OSPFv2, as the
+    # stub interface lo in OSPFv3.
+    assert "\t\tstubnet 10.0.2.1/32 { cost 0; };\n" in text
     assert 'interface "lo" { stub yes; };' in text
     # One line per link in each of the two OSPF instances, sorted, with its own cost.
     lines = _interface_lines(text)
@@ -76,6 +77,20 @@ def test_render_contents(plan):
         ("wgm4", "type ptp; cost 250; hello 2; dead 9; retransmit 2;"),
     ] * 2
     assert "stub router" not in text
+
+
+def test_no_interface_of_the_mesh_puts_its_net_in_the_ospfv2_router_lsa(plan):
+    # A link's /31 in the router LSA made the LSA that names the new
+    # neighbour wait out bird's 5 s between router LSAs; the loopback is
+    # announced on its own, so hiding every interface net of the mesh
+    # (the summary covers lo's /30 and every link's /31) loses nothing.
+    text = bird.render(plan, 2, [OspfInterface("wgm0", 100, net4="10.0.0.4/31", net6="fd10::4/127")])
+    v2, v3 = text.split("protocol ospf v3")
+    area = v2[v2.index("area 0 {"):]
+    assert area.index("stubnet 10.0.0.0/16 { summary yes; hidden yes; };") < area.index("stubnet 10.0.2.1/32 { cost 0; };")
+    assert 'interface "lo"' not in v2
+    # OSPFv3's router LSA holds no prefixes: nothing to hide there.
+    assert "stubnet" not in v3 and 'interface "lo" { stub yes; };' in v3
 
 
 def test_render_is_deterministic(plan):
