@@ -79,8 +79,15 @@ def mesh_filter(plan: MeshPlan, family: int) -> MeshFilter:
             loopbacks = f"{plan.loopback6(node_id)}/128"
         lines.append(f"\t\t\tif net ~ [ {region}+ ] then {{ if net ~ [ {loopbacks} ] && "
                      f"ospf_router_id = {plan.loopback4(node_id)} then accept; reject; }}\n")
-    # Past the loopbacks only link nets remain.
-    lines.append(f"\t\t\tif net.len != {link_len} then reject;\n")
+    if family == 4:
+        # OSPFv2 carries no link nets (the area's hidden summary stubnet
+        # keeps them out of every router LSA): an IPv4 /31 announced is an
+        # older node's, which no one needs (each end has its connected
+        # route), or a member's claim to a link address that is not its own.
+        lines.append("\t\t\treject;\n")
+    else:
+        # Past the loopbacks only link nets remain.
+        lines.append(f"\t\t\tif net.len != {link_len} then reject;\n")
     return MeshFilter(head, "".join(lines))
 
 

@@ -288,8 +288,8 @@ def check_claim(node: Node, request: ConnectRequest, raw: bytes = b"", claimed: 
         check_replay(node, prover.name, request.timestamp)
     elif any(has_carried_traffic(node, link) for link in links):
         names = ", ".join(link.name for link in links)
-        raise RequestError(409, f"this node's links with node {request.peer_id} ({names}) have carried traffic: a "
-                                f"new one must be signed with one of their keys (or run 'wgmesh disconnect NAME "
+        raise RequestError(409, f"this node's links with node {request.peer_id} ({names}) have carried traffic: "
+                                f"{MUST_BE_SIGNED} with one of their keys (or run 'wgmesh disconnect NAME "
                                 f"--force' on this node first)")
     name = linkfile.link_name(request.peer_id, request.family)
     same = next((link for link in links if link.name == name), None)
@@ -449,22 +449,10 @@ def connect(node: Node, url: str, token: str | None, family: int | None = None, 
         # connect) is let finish: what it leaves decides what is left to do.
         node.allocator.wait_released(name, BUSY_WAIT)
         state = family_state(node, name, {r.name for r in node.allocator.reservations()})
-        try:
-            return _make_family(node, url, token, peer_id, fam, underlay[fam], link_type, listen_port, forwards,
-                                family_action(state), name)
-        except WgmeshError as error:
-            return error
+        return _make_family(node, url, token, peer_id, fam, underlay[fam], link_type, listen_port, forwards,
+                            family_action(state), name)
 
-    # The families at once: each is two requests and a link unit's start on
-    # either side, mostly waiting (a mesh build made a peer's IPv6 link
-    # 5-10 s after its IPv4 one, one after the other).
-    with ThreadPoolExecutor(max_workers=len(families) or 1) as pool:
-        outcomes = dict(zip(families, pool.map(one_family, families)))
-    for fam, outcome in outcomes.items():
-        if _refused_for_lack_of_proof(outcome) and any(isinstance(o, Link) for o in outcomes.values()):
-            # The peer checked this request after the other family's new
-            # link had carried traffic: asked again, signed with that link.
-            outcomes[fam] = one_family(fam)
+    outcomes = _each_family(families, one_family)
     made = [outcome for outcome in outcomes.values() if isinstance(outcome, Link)]
     errors = [f"IPv{fam}: {outcome}" if len(families) > 1 else str(outcome)
               for fam, outcome in outcomes.items() if isinstance(outcome, WgmeshError)]
@@ -475,10 +463,38 @@ def connect(node: Node, url: str, token: str | None, family: int | None = None, 
     return made
 
 
+def _each_family(families: list[int], make) -> dict[int, Link | WgmeshError | None]:
+    """make(family) for every family at once: each is two requests and a
+    link unit's start on either side, mostly waiting (a mesh build made a
+    peer's IPv6 link 5-10 s after its IPv4 one, one after the other). An
+    error is that family's outcome, so the other's link is still reported."""
+    def outcome(family: int) -> Link | WgmeshError | None:
+        try:
+            return make(family)
+        except WgmeshError as error:
+            return error
+        except Exception as error:  # noqa: BLE001
+            return WgmeshError(f"unexpected {type(error).__name__}: {error}")
+
+    with ThreadPoolExecutor(max_workers=len(families) or 1) as pool:
+        outcomes = dict(zip(families, pool.map(outcome, families)))
+    for family, result in outcomes.items():
+        if _refused_for_lack_of_proof(result) and any(isinstance(o, Link) for o in outcomes.values()):
+            # The peer checked this request after the other family's new
+            # link had carried traffic: asked again, signed with that link.
+            outcomes[family] = outcome(family)
+    return outcomes
+
+
 def _refused_for_lack_of_proof(outcome) -> bool:
     """A /connect the peer refused because a link with this node carried
-    traffic already (check_claim's 409): signed, it may pass."""
-    return isinstance(outcome, RemoteError) and outcome.status == 409
+    traffic already (check_claim's 409, told by its words): signed, it may
+    pass. No other 409 (a collision, a crossed join) is asked again."""
+    return isinstance(outcome, RemoteError) and outcome.status == 409 and MUST_BE_SIGNED in str(outcome)
+
+
+# check_claim's words that a /connect must be signed (older nodes say them too).
+MUST_BE_SIGNED = "a new one must be signed"
 
 
 # How long a connect waits for another join of the same link to end: that

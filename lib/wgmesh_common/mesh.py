@@ -7,6 +7,7 @@ the serving side's per-peer reservation handles every other overlap.
 """
 
 import ipaddress
+import time
 from concurrent import futures
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -138,30 +139,65 @@ def build(node: Node) -> PassReport:
     RESCAN_INTERVAL and joins the nodes that appeared meanwhile: in a
     growing mesh new nodes show up seconds apart (as OSPF floods), and a
     node first seen while a pass was busy would otherwise wait for the next
-    pass (systemd does not start a unit that is already running)."""
+    pass (systemd does not start a unit that is already running). It takes
+    new nodes for ADMIT_WINDOW seconds only, so announcements that keep
+    coming (a member forging nodes one after another) cannot keep a pass
+    from ending and reporting."""
     own_id = node.node_id
+    started = time.monotonic()
     reachable = set(meshview.reachable(node.plan, own_id))
     _reclaim_reservations(node)
     abandoned.sweep(node, reachable)
     ours = own_link_families(node)
     considered: set[int] = set()
+    waiting = _WaitingForIPv4()
     with _Joins(node, node.api_url_of) as joins:
         while True:
-            api_reachable = meshview.api_reachable(node.plan, own_id)
-            new = set(candidates(own_id, api_reachable - considered, set(), node.config.is_client, node.plan))
-            considered |= new
-            if new:
-                joins.start(_wanted(node, new, ours))
-            if not joins.running:
+            now = time.monotonic()
+            if now - started < ADMIT_WINDOW:
+                api_reachable = meshview.api_reachable(node.plan, own_id)
+                new = set(candidates(own_id, api_reachable - considered, set(), node.config.is_client, node.plan))
+                considered |= new
+                if new:
+                    joins.start(_wanted(node, new, ours))
+                routed = set(meshview.reachable(node.plan, own_id))
+                waiting.seen(set(candidates(own_id, routed - considered, linked_peers(node), node.config.is_client,
+                                            node.plan)), now)
+            if not joins.running and not waiting.any(now):
                 break
             joins.wait(RESCAN_INTERVAL)
     report = joins.report
+    for peer in sorted(waiting.since):
+        reason = "bird routes its IPv6 loopback but not yet its IPv4 one, where its join API listens"
+        log.warning(f"mesh: could not connect to node {peer}: {reason}", peer=peer)
+        report.failed[peer] = reason
     _report_stranded(node, set(meshview.reachable(node.plan, own_id)), report)
     return report
 
 
 # How often a running pass looks for nodes that appeared since it began.
 RESCAN_INTERVAL = 1.0
+# How long a pass takes in new nodes (then ends with the joins it started).
+ADMIT_WINDOW = 60.0
+# How long a pass waits for the IPv4 route of a node routed over IPv6 only
+# (OSPFv3 may be a moment ahead of OSPFv2), before it reports it not linked.
+IPV4_GRACE = 10.0
+
+
+class _WaitingForIPv4:
+    """Nodes routed over IPv6 but not IPv4 yet: not reachable for a join,
+    and not to be passed over in silence either (a pass that ended with
+    "nothing to do" would tell the mesh trigger they are linked)."""
+
+    def __init__(self):
+        self.since: dict[int, float] = {}
+
+    def seen(self, peers: set[int], now: float) -> None:
+        self.since = {peer: self.since.get(peer, now) for peer in peers}
+
+    def any(self, now: float) -> bool:
+        """Whether one of them may still get its IPv4 route in time."""
+        return any(now - since < IPV4_GRACE for since in self.since.values())
 
 
 def _wanted(node: Node, peers: set[int], ours: set[int]) -> dict[int, list[int] | None]:
@@ -223,6 +259,8 @@ class _Joins:
     def wait(self, timeout: float | None) -> None:
         """Until one join ends (or all, with timeout None), or timeout."""
         if not self.running:
+            if timeout:
+                time.sleep(timeout)
             return
         done, _ = futures.wait(self.running, timeout=timeout,
                                return_when=futures.ALL_COMPLETED if timeout is None else futures.FIRST_COMPLETED)

@@ -36,6 +36,7 @@ HOSTILE_STUBNETS4 = [
     "10.0.100.0/30",                           # a node that does not exist ("wgmesh mesh" would chase it)
     "10.0.251.4/32",                           # node 4's overlay address
     "10.0.4.8/29",                             # inside node 4's block, at no link's length
+    "10.0.4.10/31",                            # a link address of node 4's no link has (yet)
 ]
 HOSTILE_STUBNETS6 = [
     "::/0", "::/1", "8000::/1",

@@ -6,6 +6,7 @@ pass that reports each peer it cannot link with.
 /proc/sys of this machine is never written; systemd (starting link units)
 is the machine boundary, recorded by a fake supervisor."""
 
+import ipaddress
 import json
 import shutil
 import subprocess
@@ -14,11 +15,24 @@ import pytest
 
 from test_commands import CONNECTIVITY, FakeJoinServer
 from unit_helpers import init_node, link_data, make_link, random_key
-from wgmesh_common import bird, forwarding, join, joinapi, linkfile, mesh, netlink, routing, status, supervisor
+from wgmesh_common import (
+    bird,
+    forwarding,
+    join,
+    joinapi,
+    linkfile,
+    mesh,
+    meshview,
+    netlink,
+    routing,
+    status,
+    supervisor,
+)
 from wgmesh_common.addressing import MeshPlan
 from wgmesh_common.errors import ConfigError
 from wgmesh_common.joinapi import RequestError
 from wgmesh_common.joinserver import JoinService
+from wgmesh_common.netlink import Route
 from wgmesh_common.tokens import TokenStore
 
 BIRD = shutil.which("bird") or shutil.which("bird", path="/usr/sbin")
@@ -305,3 +319,18 @@ def test_one_hostile_peer_does_not_abort_the_pass_for_the_others(paths, machine)
     assert "/connect" in refusing.paths_asked()
     # Nothing of the failed joins is left reserved.
     assert not paths.reservations_dir.exists() or not list(paths.reservations_dir.iterdir())
+
+
+def test_a_node_routed_over_ipv6_only_is_waited_for_then_reported_not_linked(paths, machine, monkeypatch):
+    """OSPFv3 may route a new node's IPv6 loopback before OSPFv2 routes its
+    IPv4 one, where its join API listens: the pass waits for it a while and
+    then says it is not linked (exit 1, so the mesh trigger tries again),
+    never "nothing to do" (which tells the trigger the node is covered)."""
+    node = init_node(paths, 8, 'public_ipv4 = "192.0.2.8"\n[wireguard]\ntransport = "4"\n')
+    only6 = Route(ipaddress.ip_network("fd10:0:0:2::1/128"), "fe80::2", "wgm0", meshview.RTPROT_BIRD)
+    monkeypatch.setattr(netlink, "routes", lambda family, table: [only6] if family == 6 else [])
+    monkeypatch.setattr(mesh, "IPV4_GRACE", 0.5)
+    report = mesh.build(node)
+    assert report.made == [] and list(report.failed) == [2]
+    assert "not yet its IPv4 one" in report.failed[2]
+    assert report.exit_status == 1
