@@ -172,8 +172,9 @@ def decide_all(paths: Paths, config: NodeConfig, links: list[linkfile.Link],
     forwards = forwarding.forwards(paths)
     if windows is None:
         windows = {link.name: read_window(paths, link, link.name in states) for link in links}
-    # Every link's rounds at once: jitter they all show is the host's (quality.py).
-    host = quality.host_jitter(windows.get(link.name, []) for link in links)
+    # Every link's rounds at once: jitter they all show is the host's; each
+    # peer counts once, whatever its number of links (quality.py).
+    host = quality.host_jitter((link.peer_id, windows.get(link.name, [])) for link in links)
     decisions = []
     for link in links:
         client = is_client_link(plan, config, link, forwards)

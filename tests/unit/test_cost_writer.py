@@ -12,7 +12,7 @@ import pytest
 
 from unit_helpers import VENV_BIN, make_link, random_key
 from wgmesh_common import coststate, join, linkfile, pins, probe, routing
-from wgmesh_common.quality import QualitySettings
+from wgmesh_common.quality import QualitySettings, Round
 from wgmesh_common.tomlio import dumps
 
 NOW = 1_700_000_000.0
@@ -26,6 +26,11 @@ def write_window(paths, link, rtt=1.0, lost=0, rounds=6, end=NOW, jitter=0.0):
         samples = [rtt + (jitter / 2 if i % 2 else -jitter / 2) for i in range(S.echoes - lost)] + [None] * lost
         window = probe.add_round(window, link, end - (rounds - 1 - index) * S.interval, samples, S.window_rounds)
     probe.write(paths, window)
+
+
+def alternating(rtt, jitter):
+    """A round's RTTs alternating rtt +- jitter/2: its jitter is exactly that."""
+    return tuple(rtt + (jitter / 2 if i % 2 else -jitter / 2) for i in range(S.echoes))
 
 
 def cost_line(paths, name):
@@ -244,3 +249,17 @@ def test_prober_output_pipes_into_a_dry_run(node, links):
     assert bad.returncode != 0
     assert bad.stderr.strip() == ("wgmesh-cost-writer: error: <stdin>: expected a list of probe windows under "
                                   "'probe' (wgmesh-prober -o -)")
+
+
+def test_decide_all_counts_each_peer_once_in_the_hosts_jitter(node):
+    # Two peers with two links each at 45 ms, one link at 40 ms and a
+    # clean one: four peers, so the host's jitter is the clean one's.
+    jitters = {("wgm2", 2): 1.0, ("wgm4", 4): 40.0, ("wgm6", 6): 45.0, ("wgm6v6", 6): 45.0,
+               ("wgm8", 8): 45.0, ("wgm8v6", 8): 45.0}
+    links = [make_link(name=name, peer_id=peer) for name, peer in jitters]
+    windows = {name: [Round(NOW - (5 - k) * S.interval, S.echoes, alternating(30.0, jitter)) for k in range(6)]
+               for (name, _), jitter in jitters.items()}
+    decisions = {item.link.name: item.decision for item in routing.decide_all(node.paths, node.config, links,
+                                                                              windows, NOW)}
+    assert decisions["wgm4"].state.penalties == ("jitter",)
+    assert decisions["wgm2"].state.penalties == ()
