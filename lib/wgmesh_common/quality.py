@@ -225,8 +225,11 @@ class LinkState:
     answered_since: float = 0.0  # when the round of the link's first answer was sent
     rtt: float | None = None  # the figures of the last decision
     loss: float | None = None
-    jitter: float | None = None  # as measured
-    host_jitter: float | None = None  # the host's own in the same rounds (see host_jitter())
+    jitter: float | None = None  # as measured (the median of the rounds')
+    host_jitter: float | None = None  # the host's own in the same rounds (see host_jitter()), median
+    # What the jitter verdicts judge: the median of the rounds' jitter above
+    # the host's (not jitter - host_jitter: each is a median of its own).
+    link_jitter: float | None = None
 
     @property
     def penalties(self) -> tuple[str, ...]:
@@ -284,7 +287,7 @@ def decide(window: list[Round], previous: LinkState, pin: int | None, settings: 
         answered_since = first_answer(window, settings, now)
     est = estimate(window, settings, now, answered_since, host)
     figures = {"rtt": round_figure(est.rtt), "loss": round_figure(est.loss), "jitter": round_figure(est.jitter),
-               "host_jitter": round_figure(est.host_jitter)}
+               "host_jitter": round_figure(est.host_jitter), "link_jitter": round_figure(est.link_jitter)}
     warning = None
     if est.rounds == 0:
         # Nothing fresh to go on (no probe file, a bad one, or a stopped
@@ -304,7 +307,7 @@ def decide(window: list[Round], previous: LinkState, pin: int | None, settings: 
             loss_until=_hold(previous.loss_until, loss_bad, loss_clean, now, settings.hold_down),
             jitter_until=_hold(previous.jitter_until, jitter_bad, jitter_clean, now, settings.hold_down),
             answered_since=answered_since, rtt=est.rtt, loss=est.loss, jitter=est.jitter,
-            host_jitter=est.host_jitter,
+            host_jitter=est.host_jitter, link_jitter=est.link_jitter,
         )
         if est.rtt is not None:
             state = replace(state, latency_cost=clamp(base_cost + round(est.rtt * settings.ms_cost)))

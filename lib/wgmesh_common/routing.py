@@ -237,4 +237,6 @@ def describe(figures: dict) -> str:
         parts.append(f"jitter {figures['jitter']:g} ms")
     if figures.get("host_jitter") is not None:
         parts.append(f"host jitter {figures['host_jitter']:g} ms")
+    if figures.get("link_jitter") is not None:
+        parts.append(f"jitter above host {figures['link_jitter']:g} ms")
     return f" ({', '.join(parts)})" if parts else ""

@@ -7,6 +7,7 @@ import os
 import re
 import subprocess
 import tomllib
+from dataclasses import replace
 
 import pytest
 
@@ -56,7 +57,8 @@ def test_recost_publishes_measured_costs_and_remembers_them(node, links, capfd):
     states = coststate.load(node.paths)
     assert (states["wgm4"].cost, states["wgm4"].reason, states["wgm4"].rtt) == (500, "latency", 40.0)
     err = capfd.readouterr().err
-    assert "wgm4 (node 4) cost 100 -> 500: latency (rtt 40 ms, loss 0 %, jitter 0 ms, host jitter 0 ms)" in err
+    assert ("wgm4 (node 4) cost 100 -> 500: latency (rtt 40 ms, loss 0 %, jitter 0 ms, host jitter 0 ms, "
+            "jitter above host 0 ms)") in err
     assert "event=cost-change" in err and "link=wgm4" in err and "wgm2 (node 2) cost" not in err
     # A link added or removed later keeps the published costs of the others.
     linkfile.save(node.paths, make_link(name="wgm6", peer_id=6, offset=8, local4="10.0.0.8", peer4="10.0.0.9",
@@ -77,13 +79,15 @@ def test_recost_judges_each_links_jitter_above_the_hosts(node, links, capfd, jit
     # The median RTT alternates around: (30 - jitter/2 + 30 + jitter/2) / 2.
     assert costs == {link.name: 400 + (S.jitter_penalty if link.name in penalised else 0) for link in links}
     states = coststate.load(node.paths)
-    # What was measured stays on record, beside the host's figure.
-    assert [(states[link.name].jitter, states[link.name].host_jitter) for link in links] == \
-        [(jitter, min(jitters)) for jitter in jitters]
+    # What was measured stays on record, beside the host's figure and the judged one.
+    assert [(states[link.name].jitter, states[link.name].host_jitter, states[link.name].link_jitter)
+            for link in links] == [(jitter, min(jitters), jitter - min(jitters)) for jitter in jitters]
     err = capfd.readouterr().err
     assert ("event=link-degraded" in err) is bool(penalised)
     if penalised:
-        assert "wgm2 (node 2) degraded: jitter (rtt 30 ms, loss 0 %, jitter 40 ms, host jitter 1 ms)" in err
+        assert ("wgm2 (node 2) degraded: jitter (rtt 30 ms, loss 0 %, jitter 40 ms, host jitter 1 ms, "
+                "jitter above host 39 ms)") in err
+        assert "link_jitter=39.0" in err
 
 
 def test_the_same_measurements_again_change_nothing(node, links, capfd):
@@ -263,3 +267,12 @@ def test_decide_all_counts_each_peer_once_in_the_hosts_jitter(node):
                                                                               windows, NOW)}
     assert decisions["wgm4"].state.penalties == ("jitter",)
     assert decisions["wgm2"].state.penalties == ()
+
+
+def test_a_cost_state_written_before_the_judged_jitter_existed_still_reads(node):
+    node.paths.costs_file.parent.mkdir(parents=True, exist_ok=True)
+    node.paths.costs_file.write_text('[links.wgm2]\ncost = 400\nreason = "latency"\njitter = 30.0\nhost_jitter = 0.0\n')
+    state = coststate.load(node.paths)["wgm2"]
+    assert (state.cost, state.jitter, state.host_jitter, state.link_jitter) == (400, 30.0, 0.0, None)
+    coststate.save(node.paths, {"wgm2": replace(state, link_jitter=12.5)})
+    assert coststate.load(node.paths)["wgm2"].link_jitter == 12.5

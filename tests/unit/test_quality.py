@@ -116,7 +116,7 @@ def test_first_measurement_publishes_latency_when_it_moves_past_the_hysteresis()
     assert (moved.cost, moved.reason) == (400, "latency")
     assert event_names(moved) == ["cost-change"]
     assert moved.events[0].fields == {"old": BASE, "new": 400, "reason": "latency", "rtt": 30.0, "loss": 0.0,
-                                      "jitter": 0.0, "host_jitter": None}
+                                      "jitter": 0.0, "host_jitter": None, "link_jitter": 0.0}
 
 
 def test_a_direct_link_150_ms_slower_loses_to_a_two_hop_path_of_clean_links():
@@ -295,7 +295,9 @@ def test_one_jittery_link_among_clean_ones_is_penalised_on_its_jitter_above_the_
     assert decisions["wgm2"].state.penalties == ("jitter",)
     assert (decisions["wgm2"].cost, decisions["wgm2"].reason) == (110 + S.jitter_penalty, "jitter")
     degraded = decisions["wgm2"].events[1]
-    assert degraded.name == "link-degraded" and (degraded.fields["jitter"], degraded.fields["host_jitter"]) == (40, 1)
+    assert degraded.name == "link-degraded"
+    assert (degraded.fields["jitter"], degraded.fields["host_jitter"], degraded.fields["link_jitter"]) == (40, 1, 39)
+    assert decisions["wgm2"].state.link_jitter == 39.0
     assert all(decisions[name].state.penalties == () for name in ("wgm4", "wgm6"))
 
 
@@ -368,6 +370,7 @@ def test_hostile_dual_stack_peers_cannot_outvote_the_reference():
                "wgm6": jittery(45.0), "wgm6v6": jittery(45.0), "wgm8": jittery(45.0), "wgm8v6": jittery(45.0)}
     decisions = decide_node(windows)
     assert decisions["wgm4"].state.penalties == ("jitter",)
+    assert decisions["wgm4"].state.link_jitter == 39.0
     assert decisions["wgm2"].state.penalties == ()
 
 
@@ -378,6 +381,7 @@ def test_many_hostile_peers_raise_the_reference_by_one_threshold_at_most():
                "wgm6": jittery(45.0), "wgm8": jittery(45.0), "wgm10": jittery(45.0)}
     decisions = decide_node(windows)
     assert decisions["wgm4"].state.penalties == ("jitter",)
+    assert decisions["wgm4"].state.link_jitter == 40.0 - (1.0 + S.jitter_threshold)
 
 
 @pytest.mark.parametrize("jitters", [(40.0, 40.0), (40.0, 38.0), (18.0, 17.0)])
@@ -398,6 +402,15 @@ def test_seven_links_of_a_busy_host_with_one_measured_in_a_quiet_moment():
     windows = {f"wgm{2 * i}": jittery(figure) for i, figure in enumerate((15, 16, 18, 19, 21, 22, 24), start=1)}
     windows["wgm16"] = jittery(3.0)
     assert all(d.state.penalties == () for d in decide_node(windows).values())
+
+
+def test_the_judged_figure_is_kept_beside_the_medians_it_is_not_the_difference_of():
+    # Per round the link's jitter is 30, 30, 0 and the host's 30, 0, 0:
+    # the medians are 30 and 0, but above the host's it is 0, 30, 0.
+    decisions = decide_node({"wgm2": rounds(*clean(3), (1.0, 0, 30.0), (1.0, 0, 30.0), (1.0, 0, 0.0)),
+                             "wgm4": rounds(*clean(3), (1.0, 0, 30.0), (1.0, 0, 0.0), (1.0, 0, 0.0))})
+    state = decisions["wgm2"].state
+    assert (state.jitter, state.host_jitter, state.link_jitter, state.penalties) == (30.0, 0.0, 0.0, ())
 
 
 def test_a_jitter_penalty_is_lifted_once_the_link_is_no_worse_than_the_host():
