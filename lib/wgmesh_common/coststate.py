@@ -21,7 +21,8 @@ from .tomlio import read_toml, write_toml
 
 _COSTS = ("cost", "latency_cost")
 _TIMES = ("loss_until", "jitter_until", "down_until", "answered_since")
-_FIGURES = {"rtt": 60_000.0, "loss": 100.0, "jitter": 60_000.0, "host_jitter": 60_000.0}
+# Each optional: a file written before a figure existed still reads.
+_FIGURES = {"rtt": 60_000.0, "loss": 100.0, "jitter": 60_000.0, "host_jitter": 60_000.0, "link_jitter": 60_000.0}
 
 
 def _number(value, low: float, high: float) -> bool:

@@ -57,8 +57,12 @@ LINK_METRICS = (
                "Jitter of the link: mean difference between successive round trips.",
                lambda row: _scaled(row.jitter, 1e-3, 9)),
     LinkMetric("wgmesh_link_host_jitter_seconds", "gauge",
-               "The host's own jitter in the link's rounds (its quietest links'); penalties judge the jitter above it.",
+               "The host's own jitter in the link's rounds (its quietest peers'), the median over the recent rounds.",
                lambda row: _scaled(row.host_jitter, 1e-3, 9)),
+    LinkMetric("wgmesh_link_jitter_above_host_seconds", "gauge",
+               "Jitter of the link above the host's own: the median over the recent rounds of each round's "
+               "difference, what the jitter penalty judges.",
+               lambda row: _scaled(row.link_jitter, 1e-3, 9)),
     LinkMetric("wgmesh_link_cost", "gauge", "OSPF cost this node publishes for the link.", lambda row: row.cost),
     LinkMetric("wgmesh_link_up", "gauge",
                "1 when the link's interface is up and its last WireGuard handshake is under 180 s old.",

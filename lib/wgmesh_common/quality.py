@@ -2,8 +2,8 @@
 
 decide() is a pure function of the probe window, the link's previous state,
 its pin, the settings and the host's own jitter (host_jitter(): built from
-every link's window); wgmesh-cost-writer only moves its inputs and outputs
-between files, bird and the journal.
+every link's window and its peer); wgmesh-cost-writer only moves its inputs
+and outputs between files, bird and the journal.
 
 The rules (every number is a setting in [quality], defaults in QualitySettings):
 - latency: cost = ospf.base_cost + ms_cost x the median RTT of the newest
@@ -21,23 +21,35 @@ The rules (every number is a setting in [quality], defaults in QualitySettings):
   jitter above the host's, not its jitter as measured. A busy host (its CPU
   taken by other work) delays the prober, its own WireGuard and its answers
   on every link at once, so in one probe round all its links show the same
-  extra jitter; a bad link shows it alone. The host's jitter in a round is
-  that of its quietest links: of the jitter figures its links measured in
-  the round (rounds less than interval/2 apart are one round; the prober
-  sends every link's echoes in one pass), the one a quarter of the way up
-  from the lowest (the lowest for up to 4 links), so one lucky link does
-  not set it. A link's jitter above it is, per round, its jitter minus the
-  host's (never below 0), and its median over the recent rounds is what
-  meets the threshold. So 18 ms on every link is no penalty, and 40 ms on
+  extra jitter; a bad link shows it alone. The host's jitter in a round
+  (rounds less than interval/2 apart are one round; the prober sends every
+  link's echoes in one pass) is that of its quietest peers, counted as
+  peers, not links: each peer gives one figure, its quietest link's (a
+  dual-stack peer has an IPv4 and an IPv6 link, and two hostile peers must
+  not outvote the rest with four links), and of those the one a quarter of
+  the way up from the lowest (the lowest for up to 4 peers), so one peer
+  measured in a lucky moment does not set it. It is never more than the
+  lowest plus jitter_threshold: peers that make their own links jittery (or
+  are jittery) can raise it that far and no further, so a link
+  2 x jitter_threshold above the quietest peer is penalised whatever the
+  others show; the price is that a host so busy that its links show more
+  than that while one peer reads clean penalises them. A link's jitter
+  above the host's is, per round, its jitter minus the host's (never below
+  0), and its median over the recent rounds (link_jitter) is what meets
+  the threshold, and what status, metrics and events show beside the
+  jitter as measured. So 18 ms on every link is no penalty, and 40 ms on
   one link among links at 1 ms is 39 ms. Consequences: a node with a single
   link never has a jitter penalty (its one link is its only way out, so a
   penalty would move none of its routes; the peer still judges the link
-  against its own other links), and neither has a node whose every link is
-  jittery (its whole uplink, say): penalising all its links alike would
-  move none of its routes either, while each of its peers sees one jittery
-  link among clean ones and routes around it. Loss and latency are judged
-  as measured: a busy host delays answers by milliseconds, which the
-  median RTT of 60 echoes hardly sees, and it does not lose them.
+  against its own other links); a node with a single peer judges its two
+  links against each other only (the quieter one sets the host's figure,
+  and a penalty on the other moves traffic onto it); and a node whose
+  every link is jittery (its whole uplink, say) has none either:
+  penalising all its links alike would move none of its routes, while each
+  of its peers sees one jittery peer among clean ones and routes around
+  it. Loss and latency are judged as measured: a busy host delays answers
+  by milliseconds, which the median RTT of 60 echoes hardly sees, and it
+  does not lose them.
 - down: every echo of the last `down_rounds` rounds unanswered -> MAX_COST
   at once; it comes back through the same hold-down.
 - hysteresis: a cost that moved only by latency is published when its
@@ -114,24 +126,34 @@ class Round:
 
 @dataclass(frozen=True)
 class HostJitter:
-    """The jitter of every link's rounds of this node: (round time, jitter
-    ms), sorted by time. Pure data, so decide() stays pure."""
-    rounds: tuple[tuple[float, float], ...] = ()
+    """The jitter of every round of this node's links: (round time, peer,
+    jitter ms), sorted. Pure data, so decide() stays pure."""
+    rounds: tuple[tuple[float, int, float], ...] = ()
 
     def at(self, when: float, settings: QualitySettings) -> float | None:
-        """The host's jitter in the round sent at `when`: that of its quietest
-        links (the figure a quarter of the way up from the lowest); None when
-        no link has a jitter figure in that round."""
+        """The host's jitter in the round sent at `when`; None when no link
+        has a jitter figure in that round. Each peer counts once, with its
+        quietest link's figure (a peer's IPv4 and IPv6 links are one vote);
+        of those, the figure a quarter of the way up from the lowest, but
+        never more than the lowest plus the jitter threshold (the module
+        docstring says why)."""
         tolerance = settings.interval / 2
-        start = bisect.bisect_left(self.rounds, (when - tolerance, -math.inf))
+        start = bisect.bisect_left(self.rounds, (when - tolerance,))
         end = bisect.bisect_right(self.rounds, (when + tolerance, math.inf))
-        figures = sorted(jitter for _, jitter in self.rounds[start:end])
-        return figures[(len(figures) - 1) // 4] if figures else None
+        quietest: dict[int, float] = {}
+        for _, peer, jitter in self.rounds[start:end]:
+            quietest[peer] = min(jitter, quietest.get(peer, jitter))
+        figures = sorted(quietest.values())
+        if not figures:
+            return None
+        return min(figures[(len(figures) - 1) // 4], figures[0] + settings.jitter_threshold)
 
 
-def host_jitter(windows: Iterable[list[Round]]) -> HostJitter:
-    """The host's jitter, from the windows of all of this node's links."""
-    return HostJitter(tuple(sorted((r.time, j) for window in windows for r in window if (j := r.jitter) is not None)))
+def host_jitter(windows: Iterable[tuple[int, list[Round]]]) -> HostJitter:
+    """The host's jitter, from the windows of all of this node's links,
+    each with its peer: (peer id, window)."""
+    return HostJitter(tuple(sorted((r.time, peer, j) for peer, window in windows for r in window
+                                   if (j := r.jitter) is not None)))
 
 
 @dataclass(frozen=True)
@@ -203,8 +225,11 @@ class LinkState:
     answered_since: float = 0.0  # when the round of the link's first answer was sent
     rtt: float | None = None  # the figures of the last decision
     loss: float | None = None
-    jitter: float | None = None  # as measured
-    host_jitter: float | None = None  # the host's own in the same rounds (see host_jitter())
+    jitter: float | None = None  # as measured (the median of the rounds')
+    host_jitter: float | None = None  # the host's own in the same rounds (see host_jitter()), median
+    # What the jitter verdicts judge: the median of the rounds' jitter above
+    # the host's (not jitter - host_jitter: each is a median of its own).
+    link_jitter: float | None = None
 
     @property
     def penalties(self) -> tuple[str, ...]:
@@ -262,7 +287,7 @@ def decide(window: list[Round], previous: LinkState, pin: int | None, settings: 
         answered_since = first_answer(window, settings, now)
     est = estimate(window, settings, now, answered_since, host)
     figures = {"rtt": round_figure(est.rtt), "loss": round_figure(est.loss), "jitter": round_figure(est.jitter),
-               "host_jitter": round_figure(est.host_jitter)}
+               "host_jitter": round_figure(est.host_jitter), "link_jitter": round_figure(est.link_jitter)}
     warning = None
     if est.rounds == 0:
         # Nothing fresh to go on (no probe file, a bad one, or a stopped
@@ -282,7 +307,7 @@ def decide(window: list[Round], previous: LinkState, pin: int | None, settings: 
             loss_until=_hold(previous.loss_until, loss_bad, loss_clean, now, settings.hold_down),
             jitter_until=_hold(previous.jitter_until, jitter_bad, jitter_clean, now, settings.hold_down),
             answered_since=answered_since, rtt=est.rtt, loss=est.loss, jitter=est.jitter,
-            host_jitter=est.host_jitter,
+            host_jitter=est.host_jitter, link_jitter=est.link_jitter,
         )
         if est.rtt is not None:
             state = replace(state, latency_cost=clamp(base_cost + round(est.rtt * settings.ms_cost)))

@@ -172,8 +172,9 @@ def decide_all(paths: Paths, config: NodeConfig, links: list[linkfile.Link],
     forwards = forwarding.forwards(paths)
     if windows is None:
         windows = {link.name: read_window(paths, link, link.name in states) for link in links}
-    # Every link's rounds at once: jitter they all show is the host's (quality.py).
-    host = quality.host_jitter(windows.get(link.name, []) for link in links)
+    # Every link's rounds at once: jitter they all show is the host's; each
+    # peer counts once, whatever its number of links (quality.py).
+    host = quality.host_jitter((link.peer_id, windows.get(link.name, [])) for link in links)
     decisions = []
     for link in links:
         client = is_client_link(plan, config, link, forwards)
@@ -236,4 +237,6 @@ def describe(figures: dict) -> str:
         parts.append(f"jitter {figures['jitter']:g} ms")
     if figures.get("host_jitter") is not None:
         parts.append(f"host jitter {figures['host_jitter']:g} ms")
+    if figures.get("link_jitter") is not None:
+        parts.append(f"jitter above host {figures['link_jitter']:g} ms")
     return f" ({', '.join(parts)})" if parts else ""

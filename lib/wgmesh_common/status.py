@@ -24,7 +24,8 @@ class LinkRow:
     rtt: float | None = None  # ms, the cost-writer's recent estimates
     loss: float | None = None  # percent
     jitter: float | None = None  # ms, as measured
-    host_jitter: float | None = None  # ms, the host's own in the same rounds: the verdict is on jitter above it
+    host_jitter: float | None = None  # ms, the host's own in the same rounds (median)
+    link_jitter: float | None = None  # ms, the jitter above the host's: what the jitter penalty judges
     cost: int | None = None  # the published OSPF cost
     why: str = "-"
     # Active penalties (loss, jitter, down) -> until when (Unix time).
@@ -125,7 +126,7 @@ def quality_fields(state: LinkState | None, pinned: bool) -> dict:
     if state is None:
         return {"why": explain(None, pinned)}
     return {"rtt": round_figure(state.rtt), "loss": round_figure(state.loss), "jitter": round_figure(state.jitter),
-            "host_jitter": round_figure(state.host_jitter),
+            "host_jitter": round_figure(state.host_jitter), "link_jitter": round_figure(state.link_jitter),
             "cost": state.cost, "why": explain(state, pinned),
             "penalties": {name: getattr(state, f"{name}_until") for name in state.penalties}}
 
@@ -144,12 +145,13 @@ def table(rows: list[LinkRow]) -> str:
 
 
 def jitter_cell(row: LinkRow) -> str:
-    """The jitter as measured, and the host's own beside it (the verdict is
-    on the difference)."""
+    """The jitter as measured, and beside it the figure the penalty judges:
+    its jitter above the host's (not measured minus host: each is a median
+    over the rounds of its own)."""
     if row.jitter is None:
         return "-"
-    host = f" (host {row.host_jitter:.1f})" if row.host_jitter is not None else ""
-    return f"{row.jitter:.1f}ms{host}"
+    judged = f" ({row.link_jitter:.1f} above host)" if row.link_jitter is not None else ""
+    return f"{row.jitter:.1f}ms{judged}"
 
 
 def forwarding_lines(own_problem: str | None, rows: list[LinkRow]) -> list[str]:

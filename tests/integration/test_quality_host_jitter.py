@@ -61,10 +61,12 @@ def test_jitter_on_every_link_is_the_hosts_and_jitter_on_one_is_the_links(netns_
     assert costs == {"wgm2": 400, "wgm2v6": 400}, log
     assert "event=link-degraded" not in log
     status = {row["name"]: row for row in json.loads(node0.run(["wgmesh", "status", "--json"]).stdout)["links"]}
-    assert [(status[name]["jitter"], status[name]["host_jitter"]) for name in LINKS] == [(18.0, 18.0)] * 2
+    assert [(status[name]["jitter"], status[name]["host_jitter"], status[name]["link_jitter"]) for name in LINKS] \
+        == [(18.0, 18.0, 0.0)] * 2
 
     # One link at 40 ms beside a clean one: penalised, in bird at once.
     costs, log = cost_pass(node0, {"wgm2": 40.0, "wgm2v6": 1.0})
     assert costs == {"wgm2": 400 + JITTER_PENALTY, "wgm2v6": 400}, log
-    assert "wgm2 (node 2) degraded: jitter (rtt 30 ms, loss 0 %, jitter 40 ms, host jitter 1 ms)" in log
+    assert ("wgm2 (node 2) degraded: jitter (rtt 30 ms, loss 0 %, jitter 40 ms, host jitter 1 ms, "
+            "jitter above host 39 ms)") in log
     assert ospf_full(node0) == 2  # the cost moved in place: no adjacency reset

@@ -7,12 +7,13 @@ import os
 import re
 import subprocess
 import tomllib
+from dataclasses import replace
 
 import pytest
 
 from unit_helpers import VENV_BIN, make_link, random_key
 from wgmesh_common import coststate, join, linkfile, pins, probe, routing
-from wgmesh_common.quality import QualitySettings
+from wgmesh_common.quality import QualitySettings, Round
 from wgmesh_common.tomlio import dumps
 
 NOW = 1_700_000_000.0
@@ -26,6 +27,11 @@ def write_window(paths, link, rtt=1.0, lost=0, rounds=6, end=NOW, jitter=0.0):
         samples = [rtt + (jitter / 2 if i % 2 else -jitter / 2) for i in range(S.echoes - lost)] + [None] * lost
         window = probe.add_round(window, link, end - (rounds - 1 - index) * S.interval, samples, S.window_rounds)
     probe.write(paths, window)
+
+
+def alternating(rtt, jitter):
+    """A round's RTTs alternating rtt +- jitter/2: its jitter is exactly that."""
+    return tuple(rtt + (jitter / 2 if i % 2 else -jitter / 2) for i in range(S.echoes))
 
 
 def cost_line(paths, name):
@@ -51,7 +57,8 @@ def test_recost_publishes_measured_costs_and_remembers_them(node, links, capfd):
     states = coststate.load(node.paths)
     assert (states["wgm4"].cost, states["wgm4"].reason, states["wgm4"].rtt) == (500, "latency", 40.0)
     err = capfd.readouterr().err
-    assert "wgm4 (node 4) cost 100 -> 500: latency (rtt 40 ms, loss 0 %, jitter 0 ms, host jitter 0 ms)" in err
+    assert ("wgm4 (node 4) cost 100 -> 500: latency (rtt 40 ms, loss 0 %, jitter 0 ms, host jitter 0 ms, "
+            "jitter above host 0 ms)") in err
     assert "event=cost-change" in err and "link=wgm4" in err and "wgm2 (node 2) cost" not in err
     # A link added or removed later keeps the published costs of the others.
     linkfile.save(node.paths, make_link(name="wgm6", peer_id=6, offset=8, local4="10.0.0.8", peer4="10.0.0.9",
@@ -72,13 +79,15 @@ def test_recost_judges_each_links_jitter_above_the_hosts(node, links, capfd, jit
     # The median RTT alternates around: (30 - jitter/2 + 30 + jitter/2) / 2.
     assert costs == {link.name: 400 + (S.jitter_penalty if link.name in penalised else 0) for link in links}
     states = coststate.load(node.paths)
-    # What was measured stays on record, beside the host's figure.
-    assert [(states[link.name].jitter, states[link.name].host_jitter) for link in links] == \
-        [(jitter, min(jitters)) for jitter in jitters]
+    # What was measured stays on record, beside the host's figure and the judged one.
+    assert [(states[link.name].jitter, states[link.name].host_jitter, states[link.name].link_jitter)
+            for link in links] == [(jitter, min(jitters), jitter - min(jitters)) for jitter in jitters]
     err = capfd.readouterr().err
     assert ("event=link-degraded" in err) is bool(penalised)
     if penalised:
-        assert "wgm2 (node 2) degraded: jitter (rtt 30 ms, loss 0 %, jitter 40 ms, host jitter 1 ms)" in err
+        assert ("wgm2 (node 2) degraded: jitter (rtt 30 ms, loss 0 %, jitter 40 ms, host jitter 1 ms, "
+                "jitter above host 39 ms)") in err
+        assert "link_jitter=39.0" in err
 
 
 def test_the_same_measurements_again_change_nothing(node, links, capfd):
@@ -244,3 +253,26 @@ def test_prober_output_pipes_into_a_dry_run(node, links):
     assert bad.returncode != 0
     assert bad.stderr.strip() == ("wgmesh-cost-writer: error: <stdin>: expected a list of probe windows under "
                                   "'probe' (wgmesh-prober -o -)")
+
+
+def test_decide_all_counts_each_peer_once_in_the_hosts_jitter(node):
+    # Two peers with two links each at 45 ms, one link at 40 ms and a
+    # clean one: four peers, so the host's jitter is the clean one's.
+    jitters = {("wgm2", 2): 1.0, ("wgm4", 4): 40.0, ("wgm6", 6): 45.0, ("wgm6v6", 6): 45.0,
+               ("wgm8", 8): 45.0, ("wgm8v6", 8): 45.0}
+    links = [make_link(name=name, peer_id=peer) for name, peer in jitters]
+    windows = {name: [Round(NOW - (5 - k) * S.interval, S.echoes, alternating(30.0, jitter)) for k in range(6)]
+               for (name, _), jitter in jitters.items()}
+    decisions = {item.link.name: item.decision for item in routing.decide_all(node.paths, node.config, links,
+                                                                              windows, NOW)}
+    assert decisions["wgm4"].state.penalties == ("jitter",)
+    assert decisions["wgm2"].state.penalties == ()
+
+
+def test_a_cost_state_written_before_the_judged_jitter_existed_still_reads(node):
+    node.paths.costs_file.parent.mkdir(parents=True, exist_ok=True)
+    node.paths.costs_file.write_text('[links.wgm2]\ncost = 400\nreason = "latency"\njitter = 30.0\nhost_jitter = 0.0\n')
+    state = coststate.load(node.paths)["wgm2"]
+    assert (state.cost, state.jitter, state.host_jitter, state.link_jitter) == (400, 30.0, 0.0, None)
+    coststate.save(node.paths, {"wgm2": replace(state, link_jitter=12.5)})
+    assert coststate.load(node.paths)["wgm2"].link_jitter == 12.5

@@ -27,7 +27,7 @@ def write_window(paths, link, rtt, end=NOW):
     probe.write(paths, window)
 
 MEASURED = LinkRow("wgm2", 2, "IPv4", "192.0.2.2:51820", "up", "5s ago", "Full/PtP", rtt=12.3, loss=5.0,
-                   jitter=0.7, host_jitter=0.5, cost=223, why="latency", last_handshake=1_700_000_000.25, rx_bytes=123456,
+                   jitter=0.7, host_jitter=0.5, link_jitter=0.25, cost=223, why="latency", last_handshake=1_700_000_000.25, rx_bytes=123456,
                    tx_bytes=654321)
 # Down, never measured, its device unreadable: only what is known is shown.
 UNKNOWN = LinkRow("wgm4v6", 4, "IPv6", "-", "down", "never", "-")
@@ -42,10 +42,14 @@ wgmesh_link_loss_ratio{link="wgm2",peer="2",family="ipv4"} 0.05
 # HELP wgmesh_link_jitter_seconds Jitter of the link: mean difference between successive round trips.
 # TYPE wgmesh_link_jitter_seconds gauge
 wgmesh_link_jitter_seconds{link="wgm2",peer="2",family="ipv4"} 0.0007
-# HELP wgmesh_link_host_jitter_seconds The host's own jitter in the link's rounds (its quietest links'); penalties \
-judge the jitter above it.
+# HELP wgmesh_link_host_jitter_seconds The host's own jitter in the link's rounds (its quietest peers'), the median \
+over the recent rounds.
 # TYPE wgmesh_link_host_jitter_seconds gauge
 wgmesh_link_host_jitter_seconds{link="wgm2",peer="2",family="ipv4"} 0.0005
+# HELP wgmesh_link_jitter_above_host_seconds Jitter of the link above the host's own: the median over the recent \
+rounds of each round's difference, what the jitter penalty judges.
+# TYPE wgmesh_link_jitter_above_host_seconds gauge
+wgmesh_link_jitter_above_host_seconds{link="wgm2",peer="2",family="ipv4"} 0.00025
 # HELP wgmesh_link_cost OSPF cost this node publishes for the link.
 # TYPE wgmesh_link_cost gauge
 wgmesh_link_cost{link="wgm2",peer="2",family="ipv4"} 223

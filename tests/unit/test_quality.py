@@ -116,7 +116,7 @@ def test_first_measurement_publishes_latency_when_it_moves_past_the_hysteresis()
     assert (moved.cost, moved.reason) == (400, "latency")
     assert event_names(moved) == ["cost-change"]
     assert moved.events[0].fields == {"old": BASE, "new": 400, "reason": "latency", "rtt": 30.0, "loss": 0.0,
-                                      "jitter": 0.0, "host_jitter": None}
+                                      "jitter": 0.0, "host_jitter": None, "link_jitter": 0.0}
 
 
 def test_a_direct_link_150_ms_slower_loses_to_a_two_hop_path_of_clean_links():
@@ -267,10 +267,15 @@ def jittery(jitter, rtt=1.0):
     return rounds(*clean(3, rtt=rtt), *[(rtt, 0, jitter)] * 3)
 
 
+def peer_of(name):
+    """wgm4 and wgm4v6 are the links to node 4, as linkfile names them."""
+    return int(name.removeprefix("wgm").removesuffix("v6"))
+
+
 def decide_node(windows, states=None):
     """One cost pass over a node's links, as the cost-writer makes it:
     every link decided against the host's jitter from all the windows."""
-    host = host_jitter(windows.values())
+    host = host_jitter((peer_of(name), window) for name, window in windows.items())
     states = states or {}
     return {name: decide(window, states.get(name) or settle(), None, S, BASE, False, NOW, host)
             for name, window in windows.items()}
@@ -290,7 +295,9 @@ def test_one_jittery_link_among_clean_ones_is_penalised_on_its_jitter_above_the_
     assert decisions["wgm2"].state.penalties == ("jitter",)
     assert (decisions["wgm2"].cost, decisions["wgm2"].reason) == (110 + S.jitter_penalty, "jitter")
     degraded = decisions["wgm2"].events[1]
-    assert degraded.name == "link-degraded" and (degraded.fields["jitter"], degraded.fields["host_jitter"]) == (40, 1)
+    assert degraded.name == "link-degraded"
+    assert (degraded.fields["jitter"], degraded.fields["host_jitter"], degraded.fields["link_jitter"]) == (40, 1, 39)
+    assert decisions["wgm2"].state.link_jitter == 39.0
     assert all(decisions[name].state.penalties == () for name in ("wgm4", "wgm6"))
 
 
@@ -320,19 +327,75 @@ def test_without_the_hosts_jitter_a_link_is_judged_on_its_jitter_as_measured():
     assert decision.state.penalties == ("jitter",) and decision.state.host_jitter is None
 
 
-def test_the_hosts_jitter_is_its_quietest_links_and_one_lucky_link_does_not_set_it():
+def test_the_hosts_jitter_is_its_quietest_peers_and_one_lucky_peer_does_not_set_it():
     def host(*figures, when=NOW):
-        return host_jitter([[Round(when, 2, (0.0, j))] for j in figures]).at(NOW, S)
+        return host_jitter([(peer, [Round(when, 2, (0.0, j))]) for peer, j in enumerate(figures)]).at(NOW, S)
 
     assert host(1.0, 40.0) == 1.0
-    assert host(18.0, 18.5, 19.0, 0.5) == 0.5  # up to 4 links: the lowest
-    # 8 links: the second lowest, so one link measured in a quiet moment
-    # does not make the other seven look jittery.
-    assert host(0.5, 18.0, 18.5, 19.0, 20.0, 21.0, 22.0, 24.0) == 18.0
+    assert host(18.0, 18.5, 19.0, 0.5) == 0.5  # up to 4 peers: the lowest
+    # 8 peers: the second lowest, so one peer measured in a quiet moment
+    # does not make the other seven look jittery ...
+    assert host(3.0, 15.0, 16.0, 18.0, 19.0, 21.0, 22.0, 24.0) == 15.0
+    # ... up to the lowest plus the threshold (0.5 + 15).
+    assert host(0.5, 18.0, 18.5, 19.0, 20.0, 21.0, 22.0, 24.0) == 0.5 + S.jitter_threshold
     assert host(when=NOW) is None and HostJitter().at(NOW, S) is None
     # Rounds of one pass (started a little apart) are one round; the next pass is not.
-    assert host_jitter([[Round(NOW, 2, (0.0, 40.0))], [Round(NOW + 2, 2, (0.0, 1.0))]]).at(NOW, S) == 1.0
-    assert host_jitter([[Round(NOW, 2, (0.0, 40.0))], [Round(NOW - S.interval, 2, (0.0, 1.0))]]).at(NOW, S) == 40.0
+    assert host_jitter([(2, [Round(NOW, 2, (0.0, 40.0))]), (4, [Round(NOW + 2, 2, (0.0, 1.0))])]).at(NOW, S) == 1.0
+    assert host_jitter([(2, [Round(NOW, 2, (0.0, 40.0))]),
+                        (4, [Round(NOW - S.interval, 2, (0.0, 1.0))])]).at(NOW, S) == 40.0
+
+
+def test_each_peer_counts_once_with_its_quietest_link():
+    def host(*links):
+        return host_jitter([(peer, [Round(NOW, 2, (0.0, j))]) for peer, j in links]).at(NOW, S)
+
+    # Five links, but two peers: peer 2's quiet IPv6 link is its figure.
+    assert host((2, 40.0), (2, 1.0), (4, 18.0), (4, 18.0), (4, 19.0)) == 1.0
+    # Six links at 18 of 2 peers are two votes, not six: the lowest of 2 peers.
+    assert host((2, 18.0), (2, 18.0), (2, 18.0), (4, 18.0), (4, 18.0), (4, 18.0), (6, 0.5)) == 0.5
+
+
+def test_a_loaded_host_with_four_dual_stack_peers_penalises_no_link():
+    windows = {name: jittery(figure) for name, figure in
+               (("wgm2", 18.0), ("wgm2v6", 18.5), ("wgm4", 17.5), ("wgm4v6", 18.0),
+                ("wgm6", 19.0), ("wgm6v6", 18.0), ("wgm8", 18.0), ("wgm8v6", 17.0))}
+    assert all(d.state.penalties == () and d.events == () for d in decide_node(windows).values())
+
+
+def test_hostile_dual_stack_peers_cannot_outvote_the_reference():
+    # One clean link, one honest jittery one, and four links at 45 ms of
+    # two peers that make their own links jittery. Counted as links the
+    # host's jitter would be 40 ms and the honest jittery link judged at 0.
+    windows = {"wgm2": jittery(1.0), "wgm4": jittery(40.0),
+               "wgm6": jittery(45.0), "wgm6v6": jittery(45.0), "wgm8": jittery(45.0), "wgm8v6": jittery(45.0)}
+    decisions = decide_node(windows)
+    assert decisions["wgm4"].state.penalties == ("jitter",)
+    assert decisions["wgm4"].state.link_jitter == 39.0
+    assert decisions["wgm2"].state.penalties == ()
+
+
+def test_many_hostile_peers_raise_the_reference_by_one_threshold_at_most():
+    # Three hostile peers of five are enough to set the quarter figure at
+    # 45 ms; the cap keeps it at 1 + 15, so the 40 ms link is still 24 above.
+    windows = {"wgm2": jittery(1.0), "wgm4": jittery(40.0),
+               "wgm6": jittery(45.0), "wgm8": jittery(45.0), "wgm10": jittery(45.0)}
+    decisions = decide_node(windows)
+    assert decisions["wgm4"].state.penalties == ("jitter",)
+    assert decisions["wgm4"].state.link_jitter == 40.0 - (1.0 + S.jitter_threshold)
+
+
+@pytest.mark.parametrize("jitters", [(40.0, 40.0), (40.0, 38.0), (18.0, 17.0)])
+def test_a_single_dual_stack_peer_is_like_a_single_link(jitters):
+    # Both links to one peer: nothing else to compare with, so jitter both
+    # show (the node's uplink, the peer itself) penalises neither.
+    decisions = decide_node({"wgm2": jittery(jitters[0]), "wgm2v6": jittery(jitters[1])})
+    assert all(d.state.penalties == () for d in decisions.values())
+
+
+def test_a_single_peers_links_are_judged_against_each_other():
+    # One of the two is jittery alone: a penalty moves the traffic onto the other.
+    decisions = decide_node({"wgm2": jittery(40.0), "wgm2v6": jittery(1.0)})
+    assert (decisions["wgm2"].state.penalties, decisions["wgm2v6"].state.penalties) == (("jitter",), ())
 
 
 def test_seven_links_of_a_busy_host_with_one_measured_in_a_quiet_moment():
@@ -341,12 +404,22 @@ def test_seven_links_of_a_busy_host_with_one_measured_in_a_quiet_moment():
     assert all(d.state.penalties == () for d in decide_node(windows).values())
 
 
+def test_the_judged_figure_is_kept_beside_the_medians_it_is_not_the_difference_of():
+    # Per round the link's jitter is 30, 30, 0 and the host's 30, 0, 0:
+    # the medians are 30 and 0, but above the host's it is 0, 30, 0.
+    decisions = decide_node({"wgm2": rounds(*clean(3), (1.0, 0, 30.0), (1.0, 0, 30.0), (1.0, 0, 0.0)),
+                             "wgm4": rounds(*clean(3), (1.0, 0, 30.0), (1.0, 0, 0.0), (1.0, 0, 0.0))})
+    state = decisions["wgm2"].state
+    assert (state.jitter, state.host_jitter, state.link_jitter, state.penalties) == (30.0, 0.0, 0.0, ())
+
+
 def test_a_jitter_penalty_is_lifted_once_the_link_is_no_worse_than_the_host():
     penalised = decide_node({"wgm2": jittery(40.0), "wgm4": jittery(1.0)})["wgm2"].state
     # The host gets busy as the link's own trouble ends: both at 18 ms.
     later = NOW + S.hold_down
     both = {"wgm2": rounds(*[(1.0, 0, 18.0)] * 6, end=later), "wgm4": rounds(*[(1.0, 0, 18.0)] * 6, end=later)}
-    lifted = decide(both["wgm2"], penalised, None, S, BASE, False, later, host_jitter(both.values()))
+    host = host_jitter((peer_of(name), window) for name, window in both.items())
+    lifted = decide(both["wgm2"], penalised, None, S, BASE, False, later, host)
     assert (lifted.reason, lifted.state.penalties) == ("recovered", ())
 
 

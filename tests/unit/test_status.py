@@ -44,13 +44,15 @@ def test_table_without_rows_is_the_header():
 
 
 def test_table_aligns_columns():
-    rows = [row(rtt=1.234, loss=0.0, jitter=0.25, host_jitter=0.2, cost=112, why="latency"),
+    # Rounds of 30, 30, 0 ms on a host at 30, 0, 0: medians of 30 and 0,
+    # but the jitter above the host's is 0, 30, 0, and judged at 0.
+    rows = [row(rtt=1.234, loss=0.0, jitter=30.0, host_jitter=0.0, link_jitter=0.0, cost=112, why="latency"),
             row("wgm200v6", 200, "IPv6", "[2001:db8::1]:51820", "no-handshake", "never", "-", why="not measured yet")]
     lines = table(rows).splitlines()
     assert lines == [
-        "LINK      PEER  TRANSPORT  ENDPOINT             STATE         HANDSHAKE  OSPF  RTT    LOSS  JITTER            COST  WHY",
-        "wgm2      2     IPv4       192.0.2.1:51820      up            5s ago     Full  1.2ms  0.0%  0.2ms (host 0.2)  112   latency",
-        "wgm200v6  200   IPv6       [2001:db8::1]:51820  no-handshake  never      -     -      -     -                 -     not measured yet",
+        "LINK      PEER  TRANSPORT  ENDPOINT             STATE         HANDSHAKE  OSPF  RTT    LOSS  JITTER                   COST  WHY",
+        "wgm2      2     IPv4       192.0.2.1:51820      up            5s ago     Full  1.2ms  0.0%  30.0ms (0.0 above host)  112   latency",
+        "wgm200v6  200   IPv6       [2001:db8::1]:51820  no-handshake  never      -     -      -     -                        -     not measured yet",
     ]
     # Every column starts at the same place on every line, and no line has trailing blanks.
     for header in ("PEER", "ENDPOINT", "OSPF"):
@@ -62,7 +64,7 @@ def test_table_aligns_columns():
 def test_as_dicts_keeps_every_field():
     assert as_dicts([row()]) == [{"name": "wgm2", "peer": 2, "transport": "IPv4", "endpoint": "192.0.2.1:51820",
                                   "state": "up", "handshake": "5s ago", "ospf": "Full", "rtt": None,
-                                  "loss": None, "jitter": None, "host_jitter": None, "cost": None, "why": "-",
+                                  "loss": None, "jitter": None, "host_jitter": None, "link_jitter": None, "cost": None, "why": "-",
                                   "penalties": {},
                                   "peer_forwards": True, "last_handshake": None, "rx_bytes": None,
                                   "tx_bytes": None}]

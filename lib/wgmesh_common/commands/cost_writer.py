@@ -45,7 +45,8 @@ def main(input_file, as_json: bool, dry_run: bool) -> None:
     tomlio.emit({"link": [{"name": d.link.name, "peer": d.link.peer_id, "cost": d.decision.cost,
                            "reason": d.decision.reason, "rtt": d.decision.state.rtt,
                            "loss": d.decision.state.loss, "jitter": d.decision.state.jitter,
-                           "host_jitter": d.decision.state.host_jitter}
+                           "host_jitter": d.decision.state.host_jitter,
+                           "link_jitter": d.decision.state.link_jitter}
                           for d in decisions]}, "json" if as_json else "toml")
 
 
