@@ -34,6 +34,7 @@ from tests.system.meshcheck import (
     LINK_FAMILIES,
     in_parallel,
     mesh_problems,
+    quick_state_problems,
     reach_problems,
     reachable_problems,
     state_problems,
@@ -105,11 +106,11 @@ def run_one(count: int, deb: Path, transport: str, timeout: float) -> dict:
     with installed_lab("bc", count, deb, transport) as nodes:
         connects = connect_all(nodes)
         started = time.monotonic()
-        reachable = wait(lambda: not reachable_problems(nodes, families), timeout, interval=0.5)
+        reachable = wait(lambda: not reachable_problems(nodes, families, quick_state_problems), timeout, 0.5)
         settled = None
         if reachable is not None:
             left = timeout - (time.monotonic() - started)
-            if wait(lambda: not mesh_problems(nodes, families), left, interval=0.5) is not None:
+            if wait(lambda: not mesh_problems(nodes, families, states=quick_state_problems), left, 0.5) is not None:
                 settled = time.monotonic() - started
         links = sum(len(list((n.files_dir / "links").glob("*.toml"))) for n in nodes) // 2
 

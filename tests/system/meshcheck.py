@@ -7,6 +7,7 @@ and every node reaching every other's IPv4 and IPv6 loopback."""
 import ipaddress
 import json
 import threading
+import time
 import tomllib
 
 LINK_FAMILIES = {"4": (4,), "6": (6,), "auto": (4, 6)}
@@ -136,6 +137,27 @@ def state_problems(node, ospf: bool = True) -> list[str]:
             for link in links if link["state"] != "up" or (ospf and link["ospf"] != "Full")]
 
 
+# What the benchmarks check instead of `wgmesh status`, whose Python
+# start-up on every node every half second took a core of a 2-core
+# machine away from the very build being timed (tests/bench/cpu_budget.py).
+QUICK_STATE = ("ls /etc/wgmesh/links | sed -n 's/[.]toml$//p'; echo @; wg show all latest-handshakes; echo @; "
+               "birdc -s /run/wgmesh/bird.ctl show ospf neighbors wgmesh4 | awk '/wgm[0-9]/ {print $5, $3}'")
+
+
+def quick_state_problems(node, ospf: bool = True) -> list[str]:
+    """state_problems, read with wg and birdc: every link has had a
+    handshake in the last 180 s (and, with ospf, a Full OSPFv2 neighbour)."""
+    links, handshakes, neighbours = (part.split("\n") for part in
+                                     node.run(QUICK_STATE, check=False).stdout.split("@\n"))
+    now = time.time()
+    fresh = {words[0] for words in map(str.split, handshakes)
+             if len(words) == 3 and words[2].isdigit() and 0 < now - int(words[2]) < 180}
+    full = {words[0] for words in map(str.split, neighbours) if len(words) == 2 and words[1].startswith("Full")}
+    return [f"node {node.mesh_id}: {name} has no fresh handshake" if name not in fresh
+            else f"node {node.mesh_id}: {name} has no Full OSPF neighbour"
+            for name in filter(None, links) if name not in fresh or (ospf and name not in full)]
+
+
 def reach_problems(nodes, targets=None) -> list[str]:
     """Nodes that do not reach another node's IPv4 and IPv6 loopback."""
     targets = targets if targets is not None else nodes
@@ -173,21 +195,23 @@ def route_problems(nodes, detours=()) -> list[str]:
     return [p for found in in_parallel(check, nodes) for p in found]
 
 
-def reachable_problems(nodes, families=(4, 6)) -> list[str]:
+def reachable_problems(nodes, families=(4, 6), states=state_problems) -> list[str]:
     """What keeps nodes from the issue-11 measure of a built mesh: every pair
     has its links, every link is up with a handshake, every node answers on
     its loopbacks (by whatever path OSPF has for now); [] when done."""
     problems = link_problems(nodes, families)
     if problems:
         return problems
-    problems = [p for found in in_parallel(lambda n: state_problems(n, ospf=False), nodes) for p in found]
+    problems = [p for found in in_parallel(lambda n: states(n, ospf=False), nodes) for p in found]
     return problems or reach_problems(nodes)
 
 
-def mesh_problems(nodes, families=(4, 6), clients=None, detours=()) -> list[str]:
-    """Everything that keeps nodes from being a finished mesh; [] when done."""
+def mesh_problems(nodes, families=(4, 6), clients=None, detours=(), states=state_problems) -> list[str]:
+    """Everything that keeps nodes from being a finished mesh; [] when done.
+    states: how a node's links are checked (state_problems, through
+    `wgmesh status`; quick_state_problems for the benchmarks)."""
     problems = link_problems(nodes, families, clients)
     if problems:
         return problems
-    problems = [p for found in in_parallel(state_problems, nodes) for p in found]
+    problems = [p for found in in_parallel(states, nodes) for p in found]
     return problems or route_problems(nodes, detours) or reach_problems(nodes)
