@@ -608,48 +608,16 @@ def test_family_state_reads_files_reservations_and_interfaces(node):
     assert join.family_state(node, "wgm2v6", {"wgm2v6"}) == join.FamilyState(False, False, False, True)
 
 
-# --------------------------------------------------- both families at once
-
-SIGNED_409 = RemoteError("http://x refused /connect (409): this node's links with node 0 (wgm0) have carried "
-                         f"traffic: {join.MUST_BE_SIGNED} with one of their keys", 409)
-COLLISION_409 = RemoteError("http://x refused /connect (409): ID 2 is already used by another node", 409)
-
-
-def family_maker(first: dict, again: dict | None = None):
-    """make(family) answering from first, then from again; every call noted."""
-    calls = []
-
-    def make(family):
-        answer = (again if again and family in calls else first)[family]
-        calls.append(family)
-        if isinstance(answer, BaseException):
-            raise answer
-        return answer
-
-    return make, calls
-
-
-def test_a_family_refused_for_want_of_a_signature_is_asked_again_once_the_other_is_made():
-    link4 = make_link()
-    link6 = make_link(name="wgm2v6", family=6)
-    make, calls = family_maker({4: link4, 6: SIGNED_409}, again={6: link6})
-    assert join._each_family([4, 6], make) == {4: link4, 6: link6}
-    assert sorted(calls) == [4, 6, 6]
-
-
-def test_no_other_409_is_asked_again_and_nothing_is_asked_again_without_a_link_made():
-    link4 = make_link()
-    make, calls = family_maker({4: link4, 6: COLLISION_409})
-    assert join._each_family([4, 6], make) == {4: link4, 6: COLLISION_409}
-    assert sorted(calls) == [4, 6]
-    make, calls = family_maker({4: COLLISION_409, 6: SIGNED_409})
-    assert join._each_family([4, 6], make) == {4: COLLISION_409, 6: SIGNED_409}
-    assert sorted(calls) == [4, 6]
-
+# ----------------------------------------------------- one family after the other
 
 def test_an_unexpected_error_in_one_family_keeps_the_other_familys_link():
     link6 = make_link(name="wgm2v6", family=6)
-    make, _ = family_maker({4: OSError(28, "No space left on device"), 6: link6})
+
+    def make(family):
+        if family == 4:
+            raise OSError(28, "No space left on device")
+        return link6
+
     outcomes = join._each_family([4, 6], make)
     assert outcomes[6] is link6
     assert isinstance(outcomes[4], WgmeshError) and "unexpected OSError" in str(outcomes[4])
