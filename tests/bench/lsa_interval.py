@@ -26,6 +26,7 @@ import sys
 import time
 from pathlib import Path
 
+from tests.bench.timeline import ROUTE_WATCH, ospf_watch
 from tests.lab.host import ip
 from tests.lab.lab import Lab
 from wgmesh_common import bird
@@ -36,17 +37,7 @@ PLAN = MeshPlan.default()
 LISTENER, DIALER, THIRD = 0, 2, 4
 CTL = "/run/bird.ctl"
 POLL = 0.1
-ROUTE_WATCH = "ip -o monitor route | while IFS= read -r line; do echo \"$EPOCHREALTIME $line\"; done"
-OSPF_WATCH = f"""
-previous=""
-while :; do
-    now=$EPOCHREALTIME
-    current=$( (birdc -s {CTL} show ospf neighbors wgmesh4; birdc -s {CTL} show ospf neighbors wgmesh6) \
-        2>/dev/null | awk '/wgm[0-9]/ {{print $1, $3, $5, $6}}')
-    if [ "$current" != "$previous" ]; then echo "@$now"; echo "$current"; previous=$current; fi
-    sleep {POLL}
-done
-"""
+OSPF_WATCH = ospf_watch(CTL, POLL)
 STUBNETS = re.compile(r"\t\tstubnet [^\n]*\n")
 
 

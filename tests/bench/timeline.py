@@ -37,16 +37,24 @@ from tests.system.meshcheck import LINK_FAMILIES, mesh_problems
 POLL = 0.3
 BIRD_CTL = "/run/wgmesh/bird.ctl"
 ROUTE_WATCH = "ip -o monitor route | while IFS= read -r line; do echo \"$EPOCHREALTIME $line\"; done"
-OSPF_WATCH = f"""
+
+
+def ospf_watch(control: str, poll: float) -> str:
+    """A shell loop printing bird's OSPF neighbours ("@TIME" and one line per
+    neighbour) each time they change, looked at every poll seconds."""
+    return f"""
 previous=""
 while :; do
     now=$EPOCHREALTIME
-    current=$( (birdc -s {BIRD_CTL} show ospf neighbors wgmesh4; birdc -s {BIRD_CTL} show ospf neighbors wgmesh6) \
+    current=$( (birdc -s {control} show ospf neighbors wgmesh4; birdc -s {control} show ospf neighbors wgmesh6) \
         2>/dev/null | awk '/wgm[0-9]/ {{print $1, $3, $5, $6}}')
     if [ "$current" != "$previous" ]; then echo "@$now"; echo "$current"; previous=$current; fi
-    sleep {POLL}
+    sleep {poll}
 done
 """
+
+
+OSPF_WATCH = ospf_watch(BIRD_CTL, POLL)
 # A node's loopback as its route names it: the address or the stub net around it.
 LOOPBACK4 = re.compile(r"^10\.0\.(\d+)\.(1(/32)?|0/30)$")
 LOOPBACK6 = re.compile(r"^fd10:0:0:([0-9a-f]+)::(1(/128)?|/64)$")
