@@ -13,7 +13,7 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Self
 
-from . import abandoned, bird, join, joinclient, linkfile, log, meshview, proximity
+from . import abandoned, bird, join, joinclient, linkfile, log, meshview, netlink, proximity
 from .errors import WgmeshError
 from .netlink import Route
 from .node import Node
@@ -155,14 +155,17 @@ def build(node: Node) -> PassReport:
         while True:
             now = time.monotonic()
             if now - started < ADMIT_WINDOW:
-                api_reachable = meshview.api_reachable(node.plan, own_id)
-                new = set(candidates(own_id, api_reachable - considered, set(), node.config.is_client, node.plan))
+                # One read of each table a second: the join API listens on
+                # a node's IPv4 loopback, so only IPv4 routes make it joinable.
+                routes4, routes6 = netlink.mesh_routes(4), netlink.mesh_routes(6)
+                joinable = meshview.reachable_nodes(routes4, node.plan, own_id)
+                new = set(candidates(own_id, joinable - considered, set(), node.config.is_client, node.plan))
                 considered |= new
                 if new:
                     joins.start(_wanted(node, new, ours))
-                routed = set(meshview.reachable(node.plan, own_id))
-                waiting.seen(set(candidates(own_id, routed - considered, linked_peers(node), node.config.is_client,
-                                            node.plan)), now)
+                only6 = set(meshview.routed_nodes(routes4, routes6, node.plan, own_id)) - considered
+                waiting.seen(set(candidates(own_id, only6, linked_peers(node), node.config.is_client, node.plan))
+                             if only6 else set(), now)
             if not joins.running and not waiting.any(now):
                 break
             joins.wait(RESCAN_INTERVAL)

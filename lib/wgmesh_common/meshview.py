@@ -62,15 +62,6 @@ def reachable(plan: MeshPlan, own_id: int | None) -> dict[int, str]:
     return routed_nodes(netlink.mesh_routes(4), netlink.mesh_routes(6), plan, own_id)
 
 
-def api_reachable(plan: MeshPlan, own_id: int | None) -> set[int]:
-    """The nodes whose join API this node can reach now. The API listens
-    on a node's IPv4 loopback, and OSPFv3 may route to a new node's IPv6
-    loopback a moment before OSPFv2 routes to its IPv4 one: a mesh pass
-    that took such a node for reachable failed with 'Network is
-    unreachable'."""
-    return reachable_nodes(netlink.mesh_routes(4), plan, own_id)
-
-
 def _owner_of6(plan: MeshPlan, address: ipaddress.IPv6Address) -> int | None:
     """The node whose /64 holds address, if any."""
     if address not in plan.subnet6:
