@@ -64,9 +64,8 @@ def bring_up(paths: Paths, config: NodeConfig, name: str) -> None:
     wireguard-go (if used) is left running in its own session, with a pid file."""
     link, private_key, psk = _load(paths, name)
     backend = backend_of(paths, config)
-    with netlink.session():
-        backend.create(name, paths.pid_file(f"wg-{name}"), paths.daemon_log(f"wg-{name}"))
-        _configure(paths, backend, link, private_key, psk)
+    backend.create(name, paths.pid_file(f"wg-{name}"), paths.daemon_log(f"wg-{name}"))
+    _configure(paths, backend, link, private_key, psk)
 
 
 def bring_up_supervised(paths: Paths, config: NodeConfig, name: str, notify) -> None:

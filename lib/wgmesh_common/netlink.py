@@ -1,31 +1,65 @@
-"""Addresses, interfaces and routes through pyroute2 (rtnetlink).
+"""Addresses, interfaces, rules and routes (rtnetlink).
 
 The only module that talks rtnetlink; everything here is idempotent, so the
 link-maker can be re-run over a half-made interface and finish the job.
 
-Every call opens its own socket, unless it runs inside session(): then the
-calls of that thread share one (a mesh pass, a vxlan-sync round or a link's
-bring-up make dozens of calls, and each socket is a bind and pyroute2's
-set-up).
-
-pyroute2 is imported in the functions that use it: it is the slowest import
-of all (a few hundred milliseconds), and many callers of this module never
-reach netlink (a `--help`, a dry run, a unit test of the core).
+Most of it goes through iproute2's `ip` (JSON out, `-batch` in): the
+programs that call it are short-lived (a link unit per link, the
+cost-writer after every probe round, each `wgmesh` command), and importing
+pyroute2 alone costs a tenth of a second of CPU (its package loads some
+sixty modules), more than the whole work of most of them; one `ip` is a
+few milliseconds. Looking up an interface needs no process at all.
+pyroute2 stays where a process lives long or needs what `ip` does not
+do: the overlay's devices and forwarding entries in vxlan-sync, and the
+kernel WireGuard backend; handle() and session() are for those.
 """
 
 import errno
+import fcntl
 import ipaddress
+import json
 import socket
+import struct
+import subprocess
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
+from . import process
 from .errors import WgmeshError
 
-IFA_F_NODAD = 0x02
-RT_SCOPE_UNIVERSE = 0
+RTPROT_BOOT = 3
+RTN_UNICAST = 1
+# Route change notifications (linux/rtnetlink.h), for route_events().
+RTMGRP_IPV4_ROUTE = 0x40
+RTMGRP_IPV6_ROUTE = 0x400
+SIOCGIFFLAGS = 0x8913
+IFF_UP = 0x1
+
+
+def _ip(args: list[str], batch: list[str] | None = None) -> subprocess.CompletedProcess:
+    """Run `ip ARGS` (with -batch, the commands on its stdin); the result,
+    whatever its status."""
+    argv = ["ip", *args] if batch is None else ["ip", *args, "-batch", "-"]
+    stdin = None if batch is None else "".join(f"{line}\n" for line in batch)
+    try:
+        return process.run(argv, input=stdin, capture_output=True, text=True)
+    except FileNotFoundError:
+        raise WgmeshError("ip (iproute2) is not installed") from None
+
+
+def _first_line(result: subprocess.CompletedProcess) -> str:
+    lines = [line for line in result.stderr.splitlines() if line.strip()]
+    return lines[0].strip() if lines else f"ip exited with status {result.returncode}"
+
+
+def _ip_json(args: list[str]) -> list[dict]:
+    result = _ip(["-json", *args])
+    if result.returncode:
+        raise WgmeshError(f"ip {' '.join(args)}: {_first_line(result)}")
+    return json.loads(result.stdout or "[]")
 
 
 # Per thread: pyroute2's IPRoute is not made for two threads at once (the
@@ -35,8 +69,8 @@ _shared = threading.local()
 
 @contextmanager
 def session() -> Iterator[None]:
-    """Share one rtnetlink socket among every call of this thread inside;
-    nested sessions use the outer one."""
+    """Share one pyroute2 rtnetlink socket among every handle() of this
+    thread inside; nested sessions use the outer one."""
     if getattr(_shared, "ipr", None) is not None:
         yield
         return
@@ -52,7 +86,7 @@ def session() -> Iterator[None]:
 
 @contextmanager
 def handle() -> Iterator:
-    """The session's socket, or one of this call's own."""
+    """The session's pyroute2 socket, or one of this call's own."""
     shared = getattr(_shared, "ipr", None)
     if shared is not None:
         yield shared
@@ -66,74 +100,80 @@ def handle() -> Iterator:
         ipr.close()
 
 
-
-def _index(ipr, ifname: str) -> int | None:
-    found = ipr.link_lookup(ifname=ifname)
-    return found[0] if found else None
+def interface_index(ifname: str) -> int | None:
+    try:
+        return socket.if_nametoindex(ifname)
+    except (OSError, ValueError):
+        return None
 
 
 def interface_exists(ifname: str) -> bool:
-    with handle() as ipr:
-        return _index(ipr, ifname) is not None
+    return interface_index(ifname) is not None
 
 
 def interface_is_up(ifname: str) -> bool:
-    with handle() as ipr:
-        index = _index(ipr, ifname)
-        if index is None:
-            return False
-        return bool(ipr.get_links(index)[0]["flags"] & 1)
-
-
-def _add_address(ipr, index: int, cidr: str) -> None:
-    from pyroute2.netlink.exceptions import NetlinkError
-
-    iface = ipaddress.ip_interface(cidr)
-    kwargs = {"index": index, "address": str(iface.ip), "prefixlen": iface.network.prefixlen}
-    if iface.version == 6:
-        # No duplicate detection: these are ours by construction, and waiting
-        # out DAD would delay OSPFv3 adjacencies by a second or more.
-        kwargs["flags"] = IFA_F_NODAD
+    # Any socket carries the interface ioctls; AF_UNIX is the one every
+    # unit's RestrictAddressFamilies= allows.
+    request = struct.pack("16s16x", ifname.encode()[:15])
     try:
-        ipr.addr("add", **kwargs)
-    except NetlinkError as error:
-        if error.code != errno.EEXIST:
-            raise WgmeshError(f"cannot add {cidr}: {error.args[1] if len(error.args) > 1 else error}") from None
+        with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as sock:
+            answer = fcntl.ioctl(sock, SIOCGIFFLAGS, request)
+    except OSError:
+        return False
+    return bool(struct.unpack_from("H", answer, 16)[0] & IFF_UP)
+
+
+def _address_command(verb: str, ifname: str, cidr: str) -> str:
+    iface = ipaddress.ip_interface(cidr)
+    # No duplicate detection: these are ours by construction, and waiting
+    # out DAD would delay OSPFv3 adjacencies by a second or more.
+    nodad = " nodad" if iface.version == 6 and verb == "replace" else ""
+    return f"address {verb} {iface.with_prefixlen} dev {ifname}{nodad}"
+
+
+def _batch(ifname: str, commands: list[str]) -> None:
+    if interface_index(ifname) is None:
+        raise WgmeshError(f"interface {ifname} does not exist")
+    result = _ip([], commands)
+    if result.returncode:
+        raise WgmeshError(f"{ifname}: {_first_line(result)}")
 
 
 def addresses_of(ifname: str) -> list[str]:
     """The interface's addresses as CIDR strings."""
-    with handle() as ipr:
-        index = _index(ipr, ifname)
-        if index is None:
-            return []
-        return [f"{a.get_attr('IFA_ADDRESS')}/{a['prefixlen']}" for a in ipr.get_addr(index=index)]
+    if interface_index(ifname) is None:
+        return []
+    found = _ip_json(["address", "show", "dev", ifname])
+    return [f"{a['local']}/{a['prefixlen']}" for link in found for a in link.get("addr_info", [])
+            if "local" in a and "prefixlen" in a]
+
+
+def all_addresses() -> list[tuple[str, str]]:
+    """Every IPv4 and IPv6 address of the host, as (CIDR, interface)."""
+    return [(f"{a['local']}/{a['prefixlen']}", link.get("ifname"))
+            for link in _ip_json(["address", "show"]) for a in link.get("addr_info", [])
+            if a.get("family") in ("inet", "inet6") and "local" in a and "prefixlen" in a]
 
 
 def ensure_addresses(ifname: str, cidrs: list[str]) -> None:
-    with handle() as ipr:
-        index = _index(ipr, ifname)
-        if index is None:
-            raise WgmeshError(f"interface {ifname} does not exist")
-        for cidr in cidrs:
-            _add_address(ipr, index, cidr)
-        ipr.link("set", index=index, state="up")
+    _batch(ifname, [_address_command("replace", ifname, cidr) for cidr in cidrs]
+           + [f"link set dev {ifname} up"])
+
+
+def _present(ifname: str, cidrs: list[str]) -> list[str]:
+    present = {str(ipaddress.ip_interface(cidr)) for cidr in addresses_of(ifname)}
+    return [cidr for cidr in cidrs if str(ipaddress.ip_interface(cidr)) in present]
 
 
 def remove_addresses(ifname: str, cidrs: list[str]) -> None:
-    from pyroute2.netlink.exceptions import NetlinkError
-
-    with handle() as ipr:
-        index = _index(ipr, ifname)
-        if index is None:
-            return
-        for cidr in cidrs:
-            iface = ipaddress.ip_interface(cidr)
-            try:
-                ipr.addr("del", index=index, address=str(iface.ip), prefixlen=iface.network.prefixlen)
-            except NetlinkError as error:
-                if error.code not in (errno.EADDRNOTAVAIL, errno.ENOENT):
-                    raise
+    there = _present(ifname, cidrs)
+    if not there:
+        return
+    # -force: on past one that went meanwhile; what is left is the error.
+    result = _ip(["-force"], [_address_command("delete", ifname, cidr) for cidr in there])
+    left = _present(ifname, there) if result.returncode else []
+    if left:
+        raise WgmeshError(f"{ifname}: cannot remove {', '.join(left)}: {_first_line(result)}")
 
 
 def disable_ipv6_autoconf(ifname: str) -> None:
@@ -197,29 +237,18 @@ def enable_forwarding() -> None:
 def configure_interface(ifname: str, mtu: int, cidrs: list[str]) -> None:
     disable_ipv6_autoconf(ifname)
     loose_reverse_path(ifname)
-    with handle() as ipr:
-        index = _index(ipr, ifname)
-        if index is None:
-            raise WgmeshError(f"interface {ifname} does not exist")
-        ipr.link("set", index=index, mtu=mtu)
-        for cidr in cidrs:
-            _add_address(ipr, index, cidr)
-        ipr.link("set", index=index, state="up")
+    _batch(ifname, [f"link set dev {ifname} mtu {int(mtu)}"]
+           + [_address_command("replace", ifname, cidr) for cidr in cidrs]
+           + [f"link set dev {ifname} up"])
 
 
 def delete_interface(ifname: str) -> bool:
-    from pyroute2.netlink.exceptions import NetlinkError
-
-    with handle() as ipr:
-        index = _index(ipr, ifname)
-        if index is None:
-            return False
-        try:
-            ipr.link("del", index=index)
-        except NetlinkError as error:
-            if error.code != errno.ENODEV:
-                raise
-        return True
+    if interface_index(ifname) is None:
+        return False
+    result = _ip(["link", "delete", "dev", ifname])
+    if result.returncode and interface_index(ifname) is not None:
+        raise WgmeshError(f"cannot delete {ifname}: {_first_line(result)}")
+    return True
 
 
 @dataclass(frozen=True)
@@ -230,27 +259,63 @@ class Route:
     protocol: int
 
 
-def routes(family: int, table: int) -> list[Route]:
-    """The unicast routes of one table."""
+def parse_routes(entries: list[dict], family: int) -> list[Route]:
+    """The unicast routes in `ip -json -N route show` output (-N: protocol
+    and type as numbers; iproute2 leaves out a unicast type and a boot
+    protocol). A multipath route is taken by its first next hop."""
     result = []
-    with handle() as ipr:
-        names = {link["index"]: link.get_attr("IFLA_IFNAME") for link in ipr.get_links()}
-        af = socket.AF_INET if family == 4 else socket.AF_INET6
-        for route in ipr.get_routes(family=af, table=table):
-            if route["type"] != 1:  # RTN_UNICAST
-                continue
-            dst = route.get_attr("RTA_DST") or ("0.0.0.0" if family == 4 else "::")
-            network = ipaddress.ip_network(f"{dst}/{route['dst_len']}", strict=False)
-            gateway = route.get_attr("RTA_GATEWAY")
-            oif = route.get_attr("RTA_OIF")
-            if oif is None:
-                multipath = route.get_attr("RTA_MULTIPATH")
-                if multipath:
-                    oif = multipath[0]["oif"]
-                    gateway = multipath[0].get_attr("RTA_GATEWAY")
-            result.append(Route(network, gateway, names.get(oif), route["proto"]))
+    for entry in entries:
+        if int(entry.get("type", RTN_UNICAST)) != RTN_UNICAST:
+            continue
+        dst = entry.get("dst", "default")
+        if dst == "default":
+            dst = "0.0.0.0/0" if family == 4 else "::/0"
+        gateway, interface = entry.get("gateway"), entry.get("dev")
+        if interface is None and entry.get("nexthops"):
+            first = entry["nexthops"][0]
+            gateway, interface = first.get("gateway"), first.get("dev")
+        result.append(Route(ipaddress.ip_network(dst, strict=False), gateway, interface,
+                            int(entry.get("protocol", RTPROT_BOOT))))
     return result
 
+
+def routes(family: int, table: int) -> list[Route]:
+    """The unicast routes of one table."""
+    result = _ip(["-json", "-N", f"-{family}", "route", "show", "table", str(int(table))])
+    if result.returncode:
+        if "table does not exist" in result.stderr:
+            return []  # the kernel makes a table with its first route
+        raise WgmeshError(f"cannot read the routes of table {table}: {_first_line(result)}")
+    return parse_routes(json.loads(result.stdout or "[]"), family)
+
+
+@contextmanager
+def route_events() -> Iterator[socket.socket]:
+    """A socket that becomes readable when an IPv4 or IPv6 route changes
+    (drain it with drain_events); nothing in it is parsed: a change is a
+    reason to read the routes again."""
+    sock = socket.socket(socket.AF_NETLINK, socket.SOCK_RAW, socket.NETLINK_ROUTE)
+    try:
+        sock.bind((0, RTMGRP_IPV4_ROUTE | RTMGRP_IPV6_ROUTE))
+        sock.setblocking(False)
+        yield sock
+    finally:
+        sock.close()
+
+
+def drain_events(sock: socket.socket) -> None:
+    """Read whatever notifications are waiting. An overflowed socket
+    (ENOBUFS: more changes than it could hold) means the same as any
+    change: read the routes again."""
+    while True:
+        try:
+            if not sock.recv(65536):
+                return
+        except BlockingIOError:
+            return
+        except OSError as error:
+            if error.errno != errno.ENOBUFS:
+                raise
 
 # The mesh's routes live in a kernel table of their own, looked up before
 # `main` by a rule per family: any other bird on the host (Debian's own
@@ -264,47 +329,41 @@ MESH_RULE_PRIORITY = 1000
 MAIN_TABLE = 254
 
 
-def _mesh_rules(ipr, af) -> list:
-    return [r for r in ipr.get_rules(family=af)
-            if r.get_attr("FRA_TABLE", r["table"]) == MESH_TABLE and r.get_attr("FRA_PRIORITY") == MESH_RULE_PRIORITY
-            and r["src_len"] == 0 and r["dst_len"] == 0]
+def _has_mesh_rule(family: int) -> bool:
+    for rule in _ip_json(["-N", f"-{family}", "rule", "show"]):
+        if (str(rule.get("table")) == str(MESH_TABLE) and rule.get("priority") == MESH_RULE_PRIORITY
+                and rule.get("src", "all") == "all" and "dst" not in rule):
+            return True
+    return False
 
 
 def ensure_rules() -> None:
     """The rules that look up the mesh's table (IPv4 and IPv6); lookups it
     has no route for fall through to the next rules."""
-    from pyroute2.netlink.exceptions import NetlinkError
-
-    with handle() as ipr:
-        for af in (socket.AF_INET, socket.AF_INET6):
-            if _mesh_rules(ipr, af):
-                continue
-            try:
-                ipr.rule("add", family=af, table=MESH_TABLE, priority=MESH_RULE_PRIORITY,
-                         suppress_prefixlength=0)
-            except NetlinkError as error:
-                if error.code != errno.EEXIST:  # a concurrent run added it
-                    raise
+    for family in (4, 6):
+        if _has_mesh_rule(family):
+            continue
+        result = _ip([f"-{family}", "rule", "add", "priority", str(MESH_RULE_PRIORITY),
+                      "table", str(MESH_TABLE), "suppress_prefixlength", "0"])
+        # A concurrent run may have added it meanwhile.
+        if result.returncode and not _has_mesh_rule(family):
+            raise WgmeshError(f"cannot add the mesh's IPv{family} routing rule: {_first_line(result)}")
 
 
 def remove_rules() -> None:
-    from pyroute2.netlink.exceptions import NetlinkError
-
-    with handle() as ipr:
-        for af in (socket.AF_INET, socket.AF_INET6):
-            for _ in _mesh_rules(ipr, af):
-                try:
-                    ipr.rule("del", family=af, table=MESH_TABLE, priority=MESH_RULE_PRIORITY)
-                except NetlinkError:
-                    pass  # gone meanwhile
+    for family in (4, 6):
+        while _has_mesh_rule(family):
+            result = _ip([f"-{family}", "rule", "delete", "priority", str(MESH_RULE_PRIORITY),
+                          "table", str(MESH_TABLE)])
+            if result.returncode:
+                break  # gone meanwhile, or not ours to delete
 
 
 def mesh_table() -> int:
     """The table bird writes to and the mesh's routes are read from: the
     mesh's own once its rules are there (an upgrade or a rule flush must
     not leave routes where nothing looks them up), `main` until then."""
-    with handle() as ipr:
-        return MESH_TABLE if _mesh_rules(ipr, socket.AF_INET) else MAIN_TABLE
+    return MESH_TABLE if _has_mesh_rule(4) else MAIN_TABLE
 
 
 def mesh_routes(family: int) -> list[Route]:
@@ -313,41 +372,38 @@ def mesh_routes(family: int) -> list[Route]:
 
 def route_interface(address: str) -> str | None:
     """The interface the kernel would send a packet to address out of."""
-    from pyroute2.netlink.exceptions import NetlinkError
-
-    with handle() as ipr:
-        try:
-            answer = ipr.route("get", dst=address)
-        except NetlinkError:
-            return None
-        if not answer:
-            return None
-        oif = answer[0].get_attr("RTA_OIF")
-        if oif is None:
-            return None
-        links = ipr.get_links(oif)
-        return links[0].get_attr("IFLA_IFNAME") if links else None
-
+    try:
+        destination = str(ipaddress.ip_address(address))
+    except ValueError:
+        return None
+    result = _ip(["-json", "route", "get", destination])
+    if result.returncode:
+        return None
+    found = json.loads(result.stdout or "[]")
+    return found[0].get("dev") if found else None
 
 def underlay_addresses() -> dict[int, str]:
     """This node's own public addresses: a global address on the interface of
     each family's default route. Learned locally; nothing is asked of anyone."""
     found: dict[int, str] = {}
-    with handle() as ipr:
-        for family, af in ((4, socket.AF_INET), (6, socket.AF_INET6)):
-            for route in ipr.get_routes(family=af, table=254):
-                if route["dst_len"] != 0 or route["type"] != 1:
-                    continue
-                preferred = route.get_attr("RTA_PREFSRC")
-                if preferred:
-                    found[family] = preferred
-                    break
-                oif = route.get_attr("RTA_OIF")
-                for addr in ipr.get_addr(family=af, index=oif) if oif else []:
-                    ip = ipaddress.ip_address(addr.get_attr("IFA_ADDRESS"))
-                    if addr["scope"] == RT_SCOPE_UNIVERSE and not ip.is_link_local:
-                        found[family] = str(ip)
-                        break
-                if family in found:
-                    break
+    for family in (4, 6):
+        for route in _ip_json(["-N", f"-{family}", "route", "show", "table", str(MAIN_TABLE), "default"]):
+            if int(route.get("type", RTN_UNICAST)) != RTN_UNICAST:
+                continue
+            if route.get("prefsrc"):
+                found[family] = route["prefsrc"]
+                break
+            device = route.get("dev") or next((hop.get("dev") for hop in route.get("nexthops", [])), None)
+            address = _global_address(family, device) if device else None
+            if address:
+                found[family] = address
+                break
     return found
+
+
+def _global_address(family: int, ifname: str) -> str | None:
+    for link in _ip_json([f"-{family}", "address", "show", "dev", ifname, "scope", "global"]):
+        for entry in link.get("addr_info", []):
+            if entry.get("local") and not ipaddress.ip_address(entry["local"]).is_link_local:
+                return entry["local"]
+    return None

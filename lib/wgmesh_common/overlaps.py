@@ -9,7 +9,6 @@ alone.
 """
 
 import ipaddress
-import socket
 from dataclasses import dataclass
 
 from . import netlink
@@ -90,15 +89,7 @@ def overlap_warnings(plan: MeshPlan, own_id: int | None, host: list[HostNetwork]
 def host_networks() -> list[HostNetwork]:
     """The host's addresses (first, so an address names its overlap), then
     the routes of its main table."""
-    from pyroute2 import IPRoute
-
-    found = []
-    with IPRoute() as ipr:
-        names = {link["index"]: link.get_attr("IFLA_IFNAME") for link in ipr.get_links()}
-        for address in ipr.get_addr():
-            if address["family"] in (socket.AF_INET, socket.AF_INET6):
-                found.append(HostNetwork("address", f"{address.get_attr('IFA_ADDRESS')}/{address['prefixlen']}",
-                                         names.get(address["index"])))
+    found = [HostNetwork("address", cidr, interface) for cidr, interface in netlink.all_addresses()]
     for family in (4, 6):
         found += [HostNetwork("route", str(r.destination), r.interface, r.protocol)
                   for r in netlink.routes(family, netlink.MAIN_TABLE)]

@@ -120,15 +120,19 @@ def apply_entries(index: int, add: set[str], remove: set[str]) -> None:
 
 
 def reconcile(config: NodeConfig, routes: dict[int, list[netlink.Route]] | None = None,
-              ) -> dict[str, tuple[set[str], set[str]]]:
+              ensure_devices: bool = True) -> dict[str, tuple[set[str], set[str]]]:
     """Make every overlay device's entries equal the reachable nodes (from
-    routes, per family, when the caller has read them already).
+    routes, per family, when the caller has read them already). Devices are
+    made if missing; with ensure_devices, those that exist get their
+    settings and addresses again.
     Returns, per device, the entries added and removed."""
     plan = MeshPlan.from_config(config)
     routes = routes or {family: netlink.mesh_routes(family) for family in (4, 6)}
     changes = {}
     for device in DEVICES:
-        index = ensure_device(config, device)
+        index = netlink.interface_index(device.name)
+        if index is None or ensure_devices:
+            index = ensure_device(config, device)
         wanted = desired_entries(plan, config.require_id(), routes[device.family], device)
         have = current_entries(index)
         add, remove = wanted - have, have - wanted

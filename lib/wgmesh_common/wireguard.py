@@ -17,7 +17,9 @@ supervisor.
 """
 
 import errno
+import functools
 import os
+import shutil
 import signal
 import socket
 import subprocess
@@ -398,29 +400,31 @@ def parse_kernel_info(messages) -> DeviceStatus:
 
 # ---------------------------------------------------------------- selection
 
+@functools.cache
 def kernel_module_available() -> bool:
     """True when the kernel can make WireGuard interfaces.
 
-    Checked through the generic netlink family, which exists exactly when the
-    module is loaded or built in (pyroute2 raises errno 2 otherwise).
+    Checked through the generic netlink family, which exists exactly when
+    the module is loaded or built in; iproute2's genl asks (importing
+    pyroute2 to ask would cost more than a link's whole start-up). Once
+    per process: a status or a cost pass asks for every link.
     """
-    try:
-        from pyroute2 import WireGuard
-        from pyroute2.netlink.exceptions import NetlinkError
-    except ImportError:
-        return False
     if not Path("/sys/module/wireguard").exists():
         # modprobe where the module exists but is not loaded yet.
         try:
             run(["modprobe", "wireguard"], capture_output=True, timeout=10)
         except (OSError, subprocess.TimeoutExpired):
             pass
-    # pyroute2 logs the missing family as an error; it is an answer here, and
-    # the log module shows pyroute2's lines only with --verbose.
+    return genl_family_exists("wireguard")
+
+
+def genl_family_exists(name: str) -> bool:
+    genl = shutil.which("genl", path=f"{os.environ.get('PATH', '')}:/usr/sbin:/sbin")
+    if genl is None:
+        return False
     try:
-        WireGuard().close()
-        return True
-    except (NetlinkError, OSError):
+        return run([genl, "ctrl", "get", "name", name], capture_output=True, timeout=10).returncode == 0
+    except (OSError, subprocess.TimeoutExpired):
         return False
 
 

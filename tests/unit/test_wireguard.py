@@ -358,3 +358,10 @@ def test_choose_backend_honours_an_explicit_setting(tmp_path):
     assert isinstance(wireguard.choose_backend("kernel", tmp_path), wireguard.KernelBackend)
     userspace = wireguard.choose_backend("userspace", tmp_path)
     assert isinstance(userspace, wireguard.UserspaceBackend) and userspace.socket_dir == tmp_path
+
+
+def test_the_kernel_module_is_found_by_its_generic_netlink_family():
+    # nlctrl is the family that answers for the others: always there.
+    assert wireguard.genl_family_exists("nlctrl")
+    assert not wireguard.genl_family_exists("no-such-family")
+    assert wireguard.kernel_module_available() == wireguard.genl_family_exists("wireguard")

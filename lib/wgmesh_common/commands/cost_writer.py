@@ -2,7 +2,7 @@
 
 import click
 
-from .. import counters, linkfile, log, meshview, metrics, netlink, probe, routing, status, tomlio
+from .. import counters, linkfile, log, meshview, metrics, probe, routing, status, tomlio
 from ..errors import ConfigError
 from .common import load_node
 
@@ -36,9 +36,8 @@ def main(input_file, as_json: bool, dry_run: bool) -> None:
         fmt = "json" if as_json else "toml"
         windows = windows_from(tomlio.load_stream(input_file, fmt, input_file.name), input_file.name)
     if not dry_run:
-        with netlink.session():
-            routing.recost(node.paths, node.config, windows)
-            write_metrics(node)
+        routing.recost(node.paths, node.config, windows)
+        write_metrics(node)
         return
     links, _ = linkfile.load_all(node.paths)
     decisions = routing.decide_all(node.paths, node.config, links, windows)

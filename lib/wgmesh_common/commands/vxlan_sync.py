@@ -27,17 +27,28 @@ RESYNC = 30.0
 DEBOUNCE = 0.2
 
 
-def _apply(config) -> frozenset[int]:
-    """One round: rules, overlay entries; the nodes in the routes."""
+def _apply(config, full: bool = True) -> frozenset[int]:
+    """One round: the overlay's entries from the routes; the nodes in the
+    routes. A full round (at start and every RESYNC) also puts back the
+    mesh's routing rules and the overlay devices' settings: a route change
+    says nothing about those, and the rounds it starts come in bursts."""
+    if full:
+        _restore_rules()
+    table = netlink.mesh_table()
+    routes = {family: netlink.routes(family, table) for family in (4, 6)}
     with netlink.session():
-        routes = {family: netlink.mesh_routes(family) for family in (4, 6)}
-        _reconcile(config, routes)
+        changes = vxlan.reconcile(config, routes, ensure_devices=full)
+    for device, (added, removed) in changes.items():
+        for dst in sorted(added):
+            log.event("vxlan-add", f"{device}: forwarding to {dst}", device=device, vtep=dst)
+        for dst in sorted(removed):
+            log.event("vxlan-remove", f"{device}: no longer forwarding to {dst}", device=device, vtep=dst)
     plan, own = MeshPlan.from_config(config), config.require_id()
     return frozenset(meshview.reachable_nodes(routes[4], plan, own)
                      | meshview.reachable_nodes(routes[6], plan, own, family=6))
 
 
-def _reconcile(config, routes) -> None:
+def _restore_rules() -> None:
     # The mesh's routing rules were added when the node came up; something
     # may have flushed them since (systemd-networkd drops the rules it does
     # not know when it starts): put them back, or bird's next run moves the
@@ -46,11 +57,6 @@ def _reconcile(config, routes) -> None:
         netlink.ensure_rules()
     except Exception as error:  # noqa: BLE001 - the overlay matters more than the rules
         log.warning(f"could not restore the mesh's routing rules: {error}")
-    for device, (added, removed) in vxlan.reconcile(config, routes).items():
-        for dst in sorted(added):
-            log.event("vxlan-add", f"{device}: forwarding to {dst}", device=device, vtep=dst)
-        for dst in sorted(removed):
-            log.event("vxlan-remove", f"{device}: no longer forwarding to {dst}", device=device, vtep=dst)
 
 
 @click.command(context_settings={"help_option_names": ["-h", "--help"]})
@@ -66,16 +72,11 @@ def main(once: bool, remove: bool) -> None:
     if once:
         _apply(node.config)
         return
-    # pyroute2 only for the daemon (see netlink's docstring).
-    from pyroute2 import IPRoute
-    from pyroute2.netlink.rtnl import RTMGRP_IPV4_ROUTE, RTMGRP_IPV6_ROUTE
-
     watchdog = int(os.environ.get("WATCHDOG_USEC", "0")) / 1e6
     tick = min(RESYNC, watchdog / 3) if watchdog else RESYNC
     # A client is not meshed: it has no pass to start.
     trigger = None if node.config.is_client else MeshTrigger()
-    with IPRoute() as events:
-        events.bind(groups=RTMGRP_IPV4_ROUTE | RTMGRP_IPV6_ROUTE)
+    with netlink.route_events() as events:
         routed = _apply(node.config)
         servicemanager.notify("READY=1")
         last_full = time.monotonic()
@@ -83,19 +84,21 @@ def main(once: bool, remove: bool) -> None:
             if trigger is not None:
                 trigger = _maybe_start_pass(node, trigger.seen(routed, time.monotonic()), routed)
             wait = trigger.wait(time.monotonic(), tick) if trigger is not None else tick
-            ready, _, _ = select.select([events.fileno()], [], [], wait)
+            ready, _, _ = select.select([events], [], [], wait)
             if ready:
                 # A route change rarely comes alone (OSPF installs many at
                 # once): drain the burst, then apply once.
                 deadline = time.monotonic() + DEBOUNCE
                 while True:
-                    events.get()
+                    netlink.drain_events(events)
                     remaining = deadline - time.monotonic()
-                    if remaining <= 0 or not select.select([events.fileno()], [], [], remaining)[0]:
+                    if remaining <= 0 or not select.select([events], [], [], remaining)[0]:
                         break
-            if ready or time.monotonic() - last_full >= RESYNC:
-                routed = _apply(node.config)
-                last_full = time.monotonic()
+            full = time.monotonic() - last_full >= RESYNC
+            if ready or full:
+                routed = _apply(node.config, full)
+                if full:
+                    last_full = time.monotonic()
             servicemanager.notify("WATCHDOG=1")
 
 

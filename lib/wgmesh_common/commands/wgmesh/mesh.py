@@ -4,7 +4,7 @@ import sys
 
 import click
 
-from ... import mesh, netlink
+from ... import mesh
 from ..common import load_node
 
 
@@ -13,8 +13,7 @@ def mesh_command() -> None:
     """Connect to every node this one routes to but has no link with.
     One line per link made and per node it could not link with (then the
     exit status is 1)."""
-    with netlink.session():
-        report = mesh.build(load_node())
+    report = mesh.build(load_node())
     for line in report.lines():
         click.echo(line)
     if report.exit_status:
