@@ -18,6 +18,8 @@ import errno
 import fcntl
 import ipaddress
 import json
+import os
+import shutil
 import socket
 import struct
 import subprocess
@@ -30,8 +32,21 @@ from pathlib import Path
 from . import process
 from .errors import WgmeshError
 
+IP_TIMEOUT = 30
+DUMP_ATTEMPTS = 3
 RTPROT_BOOT = 3
 RTN_UNICAST = 1
+# ip -N prints types and protocols as numbers; older iproute2 prints some
+# names whatever -N says.
+ROUTE_TYPES = {"unicast": 1, "local": 2, "broadcast": 3, "anycast": 4, "multicast": 5, "blackhole": 6,
+               "unreachable": 7, "prohibit": 8, "throw": 9, "nat": 10}
+ROUTE_PROTOCOLS = {"redirect": 1, "kernel": 2, "boot": 3, "static": 4, "ra": 9, "zebra": 11, "bird": 12,
+                   "dhcp": 16}
+# Interface names are at most 15 bytes (IFNAMSIZ - 1).
+IFNAME_MAX = 15
+# Reads per drain at most: a host whose routes churn endlessly must not
+# starve the caller's loop (and its watchdog).
+DRAIN_MAX = 1000
 # Route change notifications (linux/rtnetlink.h), for route_events().
 RTMGRP_IPV4_ROUTE = 0x40
 RTMGRP_IPV6_ROUTE = 0x400
@@ -39,15 +54,24 @@ SIOCGIFFLAGS = 0x8913
 IFF_UP = 0x1
 
 
+def system_tool(name: str) -> str | None:
+    """Where an iproute2 tool is: on PATH, else in the system directories
+    (an operator's PATH may lack the sbin ones)."""
+    return shutil.which(name, path=f"{os.environ.get('PATH', '')}:/usr/sbin:/usr/bin:/sbin:/bin")
+
+
 def _ip(args: list[str], batch: list[str] | None = None) -> subprocess.CompletedProcess:
     """Run `ip ARGS` (with -batch, the commands on its stdin); the result,
     whatever its status."""
-    argv = ["ip", *args] if batch is None else ["ip", *args, "-batch", "-"]
+    ip = system_tool("ip")
+    if ip is None:
+        raise WgmeshError("ip (iproute2) is not installed")
+    argv = [ip, *args] if batch is None else [ip, *args, "-batch", "-"]
     stdin = None if batch is None else "".join(f"{line}\n" for line in batch)
     try:
-        return process.run(argv, input=stdin, capture_output=True, text=True)
-    except FileNotFoundError:
-        raise WgmeshError("ip (iproute2) is not installed") from None
+        return process.run(argv, input=stdin, capture_output=True, text=True, timeout=IP_TIMEOUT)
+    except (OSError, subprocess.TimeoutExpired) as error:
+        raise WgmeshError(f"could not run ip {' '.join(args)}: {error}") from None
 
 
 def _first_line(result: subprocess.CompletedProcess) -> str:
@@ -55,11 +79,25 @@ def _first_line(result: subprocess.CompletedProcess) -> str:
     return lines[0].strip() if lines else f"ip exited with status {result.returncode}"
 
 
-def _ip_json(args: list[str]) -> list[dict]:
-    result = _ip(["-json", *args])
-    if result.returncode:
-        raise WgmeshError(f"ip {' '.join(args)}: {_first_line(result)}")
-    return json.loads(result.stdout or "[]")
+def _ip_dump(args: list[str], missing_is_empty: bool = False) -> list[dict]:
+    """`ip -json ARGS` read as JSON. A dump the kernel interrupted (the
+    table changed under it: OSPF installs routes in bursts) is read again:
+    ip exits 0 with part of it and a warning."""
+    for _ in range(DUMP_ATTEMPTS):
+        result = _ip(["-json", *args])
+        if result.returncode:
+            if missing_is_empty and "table does not exist" in result.stderr:
+                return []  # the kernel makes a table with its first route
+            raise WgmeshError(f"ip {' '.join(args)}: {_first_line(result)}")
+        if "Dump was interrupted" not in result.stderr:
+            break
+    try:
+        found = json.loads(result.stdout or "[]")
+    except ValueError:
+        raise WgmeshError(f"ip {' '.join(args)} printed something that is not JSON") from None
+    if not isinstance(found, list):
+        raise WgmeshError(f"ip {' '.join(args)} printed something that is not a JSON list")
+    return found
 
 
 # Per thread: pyroute2's IPRoute is not made for two threads at once (the
@@ -101,6 +139,8 @@ def handle() -> Iterator:
 
 
 def interface_index(ifname: str) -> int | None:
+    if len(ifname.encode()) > IFNAME_MAX:
+        return None
     try:
         return socket.if_nametoindex(ifname)
     except (OSError, ValueError):
@@ -114,7 +154,9 @@ def interface_exists(ifname: str) -> bool:
 def interface_is_up(ifname: str) -> bool:
     # Any socket carries the interface ioctls; AF_UNIX is the one every
     # unit's RestrictAddressFamilies= allows.
-    request = struct.pack("16s16x", ifname.encode()[:15])
+    if len(ifname.encode()) > IFNAME_MAX:
+        return False
+    request = struct.pack("16s16x", ifname.encode())
     try:
         with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as sock:
             answer = fcntl.ioctl(sock, SIOCGIFFLAGS, request)
@@ -143,7 +185,7 @@ def addresses_of(ifname: str) -> list[str]:
     """The interface's addresses as CIDR strings."""
     if interface_index(ifname) is None:
         return []
-    found = _ip_json(["address", "show", "dev", ifname])
+    found = _ip_dump(["address", "show", "dev", ifname])
     return [f"{a['local']}/{a['prefixlen']}" for link in found for a in link.get("addr_info", [])
             if "local" in a and "prefixlen" in a]
 
@@ -151,7 +193,7 @@ def addresses_of(ifname: str) -> list[str]:
 def all_addresses() -> list[tuple[str, str]]:
     """Every IPv4 and IPv6 address of the host, as (CIDR, interface)."""
     return [(f"{a['local']}/{a['prefixlen']}", link.get("ifname"))
-            for link in _ip_json(["address", "show"]) for a in link.get("addr_info", [])
+            for link in _ip_dump(["address", "show"]) for a in link.get("addr_info", [])
             if a.get("family") in ("inet", "inet6") and "local" in a and "prefixlen" in a]
 
 
@@ -265,7 +307,7 @@ def parse_routes(entries: list[dict], family: int) -> list[Route]:
     protocol). A multipath route is taken by its first next hop."""
     result = []
     for entry in entries:
-        if int(entry.get("type", RTN_UNICAST)) != RTN_UNICAST:
+        if _number(entry.get("type", RTN_UNICAST), ROUTE_TYPES) != RTN_UNICAST:
             continue
         dst = entry.get("dst", "default")
         if dst == "default":
@@ -275,18 +317,21 @@ def parse_routes(entries: list[dict], family: int) -> list[Route]:
             first = entry["nexthops"][0]
             gateway, interface = first.get("gateway"), first.get("dev")
         result.append(Route(ipaddress.ip_network(dst, strict=False), gateway, interface,
-                            int(entry.get("protocol", RTPROT_BOOT))))
+                            _number(entry.get("protocol", RTPROT_BOOT), ROUTE_PROTOCOLS)))
     return result
+
+
+def _number(value, names: dict[str, int]) -> int:
+    """A type or protocol as ip printed it: a number, or a name (-1 for a
+    name this module does not know)."""
+    text = str(value)
+    return int(text) if text.isdigit() else names.get(text, -1)
 
 
 def routes(family: int, table: int) -> list[Route]:
     """The unicast routes of one table."""
-    result = _ip(["-json", "-N", f"-{family}", "route", "show", "table", str(int(table))])
-    if result.returncode:
-        if "table does not exist" in result.stderr:
-            return []  # the kernel makes a table with its first route
-        raise WgmeshError(f"cannot read the routes of table {table}: {_first_line(result)}")
-    return parse_routes(json.loads(result.stdout or "[]"), family)
+    return parse_routes(_ip_dump(["-N", f"-{family}", "route", "show", "table", str(int(table))],
+                                 missing_is_empty=True), family)
 
 
 @contextmanager
@@ -307,7 +352,7 @@ def drain_events(sock: socket.socket) -> None:
     """Read whatever notifications are waiting. An overflowed socket
     (ENOBUFS: more changes than it could hold) means the same as any
     change: read the routes again."""
-    while True:
+    for _ in range(DRAIN_MAX):
         try:
             if not sock.recv(65536):
                 return
@@ -327,12 +372,16 @@ def drain_events(sock: socket.socket) -> None:
 MESH_TABLE = 30573
 MESH_RULE_PRIORITY = 1000
 MAIN_TABLE = 254
+MESH_RULE_KEYS = {"priority", "src", "table", "suppress_prefixlen", "flags"}
 
 
 def _has_mesh_rule(family: int) -> bool:
-    for rule in _ip_json(["-N", f"-{family}", "rule", "show"]):
+    # Exactly ours: a rule of the same priority and table that selects
+    # (fwmark, iif, not, ...) or lacks the default-route guard is not it.
+    for rule in _ip_dump(["-N", f"-{family}", "rule", "show"]):
         if (str(rule.get("table")) == str(MESH_TABLE) and rule.get("priority") == MESH_RULE_PRIORITY
-                and rule.get("src", "all") == "all" and "dst" not in rule):
+                and rule.get("src", "all") == "all" and rule.get("suppress_prefixlen") == 0
+                and set(rule) <= MESH_RULE_KEYS):
             return True
     return False
 
@@ -354,7 +403,7 @@ def remove_rules() -> None:
     for family in (4, 6):
         while _has_mesh_rule(family):
             result = _ip([f"-{family}", "rule", "delete", "priority", str(MESH_RULE_PRIORITY),
-                          "table", str(MESH_TABLE)])
+                          "table", str(MESH_TABLE), "suppress_prefixlength", "0"])
             if result.returncode:
                 break  # gone meanwhile, or not ours to delete
 
@@ -376,19 +425,19 @@ def route_interface(address: str) -> str | None:
         destination = str(ipaddress.ip_address(address))
     except ValueError:
         return None
-    result = _ip(["-json", "route", "get", destination])
-    if result.returncode:
-        return None
-    found = json.loads(result.stdout or "[]")
-    return found[0].get("dev") if found else None
+    try:
+        found = _ip_dump(["route", "get", destination])
+    except WgmeshError:
+        return None  # no route to it
+    return found[0].get("dev") if found and isinstance(found[0], dict) else None
 
 def underlay_addresses() -> dict[int, str]:
     """This node's own public addresses: a global address on the interface of
     each family's default route. Learned locally; nothing is asked of anyone."""
     found: dict[int, str] = {}
     for family in (4, 6):
-        for route in _ip_json(["-N", f"-{family}", "route", "show", "table", str(MAIN_TABLE), "default"]):
-            if int(route.get("type", RTN_UNICAST)) != RTN_UNICAST:
+        for route in _ip_dump(["-N", f"-{family}", "route", "show", "table", str(MAIN_TABLE), "default"]):
+            if _number(route.get("type", RTN_UNICAST), ROUTE_TYPES) != RTN_UNICAST:
                 continue
             if route.get("prefsrc"):
                 found[family] = route["prefsrc"]
@@ -402,7 +451,7 @@ def underlay_addresses() -> dict[int, str]:
 
 
 def _global_address(family: int, ifname: str) -> str | None:
-    for link in _ip_json([f"-{family}", "address", "show", "dev", ifname, "scope", "global"]):
+    for link in _ip_dump([f"-{family}", "address", "show", "dev", ifname, "scope", "global"]):
         for entry in link.get("addr_info", []):
             if entry.get("local") and not ipaddress.ip_address(entry["local"]).is_link_local:
                 return entry["local"]

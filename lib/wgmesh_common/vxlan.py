@@ -123,15 +123,15 @@ def reconcile(config: NodeConfig, routes: dict[int, list[netlink.Route]] | None 
               ensure_devices: bool = True) -> dict[str, tuple[set[str], set[str]]]:
     """Make every overlay device's entries equal the reachable nodes (from
     routes, per family, when the caller has read them already). Devices are
-    made if missing; with ensure_devices, those that exist get their
-    settings and addresses again.
+    made if missing or down; with ensure_devices, those that exist get
+    their settings and addresses again.
     Returns, per device, the entries added and removed."""
     plan = MeshPlan.from_config(config)
     routes = routes or {family: netlink.mesh_routes(family) for family in (4, 6)}
     changes = {}
     for device in DEVICES:
         index = netlink.interface_index(device.name)
-        if index is None or ensure_devices:
+        if index is None or ensure_devices or not netlink.interface_is_up(device.name):
             index = ensure_device(config, device)
         wanted = desired_entries(plan, config.require_id(), routes[device.family], device)
         have = current_entries(index)

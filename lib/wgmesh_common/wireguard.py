@@ -17,9 +17,7 @@ supervisor.
 """
 
 import errno
-import functools
 import os
-import shutil
 import signal
 import socket
 import subprocess
@@ -400,27 +398,37 @@ def parse_kernel_info(messages) -> DeviceStatus:
 
 # ---------------------------------------------------------------- selection
 
-@functools.cache
+_kernel_module_seen = False
+
+
 def kernel_module_available() -> bool:
     """True when the kernel can make WireGuard interfaces.
 
     Checked through the generic netlink family, which exists exactly when
     the module is loaded or built in; iproute2's genl asks (importing
-    pyroute2 to ask would cost more than a link's whole start-up). Once
-    per process: a status or a cost pass asks for every link.
+    pyroute2 to ask would cost more than a link's whole start-up). A yes
+    is kept for the process (a status or a cost pass asks for every link);
+    a no is asked again, as a failed check must not pin a long-running
+    process to wireguard-go.
     """
+    global _kernel_module_seen
+    if _kernel_module_seen:
+        return True
     if not Path("/sys/module/wireguard").exists():
         # modprobe where the module exists but is not loaded yet.
         try:
             run(["modprobe", "wireguard"], capture_output=True, timeout=10)
         except (OSError, subprocess.TimeoutExpired):
             pass
-    return genl_family_exists("wireguard")
+    _kernel_module_seen = genl_family_exists("wireguard")
+    return _kernel_module_seen
 
 
 def genl_family_exists(name: str) -> bool:
-    genl = shutil.which("genl", path=f"{os.environ.get('PATH', '')}:/usr/sbin:/sbin")
+    genl = netlink.system_tool("genl")
     if genl is None:
+        log.warning("genl (iproute2) is not installed: the WireGuard kernel module cannot be found, "
+                    "so links use wireguard-go")
         return False
     try:
         return run([genl, "ctrl", "get", "name", name], capture_output=True, timeout=10).returncode == 0

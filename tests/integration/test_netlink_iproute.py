@@ -73,6 +73,20 @@ def test_mesh_rules_come_once_and_go_and_choose_the_table():
     assert out[4] == str(netlink.MAIN_TABLE)
 
 
+def test_a_rule_of_the_same_priority_and_table_that_selects_is_not_the_mesh_rule():
+    out = in_fresh_netns("""
+        foreign = ["ip", "rule", "add", "priority", "1000", "fwmark", "7", "table", "30573"]
+        subprocess.run(foreign, check=True)
+        print(netlink.mesh_table())
+        netlink.ensure_rules()
+        print(netlink.mesh_table())
+        netlink.remove_rules()
+        rules = subprocess.run(["ip", "rule", "show"], capture_output=True, text=True).stdout
+        print(netlink.mesh_table(), "fwmark 0x7 lookup 30573" in rules, "suppress_prefixlength" in rules)
+    """).splitlines()
+    assert out == [str(netlink.MAIN_TABLE), str(netlink.MESH_TABLE), f"{netlink.MAIN_TABLE} True False"]
+
+
 def test_routes_are_read_with_their_protocol_and_next_hop():
     out = in_fresh_netns("""
         netlink.configure_interface("v0", 1420, ["10.0.2.4/31"])
@@ -128,3 +142,17 @@ def test_parse_routes_reads_ip_json_output():
     ]
     assert netlink.parse_routes([{"dst": "fd10::2", "dev": "wgm2", "protocol": "12"}], 6) == [
         Route(ipaddress.ip_network("fd10::2/128"), None, "wgm2", 12)]
+
+
+def test_parse_routes_takes_type_and_protocol_names_too():
+    # Older iproute2 prints some names whatever -N says.
+    entries = [{"type": "blackhole", "dst": "10.8.0.0/24"}, {"type": "unicast", "dst": "10.0.6.1", "dev": "wgm6",
+                                                             "protocol": "bird"},
+               {"dst": "10.0.7.1", "dev": "wgm7", "protocol": "someone-elses"}]
+    assert netlink.parse_routes(entries, 4) == [Route(ipaddress.ip_network("10.0.6.1/32"), None, "wgm6", 12),
+                                                Route(ipaddress.ip_network("10.0.7.1/32"), None, "wgm7", -1)]
+
+
+def test_names_longer_than_the_kernel_allows_are_no_interface():
+    assert netlink.interface_index("a" * 16) is None and not netlink.interface_is_up("a" * 16)
+    assert netlink.interface_index("lo") == 1 and netlink.interface_is_up("lo")

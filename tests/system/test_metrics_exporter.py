@@ -107,3 +107,12 @@ def test_node_exporter_serves_every_wgmesh_series(mesh):
         assert 0 < value(found, "wgmesh_link_receive_bytes_total", name) <= after[name]["rx_bytes"]
         assert 0 < value(found, "wgmesh_link_transmit_bytes_total", name) <= after[name]["tx_bytes"]
         assert 0 < value(found, "wgmesh_link_last_handshake_timestamp_seconds", name) <= after[name]["last_handshake"]
+
+
+def test_every_writer_of_the_textfile_may_write_it(mesh):
+    # bird's unit renders its config with the cost-writer before it starts
+    # (and on reload), which writes the textfile too: its sandbox must let it.
+    for node in (mesh[0], mesh[2]):
+        journal = node.run(["journalctl", "-b", "--no-pager", "-o", "cat"], check=False).stdout
+        assert "could not write the metrics textfile" not in journal, [
+            line for line in journal.splitlines() if "metrics textfile" in line]

@@ -365,3 +365,13 @@ def test_the_kernel_module_is_found_by_its_generic_netlink_family():
     assert wireguard.genl_family_exists("nlctrl")
     assert not wireguard.genl_family_exists("no-such-family")
     assert wireguard.kernel_module_available() == wireguard.genl_family_exists("wireguard")
+
+
+def test_a_kernel_module_that_was_not_found_is_asked_for_again(monkeypatch):
+    # A long-running process (the join helper) must not stay on wireguard-go
+    # because one check failed; a yes is kept.
+    answers = iter([False, True, False])
+    monkeypatch.setattr(wireguard, "genl_family_exists", lambda name: next(answers))
+    monkeypatch.setattr(wireguard, "_kernel_module_seen", False)
+    monkeypatch.setattr(wireguard, "run", lambda *args, **kwargs: None)  # no modprobe
+    assert [wireguard.kernel_module_available() for _ in range(3)] == [False, True, True]

@@ -28,12 +28,12 @@ DEBOUNCE = 0.2
 
 
 def _apply(config, full: bool = True) -> frozenset[int]:
-    """One round: the overlay's entries from the routes; the nodes in the
-    routes. A full round (at start and every RESYNC) also puts back the
-    mesh's routing rules and the overlay devices' settings: a route change
-    says nothing about those, and the rounds it starts come in bursts."""
-    if full:
-        _restore_rules()
+    """One round: the mesh's routing rules, the overlay's entries from the
+    routes; the nodes in the routes. A full round (at start and every
+    RESYNC) also gives the overlay devices their settings and addresses
+    again; the other rounds, which route changes start in bursts, make a
+    device again only if it is missing or down."""
+    _restore_rules()
     table = netlink.mesh_table()
     routes = {family: netlink.routes(family, table) for family in (4, 6)}
     with netlink.session():
