@@ -10,6 +10,11 @@ the WireGuard message, which WireGuard itself filled with fresh randomness (an e
 key, a nonce or a Poly1305 tag). The receiver re-derives the same hash from the same
 bytes, which the transform leaves untouched, to undo the rest.
 
+The peer depends only on the head mask and the masked length byte; the padding, the
+fake mac2 and the keepalive drop are the sender's own choice. So versions that choose
+differently still interoperate: the vectors follow the C module (padding drawn before
+mac2), where rs-wgobfs, its Rust port, draws mac2 first and sends other bytes.
+
 The hash is ChaCha with 6 rounds (not cryptography's 20-round ChaCha20), whose 16-byte
 counter/nonce row is the message's bytes 16-31; obfuscation needs no secrecy, WireGuard
 gives that.
