@@ -1,4 +1,4 @@
-"""The WGOBFS transform of the xt_wgobfs kernel module (0.6.x), in user space.
+"""The WGOBFS transform of the xt_wgobfs kernel module (0.5 and 0.6), in user space.
 
 A link of type wgobfs runs this behind NFQUEUE where the module cannot be loaded; both
 ends must agree byte for byte with a peer that runs the kernel target, so every step
