@@ -29,16 +29,19 @@ RELEASES = {
                  "python3-click": "8.1.3-2", "python3-tomli-w": "1.0.0-2", "python3-tomlkit": "0.11.7-1",
                  "python3-systemd": "235-1+b2",
                  "bird2": "2.0.12-7", "wireguard-tools": "1.0.20210914-1+b1", "wireguard-go": "0.0.20220316-1+b4",
-                 "python3-cryptography": "38.0.4-3+deb12u1", "nftables": "1.0.6-2+deb12u2", "systemd": "252.39-1~deb12u1"},
+                 "python3-cryptography": "38.0.4-3+deb12u1", "nftables": "1.0.6-2+deb12u2", "systemd": "252.39-1~deb12u1",
+                 "iproute2": "6.1.0-3"},
     # Upstream versions from LAB-NOTES; Debian revisions assumed.
     "trixie": {"python3": "3.13.5-1", "python3-pyroute2": "0.7.7-1", "python3-icmplib": "2.1.1-1",
                "python3-click": "8.1.8-1", "python3-tomli-w": "1.0.0-1", "python3-tomlkit": "0.13.2-1",
                "python3-systemd": "235-1",
                "bird2": "2.17.6-1", "wireguard-tools": "1.0.20210914-1", "wireguard-go": "0.0.20231211-1",
-               "python3-cryptography": "43.0.0-3", "nftables": "1.1.3-1", "systemd": "257.9-1~deb13u1"},
+               "python3-cryptography": "43.0.0-3", "nftables": "1.1.3-1", "systemd": "257.9-1~deb13u1",
+               "iproute2": "6.15.0-1"},
 }
 REQUIRED_DEPENDS = {"python3", "python3-pyroute2", "python3-icmplib", "python3-tomli-w", "python3-tomlkit",
-                    "python3-systemd", "python3-click", "bird2", "wireguard-tools", "nftables", "python3-cryptography"}
+                    "python3-systemd", "python3-click", "bird2", "wireguard-tools", "nftables", "python3-cryptography",
+                    "iproute2"}
 
 
 def run(*args: str, **kwargs) -> subprocess.CompletedProcess:
