@@ -57,8 +57,7 @@ def loopback_up() -> None:
 @loopback.command("down")
 def loopback_down() -> None:
     """Remove the node's addresses from lo, its routing rules and its firewall."""
-    node = load_node()
-    supervisor.remove_loopback(node.paths, node.config)
+    supervisor.remove_loopback(load_node().config)
 
 
 @main.command("down")
