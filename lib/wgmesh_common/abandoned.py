@@ -90,7 +90,7 @@ def _halves_to_check(node: Node, now: float, bound: float) -> list[Half]:
         except OSError:
             continue  # removed meanwhile
         since = max(written, linkops.up_since(node.paths, link.name) or 0.0)
-        if now - since <= bound or established.is_established(node.paths, link.name):
+        if now - since <= bound or established.is_established(node.paths, link.name, link.public_key):
             continue
         device = linkops.device_status(node.paths, node.config, link.name)
         handshake = None if device is None else max((peer.last_handshake for peer in device.peers), default=0.0)
@@ -115,7 +115,7 @@ def _decided_link(node: Node, half: Half) -> linkfile.Link | None:
         link = linkfile.load(node.paths, half.name)
     except (WgmeshError, OSError):
         return None
-    if link.public_key != half.public_key or established.is_established(node.paths, half.name):
+    if link.public_key != half.public_key or established.is_established(node.paths, half.name, link.public_key):
         return None
     return link
 

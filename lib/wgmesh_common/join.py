@@ -242,7 +242,7 @@ def _reserve_serving(node: Node, peer_id: int, family: int):
 def has_carried_traffic(node: Node, link: Link) -> bool:
     """True once the link completed a handshake: now (the device says so)
     or ever (the prober saw an answer over it; that survives restarts)."""
-    if established.is_established(node.paths, link.name):
+    if established.is_established(node.paths, link.name, link.public_key):
         return True
     device = linkops.device_status(node.paths, node.config, link.name)
     return any(peer.last_handshake > 0 for peer in (device.peers if device else []))
@@ -530,8 +530,16 @@ def family_action(state: FamilyState) -> str:
 def family_state(node: Node, name: str, reserved: set[str]) -> FamilyState:
     has_file = linkfile.exists(node.paths, name)
     return FamilyState(has_file=has_file, running=has_file and netlink.interface_is_up(name),
-                       established=has_file and established.is_established(node.paths, name),
+                       established=has_file and established.is_established(node.paths, name,
+                                                                            _public_key_of(node, name)),
                        reserved=name in reserved)
+
+
+def _public_key_of(node: Node, name: str) -> str | None:
+    try:
+        return linkfile.load(node.paths, name).public_key
+    except (WgmeshError, OSError):
+        return None
 
 
 def _make_family(node: Node, url: str, token: str | None, peer_id: int, family: int, host: str, link_type: str,

@@ -82,7 +82,7 @@ def test_a_sweep_removes_both_halves_of_an_old_link_without_handshake_and_keeps_
     # old but carried traffic once.
     key = save_link(node)
     save_link(node, "wgm2v6", family=6, port=51821)
-    established.mark(node.paths, "wgm2v6")
+    established.mark(node.paths, "wgm2v6", linkfile.load(node.paths, "wgm2v6").public_key)
     peer = Peer(monkeypatch)
 
     removed = abandoned.sweep(node, reachable={2})
@@ -152,7 +152,7 @@ def test_a_link_gone_while_the_peer_is_told_leaves_a_live_reservation_alone(node
 
 def test_a_link_marked_while_the_peer_is_told_is_not_removed(node, no_handshake, monkeypatch):
     save_link(node)
-    Peer(monkeypatch, meanwhile=lambda: established.mark(node.paths, "wgm2"))
+    Peer(monkeypatch, meanwhile=lambda: established.mark(node.paths, "wgm2", linkfile.load(node.paths, "wgm2").public_key))
     assert abandoned.sweep(node, reachable={2}) == []
     assert linkfile.exists(node.paths, "wgm2")
 
@@ -261,3 +261,24 @@ def test_a_fresh_half_that_handshakes_while_the_peer_is_told_is_kept(node, no_ha
          meanwhile=lambda: monkeypatch.setattr(linkops, "device_status", lambda paths, config, name: answered))
     assert abandoned.sweep(node, reachable={2}) == []
     assert linkfile.exists(node.paths, "wgm2")
+
+
+def test_a_marker_a_late_probe_round_wrote_for_an_older_link_of_the_name_does_not_count(node):
+    # A probe round under way while wgm2 was removed marks it after the
+    # removal; the next wgm2 (new keys) never carried traffic, and a peer
+    # rejoining without the old key must not be refused for it.
+    old_key = save_link(node)
+    linkfile.delete(node.paths, "wgm2")
+    established.forget(node.paths, "wgm2")  # as removing a link does
+    established.mark(node.paths, "wgm2", old_key)  # the late round
+    save_link(node)
+    new = linkfile.load(node.paths, "wgm2")
+    assert new.public_key != old_key
+    assert not established.is_established(node.paths, "wgm2", new.public_key)
+    assert not join.has_carried_traffic(node, new)
+    established.mark(node.paths, "wgm2", new.public_key)
+    assert established.is_established(node.paths, "wgm2", new.public_key)
+    # A marker from before markers held keys counts for any link of its name.
+    established.forget(node.paths, "wgm2")
+    (node.paths.established_dir / "wgm2").write_bytes(b"")
+    assert established.is_established(node.paths, "wgm2", new.public_key)

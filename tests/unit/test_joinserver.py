@@ -347,7 +347,7 @@ def connect_body(token, public_key=None, family=4):
 def test_a_half_that_carried_traffic_is_not_replaced_by_a_token_holder(service, node, token, half_of_node_2):
     from wgmesh_common import established
 
-    established.mark(node.paths, "wgm2")  # the prober once had an answer over it
+    established.mark(node.paths, "wgm2", linkfile.load(node.paths, "wgm2").public_key)  # the prober once had an answer over it
     before = node.paths.link_file("wgm2").read_bytes()
     status, document, _ = call(service, "/connect", connect_body(token))
     assert status == 409 and "must be signed with one of their keys" in document["error"]
@@ -358,7 +358,7 @@ def test_a_half_that_carried_traffic_is_replaced_with_proof_of_its_key(service, 
                                                                        monkeypatch):
     from wgmesh_common import established, join, linkkeys
 
-    established.mark(node.paths, "wgm2")
+    established.mark(node.paths, "wgm2", linkfile.load(node.paths, "wgm2").public_key)
     replaced = []
     monkeypatch.setattr(join, "remove_local", lambda node, name: replaced.append(name) or linkfile.delete(node.paths, name))
     monkeypatch.setattr(join, "_install", lambda node, reservation, link, private_key, psk: None)  # the link-maker is beyond this test
@@ -375,7 +375,7 @@ def test_a_token_holder_cannot_claim_a_linked_node_over_the_other_family(service
 
     monkeypatch.setattr(netlink, "underlay_addresses", lambda: {4: PUBLIC_LOCAL, 6: "2001:db8::2"})
     monkeypatch.setattr(join, "_install", lambda node, reservation, link, private_key, psk: None)
-    established.mark(node.paths, "wgm2")  # node 2's IPv4 link has carried traffic
+    established.mark(node.paths, "wgm2", linkfile.load(node.paths, "wgm2").public_key)  # node 2's IPv4 link has carried traffic
     status, document, _ = call(service, "/connect", connect_body(token, family=6))
     assert status == 409 and "wgm2" in document["error"], document
     assert not linkfile.exists(node.paths, "wgm2v6")

@@ -42,8 +42,8 @@ def main(count: int | None, spacing: float | None, timeout: float | None, output
         return
     for window in updated:
         probe.write(node.paths, window)
-    for name, (_, samples) in rounds.items():
-        if any(sample is not None for sample in samples):
-            established.mark(node.paths, name)
+    for link in links:
+        if any(sample is not None for sample in rounds[link.name][1]):
+            established.mark(node.paths, link.name, link.public_key)
     probe.prune(node.paths, [l.name for l in links])
     probe.mark_round(node.paths, min((w for w, _ in rounds.values()), default=0.0))
