@@ -99,9 +99,12 @@ def render(
     dead: int = 4,
     stub_router: bool = False,
     kernel_table: int = 254,
+    announce_loopback: bool = True,
 ) -> str:
     """The whole bird.conf for this node. Pure: same input, same bytes, so the
-    cost-writer can skip reconfiguring when nothing changed."""
+    cost-writer can skip reconfiguring when nothing changed.
+    announce_loopback: whether lo holds the IPv4 loopback (OSPFv2 announces
+    it as a stubnet, which does not follow the address by itself)."""
     loopback4 = plan.loopback4(node_id)
     loopback6 = plan.loopback6(node_id)
     ifaces = sorted(interfaces, key=lambda i: i.name)
@@ -149,8 +152,9 @@ def render(
     # at metric 0 as lo's host stub was: at 10, a member announcing the
     # same /32 at 1 would win the prefix and leave it unrouted.
     # OSPFv3 needs none of this: its router LSA holds no prefixes.
-    stubnets4 = (f"\t\tstubnet {plan.subnet} {{ summary yes; hidden yes; }};\n"
-                 f"\t\tstubnet {loopback4}/32 {{ cost 0; }};\n")
+    stubnets4 = f"\t\tstubnet {plan.subnet} {{ summary yes; hidden yes; }};\n"
+    if announce_loopback:
+        stubnets4 += f"\t\tstubnet {loopback4}/32 {{ cost 0; }};\n"
     return f"""\
 # Rendered by wgmesh; do not edit: every link change or cost change rewrites it.
 log stderr all;

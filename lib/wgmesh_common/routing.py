@@ -62,7 +62,8 @@ def client_destinations(plan: MeshPlan, link: linkfile.Link) -> tuple[tuple[str,
 
 
 def render_config(config: NodeConfig, interfaces: list[bird.OspfInterface],
-                  kernel_table: int = netlink.MAIN_TABLE, forwards: bool = True) -> str:
+                  kernel_table: int = netlink.MAIN_TABLE, forwards: bool = True,
+                  holds_loopback: bool = True) -> str:
     return bird.render(
         MeshPlan.from_config(config),
         config.require_id(),
@@ -74,7 +75,15 @@ def render_config(config: NodeConfig, interfaces: list[bird.OspfInterface],
         # know) route through it only as a last resort (OSPFv2) or never (v3).
         stub_router=config.is_client or not forwards,
         kernel_table=kernel_table,
+        announce_loopback=holds_loopback,
     )
+
+
+def holds_loopback(config: NodeConfig) -> bool:
+    """Whether lo has the node's IPv4 loopback (wgmesh-node.service put it
+    there and takes it away when it stops)."""
+    own = MeshPlan.from_config(config).loopback4(config.require_id())
+    return any(ipaddress.ip_interface(cidr).ip == own for cidr in netlink.addresses_of("lo"))
 
 
 def apply(paths: Paths, config: NodeConfig, interfaces: list[bird.OspfInterface] | None = None) -> bool:
@@ -113,7 +122,8 @@ def configure_bird(paths: Paths, config: NodeConfig, interfaces: list[bird.OspfI
     running bird: the only way wgmesh reconfigures bird (apply, recost, and
     so the cost-writer, wgmesh-bird.service's reload and the supervisors'
     links_changed all end here). Call it under routing.lock."""
-    text = render_config(config, interfaces, netlink.mesh_table(), forwarding.forwards(paths))
+    text = render_config(config, interfaces, netlink.mesh_table(), forwarding.forwards(paths),
+                         holds_loopback(config))
     target = paths.bird_config
     # Set while a written config may not have reached bird yet: a failed
     # or interrupted configure is retried by the next run, whose text is

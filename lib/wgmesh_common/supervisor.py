@@ -52,17 +52,29 @@ def ensure_loopback(paths: Paths, config: NodeConfig) -> str | None:
     forwarding.record(paths, problem)
     if problem:
         log.warning(problem)
+    _announce_loopback(paths, config)
     return problem
 
 
-def remove_loopback(config: NodeConfig) -> None:
+def remove_loopback(paths: Paths, config: NodeConfig) -> None:
     try:
         netlink.remove_addresses("lo", node_loopback_addresses(config))
+        _announce_loopback(paths, config)
     finally:
         try:
             netlink.remove_rules()
         finally:
             firewall.remove()
+
+
+def _announce_loopback(paths: Paths, config: NodeConfig) -> None:
+    """bird announces the IPv4 loopback only while lo holds it (see
+    bird.render): a running bird learns of the change now. The addresses
+    matter more than the announcement, so a failure here is a warning."""
+    try:
+        routing.apply(paths, config)
+    except Exception as error:  # noqa: BLE001 - see the docstring
+        log.warning(f"could not bring bird's announcement of the loopback up to date: {error}")
 
 
 def _program(name: str) -> str:
@@ -185,7 +197,7 @@ class DirectSupervisor:
         for link in links:
             self.stop_link(link.name)
         stop_daemon(self.paths.pid_file("bird"))
-        remove_loopback(self.config)
+        remove_loopback(self.paths, self.config)
 
 
 class SystemdSupervisor:

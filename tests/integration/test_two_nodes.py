@@ -119,3 +119,21 @@ def test_a_join_whose_answer_was_lost_can_be_made_again(netns_lab):
     served = tomllib.loads((links_dir(node0) / "wgm2.toml").read_text())
     joined = tomllib.loads((links_dir(node2) / "wgm0.toml").read_text())
     assert served["peer_public_key"] == joined["public_key"] and joined["peer_public_key"] == served["public_key"]
+
+
+@pytest.mark.ids((0, 2))
+def test_a_node_whose_loopback_goes_is_no_longer_routed_to(netns_lab):
+    # bird announces the IPv4 loopback as an OSPFv2 stubnet, which does not
+    # follow lo's address: the node unit's stop (loopback down) withdraws it
+    # and its start announces it again.
+    node0, node2, token = init_two_nodes(netns_lab)
+    node2.run(["wgmesh", "connect", NODE0_URL, token])
+
+    def routed() -> bool:
+        return "10.0.2.1" in node0.run(["ip", "route", "show", "table", "all", "10.0.2.1"]).stdout
+
+    assert wait_until(lambda: pings(node0, "10.0.2.1"), timeout=20)
+    node2.run(["wgmesh-link", "loopback", "down"])
+    assert wait_until(lambda: not routed(), timeout=20), "node 0 still routes to node 2's loopback"
+    node2.run(["wgmesh-link", "loopback", "up"])
+    assert wait_until(lambda: pings(node0, "10.0.2.1"), timeout=20), "node 2's loopback is not routed again"

@@ -79,6 +79,15 @@ def test_render_contents(plan):
     assert "stub router" not in text
 
 
+def test_a_loopback_lo_does_not_hold_is_not_announced(plan):
+    # OSPFv2's stubnet does not follow the address (OSPFv3's lo interface
+    # does): with wgmesh-node stopped, the mesh must not route to a node
+    # that does not answer on its loopback.
+    text = bird.render(plan, 2, [OspfInterface("wgm0", 100)], announce_loopback=False)
+    assert "stubnet 10.0.2.1/32" not in text
+    assert "stubnet 10.0.0.0/16 { summary yes; hidden yes; };" in text
+
+
 def test_no_interface_of_the_mesh_puts_its_net_in_the_ospfv2_router_lsa(plan):
     # A link's /31 in the router LSA made the LSA that names the new
     # neighbour wait out bird's 5 s between router LSAs; the loopback is

@@ -57,7 +57,8 @@ def loopback_up() -> None:
 @loopback.command("down")
 def loopback_down() -> None:
     """Remove the node's addresses from lo, its routing rules and its firewall."""
-    supervisor.remove_loopback(load_node().config)
+    node = load_node()
+    supervisor.remove_loopback(node.paths, node.config)
 
 
 @main.command("down")
