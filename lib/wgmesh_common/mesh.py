@@ -157,7 +157,8 @@ def build(node: Node) -> PassReport:
             if now - started < ADMIT_WINDOW:
                 # One read of each table a second: the join API listens on
                 # a node's IPv4 loopback, so only IPv4 routes make it joinable.
-                routes4, routes6 = netlink.mesh_routes(4), netlink.mesh_routes(6)
+                routes = netlink.mesh_routes()
+                routes4, routes6 = routes[4], routes[6]
                 joinable = meshview.reachable_nodes(routes4, node.plan, own_id)
                 new = set(candidates(own_id, joinable - considered, set(), node.config.is_client, node.plan))
                 considered |= new

@@ -59,7 +59,8 @@ def reachable(plan: MeshPlan, own_id: int | None) -> dict[int, str]:
     """The nodes this node reaches now, read from the mesh's routing table:
     the one place every command (mesh pass, join checks, proximity, status,
     `wgmesh used`) learns which nodes there are."""
-    return routed_nodes(netlink.mesh_routes(4), netlink.mesh_routes(6), plan, own_id)
+    routes = netlink.mesh_routes()
+    return routed_nodes(routes[4], routes[6], plan, own_id)
 
 
 def _owner_of6(plan: MeshPlan, address: ipaddress.IPv6Address) -> int | None:

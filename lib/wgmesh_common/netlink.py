@@ -415,8 +415,10 @@ def mesh_table() -> int:
     return MESH_TABLE if _has_mesh_rule(4) else MAIN_TABLE
 
 
-def mesh_routes(family: int) -> list[Route]:
-    return routes(family, mesh_table())
+def mesh_routes() -> dict[int, list[Route]]:
+    """The mesh's routes per family (4, 6), its table looked up once."""
+    table = mesh_table()
+    return {family: routes(family, table) for family in (4, 6)}
 
 
 def route_interface(address: str) -> str | None:

@@ -127,7 +127,7 @@ def reconcile(config: NodeConfig, routes: dict[int, list[netlink.Route]] | None 
     their settings and addresses again.
     Returns, per device, the entries added and removed."""
     plan = MeshPlan.from_config(config)
-    routes = routes or {family: netlink.mesh_routes(family) for family in (4, 6)}
+    routes = routes or netlink.mesh_routes()
     changes = {}
     for device in DEVICES:
         index = netlink.interface_index(device.name)

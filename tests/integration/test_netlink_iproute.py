@@ -56,7 +56,7 @@ def test_a_link_interface_is_configured_idempotently_and_deleted():
 
 def test_mesh_rules_come_once_and_go_and_choose_the_table():
     out = in_fresh_netns("""
-        print(netlink.mesh_table(), netlink.mesh_routes(4), netlink.mesh_routes(6))
+        print(netlink.mesh_table(), netlink.mesh_routes()[4], netlink.mesh_routes()[6])
         netlink.ensure_rules()
         netlink.ensure_rules()
         for family in ("-4", "-6"):

@@ -34,8 +34,7 @@ def _apply(config, full: bool = True) -> frozenset[int]:
     again; the other rounds, which route changes start in bursts, make a
     device again only if it is missing or down."""
     _restore_rules()
-    table = netlink.mesh_table()
-    routes = {family: netlink.routes(family, table) for family in (4, 6)}
+    routes = netlink.mesh_routes()
     with netlink.session():
         changes = vxlan.reconcile(config, routes, ensure_devices=full)
     for device, (added, removed) in changes.items():
