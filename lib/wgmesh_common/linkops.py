@@ -173,8 +173,10 @@ def forget(paths: Paths, name: str) -> None:
     _up_marker(paths, name).unlink(missing_ok=True)
 
 
-def device_status(paths: Paths, config: NodeConfig, name: str):
+def device_status(paths: Paths, config: NodeConfig, name: str, backend: Backend | None = None):
+    """The device's status, None if it cannot be read. backend: the one a
+    caller asking for many links chose once (choosing asks the kernel)."""
     try:
-        return backend_of(paths, config).status(name)
+        return (backend or backend_of(paths, config)).status(name)
     except (WgmeshError, OSError):
         return None

@@ -99,10 +99,11 @@ def gather(node: Node, now: float | None = None) -> tuple[list[LinkRow], list[st
     states, pinned, cost_problems = cost_states(node, links)
     problems += cost_problems
     neighbours = ospf_states(node)
+    backend = linkops.backend_of(node.paths, node.config) if links else None
     rows = []
     for link in links:
         up = netlink.interface_is_up(link.name)
-        device = linkops.device_status(node.paths, node.config, link.name) if up else None
+        device = linkops.device_status(node.paths, node.config, link.name, backend) if up else None
         peer = device.peers[0] if device and device.peers else None
         handshake = peer.last_handshake if peer else 0.0
         rows.append(LinkRow(
