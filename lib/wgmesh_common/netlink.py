@@ -185,15 +185,18 @@ def addresses_of(ifname: str) -> list[str]:
     """The interface's addresses as CIDR strings."""
     if interface_index(ifname) is None:
         return []
-    found = _ip_dump(["address", "show", "dev", ifname])
-    return [f"{a['local']}/{a['prefixlen']}" for link in found for a in link.get("addr_info", [])
-            if "local" in a and "prefixlen" in a]
+    return [cidr for cidr, _ in _cidrs(_ip_dump(["address", "show", "dev", ifname]))]
 
 
 def all_addresses() -> list[tuple[str, str]]:
     """Every IPv4 and IPv6 address of the host, as (CIDR, interface)."""
+    return _cidrs(_ip_dump(["address", "show"]))
+
+
+def _cidrs(links: list[dict]) -> list[tuple[str, str]]:
+    """(CIDR, interface) of each IPv4 and IPv6 address in `ip -json address` output."""
     return [(f"{a['local']}/{a['prefixlen']}", link.get("ifname"))
-            for link in _ip_dump(["address", "show"]) for a in link.get("addr_info", [])
+            for link in links for a in link.get("addr_info", [])
             if a.get("family") in ("inet", "inet6") and "local" in a and "prefixlen" in a]
 
 
@@ -306,19 +309,25 @@ def parse_routes(entries: list[dict], family: int) -> list[Route]:
     and type as numbers; iproute2 leaves out a unicast type and a boot
     protocol). A multipath route is taken by its first next hop."""
     result = []
-    for entry in entries:
-        if _number(entry.get("type", RTN_UNICAST), ROUTE_TYPES) != RTN_UNICAST:
-            continue
+    for entry in filter(_is_unicast, entries):
         dst = entry.get("dst", "default")
         if dst == "default":
             dst = "0.0.0.0/0" if family == 4 else "::/0"
-        gateway, interface = entry.get("gateway"), entry.get("dev")
-        if interface is None and entry.get("nexthops"):
-            first = entry["nexthops"][0]
-            gateway, interface = first.get("gateway"), first.get("dev")
+        gateway, interface = _first_hop(entry)
         result.append(Route(ipaddress.ip_network(dst, strict=False), gateway, interface,
                             _number(entry.get("protocol", RTPROT_BOOT), ROUTE_PROTOCOLS)))
     return result
+
+
+def _is_unicast(entry: dict) -> bool:
+    return _number(entry.get("type", RTN_UNICAST), ROUTE_TYPES) == RTN_UNICAST
+
+
+def _first_hop(entry: dict) -> tuple[str | None, str | None]:
+    """(gateway, interface) of a route; a multipath route's first next hop."""
+    if entry.get("dev") is None and entry.get("nexthops"):
+        entry = entry["nexthops"][0]
+    return entry.get("gateway"), entry.get("dev")
 
 
 def _number(value, names: dict[str, int]) -> int:
@@ -361,6 +370,7 @@ def drain_events(sock: socket.socket) -> None:
         except OSError as error:
             if error.errno != errno.ENOBUFS:
                 raise
+
 
 # The mesh's routes live in a kernel table of their own, looked up before
 # `main` by a rule per family: any other bird on the host (Debian's own
@@ -433,18 +443,18 @@ def route_interface(address: str) -> str | None:
         return None  # no route to it
     return found[0].get("dev") if found and isinstance(found[0], dict) else None
 
+
 def underlay_addresses() -> dict[int, str]:
     """This node's own public addresses: a global address on the interface of
     each family's default route. Learned locally; nothing is asked of anyone."""
     found: dict[int, str] = {}
     for family in (4, 6):
-        for route in _ip_dump(["-N", f"-{family}", "route", "show", "table", str(MAIN_TABLE), "default"]):
-            if _number(route.get("type", RTN_UNICAST), ROUTE_TYPES) != RTN_UNICAST:
-                continue
+        defaults = _ip_dump(["-N", f"-{family}", "route", "show", "table", str(MAIN_TABLE), "default"])
+        for route in filter(_is_unicast, defaults):
             if route.get("prefsrc"):
                 found[family] = route["prefsrc"]
                 break
-            device = route.get("dev") or next((hop.get("dev") for hop in route.get("nexthops", [])), None)
+            _, device = _first_hop(route)
             address = _global_address(family, device) if device else None
             if address:
                 found[family] = address
